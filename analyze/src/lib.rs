@@ -1,0 +1,1 @@
+//! Per-application network profiles learned from the recorded dataset (filled by the analyzer issue).

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pinhole's recorder: observes every outbound connect and unconnected UDP send on
+ * the cgroup-v2 hierarchy it is attached to, and every exec, and never blocks any.
+ */
+#include "kernel_types.h"
+#include <linux/bpf.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include "pinhole.h"
+#include "sock_addr.h"
+#include "task_identity.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Connects are frequent: submitted without wakeup, drained on a user-space timer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} connect_events SEC(".maps");
+
+/* Execs are rare and urgent: user space must open /proc/<pid>/exe while it lives. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} exec_events SEC(".maps");
+
+/* The kernel keeps no count of failed reservations; this map is that count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PINHOLE_LOST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+/* Dummy instances put the record layouts into BTF so the skeleton generates them. */
+struct connect_event _connect_event = {};
+struct exec_event _exec_event = {};
+
+static __always_inline void count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost_events, &slot);
+
+	if (n)
+		*n += 1;
+}
+
+/* Reserves a connect record and fills everything but the destination. */
+static __always_inline struct connect_event *start_connect_event(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct connect_event *e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost(PINHOLE_LOST_CONNECT);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->sock_cookie = bpf_get_socket_cookie(ctx);
+	e->hook = hook;
+	e->verdict = PINHOLE_VERDICT_OBSERVED;
+	read_current_task(e);
+	return e;
+}
+
+static __always_inline int record4(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct connect_event *e = start_connect_event(ctx, hook);
+
+	if (e) {
+		read_dst4(ctx, e);
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	}
+	return 1;
+}
+
+static __always_inline int record6(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct connect_event *e = start_connect_event(ctx, hook);
+
+	if (e) {
+		read_dst6(ctx, e);
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int record_connect4(struct bpf_sock_addr *ctx)
+{
+	return record4(ctx, PINHOLE_HOOK_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int record_connect6(struct bpf_sock_addr *ctx)
+{
+	return record6(ctx, PINHOLE_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int record_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return record4(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int record_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return record6(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+SEC("tp/sched/sched_process_exec")
+int record_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct exec_event *e = bpf_ringbuf_reserve(&exec_events, sizeof(*e), 0);
+	__u32 filename_off;
+
+	if (!e) {
+		count_lost(PINHOLE_LOST_EXEC);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	/* By this tracepoint mm->exe_file is already the new binary. */
+	read_exe_identity(task, &e->exe);
+	filename_off = BPF_CORE_READ(ctx, __data_loc_filename) & 0xFFFF;
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + filename_off);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Who is making a call: the executable identity and process fields every pinhole
+ * program records. Shared by the recorder and the enforcer so both see the same
+ * identity for the same task.
+ */
+#ifndef PINHOLE_TASK_IDENTITY_H
+#define PINHOLE_TASK_IDENTITY_H
+
+#include "kernel_types.h"
+#include "pinhole.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+/* Reads the change time whichever inode layout this kernel has. */
+static __always_inline void read_inode_ctime(struct inode *inode, struct exe_identity *id)
+{
+	if (bpf_core_field_exists(inode->i_ctime_sec)) {
+		id->ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
+		id->ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_ctime)) {
+		struct inode___v66 *v66 = (void *)inode;
+		id->ctime_sec = BPF_CORE_READ(v66, __i_ctime.tv_sec);
+		id->ctime_nsec = BPF_CORE_READ(v66, __i_ctime.tv_nsec);
+	} else {
+		struct inode___old *old = (void *)inode;
+		id->ctime_sec = BPF_CORE_READ(old, i_ctime.tv_sec);
+		id->ctime_nsec = BPF_CORE_READ(old, i_ctime.tv_nsec);
+	}
+}
+
+/*
+ * The file the task is executing (mm->exe_file), not what its path names now.
+ * Kernel threads have no mm: the identity stays zero, which user space reports.
+ */
+static __always_inline void read_exe_identity(struct task_struct *task, struct exe_identity *id)
+{
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+
+	if (!inode)
+		return;
+	id->ino = BPF_CORE_READ(inode, i_ino);
+	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	read_inode_ctime(inode, id);
+}
+
+/* Fills the process fields of a connect record from the current task. */
+static __always_inline void read_current_task(struct connect_event *e)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->uid = (__u32)uid_gid;
+	e->gid = uid_gid >> 32;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	read_exe_identity(task, &e->exe);
+}
+
+#endif /* PINHOLE_TASK_IDENTITY_H */

@@ -1,0 +1,44 @@
+//! Errors of the sink, each naming the file or directory it concerns.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("output directory {path} is not usable: {source}")]
+    OutDir { path: PathBuf, source: io::Error },
+
+    #[error("another pinhole process is writing to {path} (lock held)")]
+    Locked { path: PathBuf },
+
+    #[error("{}writing {path}: {source}", if is_disk_full(.source) { "disk full while " } else { "" })]
+    Write { path: PathBuf, source: io::Error },
+
+    #[error("encoding {path}: {message}")]
+    Encode { path: PathBuf, message: String },
+
+    #[error("building a record batch: {0}")]
+    Batch(#[from] arrow_schema::ArrowError),
+}
+
+impl SinkError {
+    pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        SinkError::Write { path: path.into(), source }
+    }
+
+    pub(crate) fn encode(path: impl Into<PathBuf>, message: impl ToString) -> Self {
+        SinkError::Encode { path: path.into(), message: message.to_string() }
+    }
+
+    /// True when the cause is a full disk (or quota), which a caller reports specially.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            SinkError::Write { source, .. } | SinkError::OutDir { source, .. } => is_disk_full(source),
+            _ => false,
+        }
+    }
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}

@@ -1,0 +1,120 @@
+//! Where files live in a dataset: hive partitions by UTC date, hidden staging, names.
+//!
+//! ```text
+//! <out>/date=YYYY-MM-DD/<host>-<start>-<pid>-<seq>.parquet   published, complete
+//! <out>/date=YYYY-MM-DD/.<name>.parquet.tmp                   being published
+//! <out>/.staging/<name>.arrows + <name>.meta                 the open segment's log
+//! <out>/.pinhole.lock                                         one writer at a time
+//! ```
+//! Only `*.parquet` files not starting with a dot are part of the dataset.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+pub const STAGING_DIR: &str = ".staging";
+pub const LOCK_FILE: &str = ".pinhole.lock";
+pub const STAGED_DATA_EXT: &str = "arrows";
+pub const STAGED_META_EXT: &str = "meta";
+
+/// The UTC date an event time (ns since the epoch) falls on.
+pub fn date_of(ts_ns: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp_nanos(ts_ns).date_naive()
+}
+
+pub fn partition_dir(out: &Path, date: NaiveDate) -> PathBuf {
+    out.join(format!("date={}", date.format("%Y-%m-%d")))
+}
+
+pub fn published_path(out: &Path, date: NaiveDate, name: &str) -> PathBuf {
+    partition_dir(out, date).join(format!("{name}.parquet"))
+}
+
+pub fn temp_path(out: &Path, date: NaiveDate, name: &str) -> PathBuf {
+    partition_dir(out, date).join(format!(".{name}.parquet.tmp"))
+}
+
+pub fn staging_dir(out: &Path) -> PathBuf {
+    out.join(STAGING_DIR)
+}
+
+/// A file name safe on any filesystem and unambiguous when split on '-'.
+fn sanitize(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "host".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Names a segment: unique per host, process and sequence, sortable by start time.
+pub fn segment_name(host: &str, start_ns: i64, pid: u32, seq: u64) -> String {
+    let start = DateTime::<Utc>::from_timestamp_nanos(start_ns).format("%Y%m%dT%H%M%S%.3fZ");
+    format!("{}-{start}-{pid}-{seq:06}", sanitize(host))
+}
+
+/// Every published Parquet file of a dataset, sorted, skipping hidden and temporary files.
+pub fn published_files(out: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    collect_parquet(out, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+fn collect_parquet(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_parquet(&path, files)?;
+        } else if name.ends_with(".parquet") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// fsync a directory so that a rename or unlink in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_partitions() {
+        let ts = 1_763_850_000_123_456_789; // 2025-11-22T22:20:00.123Z
+        let d = date_of(ts);
+        assert_eq!(d.to_string(), "2025-11-22");
+        let out = Path::new("/data");
+        assert_eq!(partition_dir(out, d), Path::new("/data/date=2025-11-22"));
+        let name = segment_name("web-1.example/x", ts, 42, 7);
+        assert_eq!(name, "web_1.example_x-20251122T222000.123Z-42-000007");
+        assert!(temp_path(out, d, &name).file_name().unwrap().to_str().unwrap().starts_with('.'));
+    }
+
+    #[test]
+    fn published_files_skip_hidden_and_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("date=2026-01-01");
+        fs::create_dir_all(&p).unwrap();
+        fs::create_dir_all(dir.path().join(STAGING_DIR)).unwrap();
+        fs::write(p.join("a.parquet"), b"").unwrap();
+        fs::write(p.join(".a.parquet.tmp"), b"").unwrap();
+        fs::write(dir.path().join(STAGING_DIR).join("x.parquet"), b"").unwrap();
+        assert_eq!(published_files(dir.path()).unwrap(), vec![p.join("a.parquet")]);
+    }
+}

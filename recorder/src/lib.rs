@@ -1,0 +1,16 @@
+//! pinhole's recorder library: the event model, the dataset's Arrow schema, and the
+//! crash-safe Parquet sink. It has no libbpf and needs no root, so it is tested alone.
+
+pub mod batch;
+pub mod error;
+pub mod event;
+pub mod layout;
+mod parquet_file;
+pub mod schema;
+pub mod sink;
+mod staging;
+
+pub use batch::BatchBuilder;
+pub use error::SinkError;
+pub use event::{Event, ExeStatus, Hook, Protocol, Verdict};
+pub use sink::{RecoveryReport, Sink, SinkConfig, SinkStats};

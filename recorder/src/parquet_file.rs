@@ -1,0 +1,115 @@
+//! Writing one Parquet file under a temporary name and publishing it atomically.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::SinkError;
+use crate::layout::sync_dir;
+use crate::schema::{col, meta, schema, SCHEMA_VERSION};
+
+/// Row groups are closed at this much buffered data, bounding the writer's memory.
+const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+
+fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError> {
+    let level = ZstdLevel::try_new(zstd_level)
+        .map_err(|e| SinkError::encode("writer properties", format!("zstd level {zstd_level}: {e}")))?;
+    // Times and socket cookies rise steadily: deltas encode them in a few bits, while a
+    // dictionary of mostly-unique values would only add size.
+    let delta = |b: parquet::file::properties::WriterPropertiesBuilder, c: &str| {
+        b.set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED)
+    };
+    let mut b = WriterProperties::builder()
+        // PARQUET_2_0 is needed for arrow-rs to dictionary-encode fixed-size binary (exe_sha256).
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(meta::SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new(meta::HOST.into(), host.to_owned()),
+            KeyValue::new(meta::WRITER.into(), format!("pinhole {}", env!("CARGO_PKG_VERSION"))),
+        ]));
+    b = delta(b, col::TS);
+    b = delta(b, col::SOCK_COOKIE);
+    Ok(b.build())
+}
+
+/// A Parquet file being written; readable only after `publish`.
+pub(crate) struct PendingParquet {
+    writer: ArrowWriter<File>,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl PendingParquet {
+    pub fn create(temp: PathBuf, target: PathBuf, host: &str, zstd_level: i32) -> Result<Self, SinkError> {
+        if let Some(dir) = temp.parent() {
+            fs::create_dir_all(dir).map_err(|e| SinkError::write(dir, e))?;
+        }
+        let file = File::create(&temp).map_err(|e| SinkError::write(&temp, e))?;
+        let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, zstd_level)?))
+            .map_err(|e| SinkError::encode(&temp, e))?;
+        Ok(PendingParquet { writer, temp, target })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.writer.write(batch).map_err(|e| parquet_error(&self.temp, e))
+    }
+
+    /// Bytes this file will have: what is on disk plus what is buffered.
+    pub fn size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Footer, fsync, atomic rename, fsync of the directory: after this returns the
+    /// file is complete under its final name, even across a power cut.
+    pub fn publish(mut self, extra: Vec<KeyValue>) -> Result<PathBuf, SinkError> {
+        for kv in extra {
+            self.writer.append_key_value_metadata(kv);
+        }
+        self.writer.close().map_err(|e| parquet_error(&self.temp, e))?;
+        // fsync acts on the inode, so a fresh handle flushes what the writer wrote.
+        File::open(&self.temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| SinkError::write(&self.temp, e))?;
+        fs::rename(&self.temp, &self.target).map_err(|e| SinkError::write(&self.target, e))?;
+        if let Some(dir) = self.target.parent() {
+            sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
+        }
+        Ok(self.target)
+    }
+}
+
+fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> SinkError {
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => SinkError::write(path, *io),
+            Err(other) => SinkError::encode(path, other),
+        },
+        other => SinkError::encode(path, other),
+    }
+}
+
+/// Writes `batches` as one published file in a single step (used by recovery).
+pub(crate) fn write_published(
+    temp: PathBuf,
+    target: PathBuf,
+    host: &str,
+    zstd_level: i32,
+    batches: &[RecordBatch],
+    extra: Vec<KeyValue>,
+) -> Result<PathBuf, SinkError> {
+    let mut file = PendingParquet::create(temp, target, host, zstd_level)?;
+    for b in batches {
+        file.write(b)?;
+    }
+    file.publish(extra)
+}

@@ -1,0 +1,333 @@
+//! The crash-safe dataset writer. Events are buffered in memory, made durable in a
+//! staging log every flush interval, and published as complete Parquet files by an
+//! atomic rename at rotation and at shutdown. Opening a sink first publishes whatever
+//! an earlier, uncleanly stopped process left in staging.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampNanosecondType;
+use arrow_array::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::file::metadata::KeyValue;
+
+use crate::batch::BatchBuilder;
+use crate::error::SinkError;
+use crate::event::Event;
+use crate::layout::{self, date_of};
+use crate::parquet_file::{write_published, PendingParquet};
+use crate::schema::meta;
+use crate::staging::{read_staged, StagedMeta, StagingLog};
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub out_dir: PathBuf,
+    pub host: String,
+    /// Upper bound on what a kill -9 can lose.
+    pub flush_interval: Duration,
+    pub rotate_interval: Duration,
+    pub rotate_bytes: u64,
+    pub zstd_level: i32,
+}
+
+impl SinkConfig {
+    pub fn new(out_dir: impl Into<PathBuf>, host: impl Into<String>) -> Self {
+        SinkConfig {
+            out_dir: out_dir.into(),
+            host: host.into(),
+            flush_interval: Duration::from_secs(1),
+            rotate_interval: Duration::from_secs(15 * 60),
+            rotate_bytes: 128 << 20,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Counters a status line reads from another thread.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Events durable in staging or published.
+    pub events_written: AtomicU64,
+    pub files_published: AtomicU64,
+    pub bytes_published: AtomicU64,
+}
+
+/// What `Sink::open` found and published from an earlier unclean stop.
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    pub files_published: Vec<PathBuf>,
+    pub events_recovered: u64,
+    /// Logs whose last message was torn by the crash (that message is dropped).
+    pub torn_logs: usize,
+    /// Logs that had been published already; only their staging copy was removed.
+    pub already_published: usize,
+}
+
+struct Segment {
+    name: String,
+    date: NaiveDate,
+    log: StagingLog,
+    parquet: PendingParquet,
+    opened: Instant,
+    first_ts: i64,
+    last_ts: i64,
+}
+
+pub struct Sink {
+    cfg: SinkConfig,
+    builder: BatchBuilder,
+    segment: Option<Segment>,
+    /// The date partition the buffered events belong to.
+    open_date: Option<NaiveDate>,
+    lost_total: u64,
+    lost_published: u64,
+    last_flush: Instant,
+    seq: u64,
+    stats: Arc<SinkStats>,
+    _lock: File,
+}
+
+impl Sink {
+    /// Takes the dataset's writer lock and recovers staged data, then accepts events.
+    pub fn open(cfg: SinkConfig) -> Result<(Sink, RecoveryReport), SinkError> {
+        let out = &cfg.out_dir;
+        let out_err = |e| SinkError::OutDir { path: out.clone(), source: e };
+        fs::create_dir_all(out).map_err(out_err)?;
+        let staging = layout::staging_dir(out);
+        fs::create_dir_all(&staging).map_err(out_err)?;
+        let lock_path = out.join(layout::LOCK_FILE);
+        let lock = File::create(&lock_path).map_err(out_err)?;
+        lock.try_lock().map_err(|_| SinkError::Locked { path: out.clone() })?;
+
+        let report = recover(&cfg)?;
+        let sink = Sink {
+            builder: BatchBuilder::new(&cfg.host),
+            segment: None,
+            open_date: None,
+            lost_total: 0,
+            lost_published: 0,
+            last_flush: Instant::now(),
+            seq: 0,
+            stats: Arc::new(SinkStats::default()),
+            _lock: lock,
+            cfg,
+        };
+        Ok((sink, report))
+    }
+
+    pub fn stats(&self) -> Arc<SinkStats> {
+        self.stats.clone()
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.builder.len()
+    }
+
+    /// Buffers one event. A new UTC date closes the current file first, so each file
+    /// belongs to one `date=` partition.
+    pub fn append(&mut self, e: &Event<'_>) -> Result<(), SinkError> {
+        let date = date_of(e.ts_ns);
+        match self.open_date {
+            None => self.open_date = Some(date),
+            Some(open) if date > open => {
+                self.rotate()?;
+                self.open_date = Some(date);
+            }
+            Some(_) => {}
+        }
+        self.builder.append(e);
+        Ok(())
+    }
+
+    /// The kernel's cumulative count of events it could not deliver.
+    pub fn set_lost_total(&mut self, total: u64) {
+        self.lost_total = total;
+    }
+
+    /// Flushes when the flush interval has passed and rotates when the file is due.
+    pub fn tick(&mut self, now: Instant) -> Result<(), SinkError> {
+        if now.duration_since(self.last_flush) >= self.cfg.flush_interval {
+            self.flush()?;
+        }
+        let due = self.segment.as_ref().is_some_and(|s| {
+            now.duration_since(s.opened) >= self.cfg.rotate_interval
+                || s.parquet.size() >= self.cfg.rotate_bytes
+        });
+        if due {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything buffered durable in staging.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.last_flush = Instant::now();
+        let unpublished_lost = self.lost_total - self.lost_published;
+        if self.builder.is_empty() {
+            if let Some(seg) = &mut self.segment {
+                seg.log.set_lost_events(unpublished_lost)?;
+            }
+            return Ok(());
+        }
+        let (first, last) = self.builder.time_span().expect("non-empty builder");
+        let batch = self.builder.finish()?;
+        if self.segment.is_none() {
+            let date = self.open_date.unwrap_or_else(|| date_of(first));
+            self.segment = Some(self.new_segment(date, first)?);
+        }
+        let seg = self.segment.as_mut().expect("segment just ensured");
+        seg.log.set_lost_events(unpublished_lost)?;
+        seg.log.append(&batch)?;
+        seg.parquet.write(&batch)?;
+        seg.first_ts = seg.first_ts.min(first);
+        seg.last_ts = seg.last_ts.max(last);
+        self.stats.events_written.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn new_segment(&mut self, date: NaiveDate, start_ns: i64) -> Result<Segment, SinkError> {
+        let out = &self.cfg.out_dir;
+        self.seq += 1;
+        let name = layout::segment_name(&self.cfg.host, start_ns, std::process::id(), self.seq);
+        let log = StagingLog::create(
+            &layout::staging_dir(out),
+            &name,
+            StagedMeta { date, lost_events: self.lost_total - self.lost_published },
+        )?;
+        let parquet = PendingParquet::create(
+            layout::temp_path(out, date, &name),
+            layout::published_path(out, date, &name),
+            &self.cfg.host,
+            self.cfg.zstd_level,
+        )?;
+        Ok(Segment { name, date, log, parquet, opened: Instant::now(), first_ts: i64::MAX, last_ts: i64::MIN })
+    }
+
+    /// Flushes, then publishes the open file (if any).
+    pub fn rotate(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        self.open_date = None;
+        let Some(seg) = self.segment.take() else { return Ok(()) };
+        let lost = self.lost_total - self.lost_published;
+        let path = seg.parquet.publish(vec![
+            KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
+            KeyValue::new(meta::FIRST_TS.into(), rfc3339(seg.first_ts)),
+            KeyValue::new(meta::LAST_TS.into(), rfc3339(seg.last_ts)),
+        ])?;
+        self.lost_published = self.lost_total;
+        seg.log.remove()?;
+        self.note_published(&path);
+        tracing::debug!(file = %path.display(), segment = %seg.name, date = %seg.date, "published");
+        Ok(())
+    }
+
+    fn note_published(&self, path: &std::path::Path) {
+        self.stats.files_published.fetch_add(1, Ordering::Relaxed);
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        self.stats.bytes_published.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Publishes everything. Losses with no event to attach to still get a (row-less)
+    /// file, so the audit trail says that events were lost.
+    pub fn close(mut self) -> Result<Arc<SinkStats>, SinkError> {
+        self.rotate()?;
+        let lost = self.lost_total - self.lost_published;
+        if lost > 0 {
+            let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let seg = self.new_segment(date_of(now), now)?;
+            let path = seg.parquet.publish(vec![KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string())])?;
+            seg.log.remove()?;
+            self.note_published(&path);
+        }
+        Ok(self.stats)
+    }
+}
+
+fn rfc3339(ts_ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ts_ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn time_span(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    let mut span: Option<(i64, i64)> = None;
+    for b in batches {
+        for ts in b.column(0).as_primitive::<TimestampNanosecondType>().values().iter().copied() {
+            span = Some(span.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
+        }
+    }
+    span
+}
+
+/// Publishes staged segments left by an unclean stop, and removes torn temporaries.
+fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
+    let out = &cfg.out_dir;
+    remove_stale_temporaries(out)?;
+    let mut report = RecoveryReport::default();
+    for seg in read_staged(&layout::staging_dir(out))? {
+        report.torn_logs += usize::from(seg.torn_tail);
+        let lost = seg.meta.as_ref().map_or(0, |m| m.lost_events);
+        let span = time_span(&seg.batches);
+        let date = match (&seg.meta, span) {
+            (Some(m), _) => m.date,
+            (None, Some((first, _))) => date_of(first),
+            (None, None) => {
+                seg.remove()?;
+                continue;
+            }
+        };
+        if seg.rows() == 0 && lost == 0 {
+            seg.remove()?;
+            continue;
+        }
+        let target = layout::published_path(out, date, &seg.name);
+        if target.exists() {
+            // The crash came after the rename but before staging was cleaned up.
+            report.already_published += 1;
+            seg.remove()?;
+            continue;
+        }
+        let mut kv = vec![
+            KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
+            KeyValue::new(meta::RECOVERED.into(), "true".to_string()),
+        ];
+        if let Some((first, last)) = span {
+            kv.push(KeyValue::new(meta::FIRST_TS.into(), rfc3339(first)));
+            kv.push(KeyValue::new(meta::LAST_TS.into(), rfc3339(last)));
+        }
+        let path = write_published(
+            layout::temp_path(out, date, &seg.name),
+            target,
+            &cfg.host,
+            cfg.zstd_level,
+            &seg.batches,
+            kv,
+        )?;
+        report.events_recovered += seg.rows() as u64;
+        tracing::info!(file = %path.display(), events = seg.rows(), "recovered staged events");
+        report.files_published.push(path);
+        seg.remove()?;
+    }
+    Ok(report)
+}
+
+fn remove_stale_temporaries(out: &std::path::Path) -> Result<(), SinkError> {
+    let out_err = |e| SinkError::OutDir { path: out.to_owned(), source: e };
+    for entry in fs::read_dir(out).map_err(out_err)? {
+        let dir = entry.map_err(out_err)?.path();
+        let is_partition = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("date="));
+        if !is_partition || !dir.is_dir() {
+            continue;
+        }
+        for f in fs::read_dir(&dir).map_err(out_err)? {
+            let p = f.map_err(out_err)?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with('.') && name.ends_with(".parquet.tmp") {
+                fs::remove_file(&p).map_err(|e| SinkError::write(&p, e))?;
+            }
+        }
+    }
+    Ok(())
+}

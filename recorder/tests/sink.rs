@@ -1,0 +1,265 @@
+//! The sink's promises, tested on a real filesystem: rotation, atomic publishing,
+//! recovery after a crash, and the metadata every file carries.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, UInt16Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use pinhole_recorder::event::ExeRef;
+use pinhole_recorder::layout::{published_files, staging_dir};
+use pinhole_recorder::schema::{meta, SCHEMA_VERSION};
+use pinhole_recorder::{Event, ExeStatus, Hook, Protocol, Sink, SinkConfig, SinkError, Verdict};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+/// 2026-11-22T00:00:00Z
+const T0: i64 = 1_795_305_600_000_000_000;
+const SHA: [u8; 32] = [7; 32];
+
+fn event(ts_ns: i64, port: u16) -> Event<'static> {
+    Event {
+        ts_ns,
+        pid: 100,
+        tid: 101,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        comm: "curl",
+        exe: ExeRef { path: Some("/usr/bin/curl"), sha256: Some(&SHA), status: ExeStatus::Ok, dev: 2049, ino: 42 },
+        cgroup_id: 1,
+        netns: 4026531840,
+        dst_addr: "::ffff:10.1.2.3".parse::<IpAddr>().unwrap(),
+        dst_port: port,
+        protocol: Protocol::Tcp,
+        hook: Hook::Connect,
+        verdict: Verdict::Observed,
+        sock_cookie: ts_ns as u64,
+        rule_id: None,
+        app: None,
+    }
+}
+
+fn config(dir: &Path) -> SinkConfig {
+    SinkConfig::new(dir, "test-host")
+}
+
+fn read(path: &Path) -> (Vec<RecordBatch>, std::collections::HashMap<String, String>) {
+    let file = fs::File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (batches, kv)
+}
+
+fn rows(path: &Path) -> usize {
+    read(path).0.iter().map(|b| b.num_rows()).sum()
+}
+
+#[test]
+fn close_publishes_one_readable_file_with_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert!(report.files_published.is_empty());
+    for i in 0..1000 {
+        sink.append(&event(T0 + i * 1_000_000, 443)).unwrap();
+    }
+    sink.set_lost_total(5);
+    let stats = sink.close().unwrap();
+    assert_eq!(stats.files_published.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let files = published_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].starts_with(dir.path().join("date=2026-11-22")));
+    let (batches, kv) = read(&files[0]);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
+    assert_eq!(kv[meta::SCHEMA_VERSION], SCHEMA_VERSION.to_string());
+    assert_eq!(kv[meta::LOST_EVENTS], "5");
+    assert_eq!(kv[meta::HOST], "test-host");
+    assert_eq!(kv[meta::FIRST_TS], "2026-11-22T00:00:00.000000000Z");
+    assert_eq!(kv[meta::LAST_TS], "2026-11-22T00:00:00.999000000Z");
+    // The mapped address is stored in IPv4 form, with ip_version 4.
+    let b = &batches[0];
+    let addr = b.column_by_name("dst_addr").unwrap().as_dictionary::<Int32Type>();
+    let values = addr.values().as_string::<i32>();
+    assert_eq!(values.value(addr.keys().value(0) as usize), "10.1.2.3");
+    assert_eq!(b.column_by_name("ip_version").unwrap().as_primitive::<arrow_array::types::UInt8Type>().value(0), 4);
+    assert_eq!(b.column_by_name("dst_port").unwrap().as_primitive::<UInt16Type>().value(0), 443);
+    assert_eq!(b.column_by_name("exe_sha256").unwrap().as_fixed_size_binary().value(0), SHA);
+    // Staging is empty after a clean close.
+    assert_eq!(fs::read_dir(staging_dir(dir.path())).unwrap().count(), 0);
+}
+
+#[test]
+fn rotates_by_size_and_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_bytes = 1; // every flush that wrote something closes the file
+    let (mut sink, _) = Sink::open(cfg).unwrap();
+    for round in 0..3 {
+        sink.append(&event(T0 + round, 80)).unwrap();
+        sink.flush().unwrap();
+        sink.tick(Instant::now()).unwrap();
+    }
+    sink.close().unwrap();
+    assert_eq!(published_files(dir.path()).unwrap().len(), 3);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_interval = Duration::from_millis(0);
+    let (mut sink, _) = Sink::open(cfg).unwrap();
+    sink.append(&event(T0, 80)).unwrap();
+    sink.flush().unwrap();
+    sink.tick(Instant::now() + Duration::from_millis(1)).unwrap();
+    assert_eq!(published_files(dir.path()).unwrap().len(), 1, "time rotation publishes without close");
+    sink.close().unwrap();
+}
+
+#[test]
+fn a_new_utc_date_starts_a_new_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    sink.append(&event(T0 + DAY_NS - 1, 53)).unwrap();
+    sink.append(&event(T0 + DAY_NS, 53)).unwrap();
+    sink.close().unwrap();
+    let files = published_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(files[0].to_str().unwrap().contains("date=2026-11-22"));
+    assert!(files[1].to_str().unwrap().contains("date=2026-11-23"));
+}
+
+#[test]
+fn crash_after_flush_is_recovered_on_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    for i in 0..100 {
+        sink.append(&event(T0 + i, 80)).unwrap();
+    }
+    sink.set_lost_total(3);
+    sink.flush().unwrap();
+    // Buffered but never flushed: the at-most-one-interval that a crash may lose.
+    sink.append(&event(T0 + 1000, 80)).unwrap();
+    drop(sink); // no close: what kill -9 leaves behind
+    assert!(published_files(dir.path()).unwrap().is_empty(), "nothing half-written is visible");
+
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(report.events_recovered, 100);
+    assert_eq!(report.files_published.len(), 1);
+    let (_, kv) = read(&report.files_published[0]);
+    assert_eq!(kv[meta::RECOVERED], "true");
+    assert_eq!(kv[meta::LOST_EVENTS], "3");
+    sink.close().unwrap();
+    assert_eq!(published_files(dir.path()).unwrap().len(), 1);
+    // Temporaries of the crashed writer are gone.
+    let partition = dir.path().join("date=2026-11-22");
+    assert!(fs::read_dir(partition).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+#[test]
+fn a_torn_last_message_loses_only_that_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    for flush in 0..3 {
+        for i in 0..10 {
+            sink.append(&event(T0 + flush * 100 + i, 80)).unwrap();
+        }
+        sink.flush().unwrap();
+    }
+    drop(sink);
+    let log = fs::read_dir(staging_dir(dir.path()))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().unwrap() == "arrows")
+        .unwrap();
+    let len = fs::metadata(&log).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 7).unwrap();
+
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(report.torn_logs, 1);
+    assert_eq!(report.events_recovered, 20);
+    assert_eq!(rows(&report.files_published[0]), 20);
+    sink.close().unwrap();
+}
+
+#[test]
+fn staging_already_published_is_not_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    sink.append(&event(T0, 80)).unwrap();
+    sink.flush().unwrap();
+    // Keep a copy of the staged log, publish, then put the copy back: the state after
+    // a crash between the rename and the staging cleanup.
+    let staged: Vec<_> = fs::read_dir(staging_dir(dir.path()))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.clone(), fs::read(&p).unwrap())
+        })
+        .collect();
+    sink.close().unwrap();
+    for (p, bytes) in staged {
+        fs::write(p, bytes).unwrap();
+    }
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(report.already_published, 1);
+    assert!(report.files_published.is_empty());
+    sink.close().unwrap();
+    let files = published_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(rows(&files[0]), 1);
+}
+
+#[test]
+fn losses_without_events_still_reach_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    sink.set_lost_total(9);
+    sink.close().unwrap();
+    let files = published_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    let (batches, kv) = read(&files[0]);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(kv[meta::LOST_EVENTS], "9");
+}
+
+#[test]
+fn a_second_writer_on_the_same_dataset_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sink, _) = Sink::open(config(dir.path())).unwrap();
+    match Sink::open(config(dir.path())) {
+        Err(SinkError::Locked { path }) => assert_eq!(path, dir.path()),
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn unwritable_output_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let err = Sink::open(config(&file.join("events"))).err().expect("must fail");
+    assert!(matches!(err, SinkError::OutDir { .. }), "{err}");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[test]
+fn string_columns_read_back_as_dictionaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    sink.append(&event(T0, 80)).unwrap();
+    sink.close().unwrap();
+    let (batches, _) = read(&published_files(dir.path()).unwrap()[0]);
+    let comm = batches[0].column_by_name("comm").unwrap();
+    assert!(matches!(comm.data_type(), arrow_schema::DataType::Dictionary(..)));
+    assert_eq!(comm.len(), 1);
+}
