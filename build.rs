@@ -18,7 +18,10 @@ fn main() {
     for entry in fs::read_dir(&bpf_dir).expect("read bpf/") {
         let path = entry.expect("bpf/ entry").path();
         println!("cargo:rerun-if-changed={}", path.display());
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if let Some(stem) = name.strip_suffix(".bpf.c") {
             sources.push((stem.to_owned(), path.clone()));
         }

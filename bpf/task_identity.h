@@ -12,12 +12,18 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
+/*
+ * Since Linux 6.13 (multigrain timestamps) bit 31 of i_ctime_nsec flags that the
+ * time was queried; it is not part of the time. Real nanoseconds never reach it.
+ */
+#define PINHOLE_CTIME_NSEC_MASK 0x7fffffffU
+
 /* Reads the change time whichever inode layout this kernel has. */
 static __always_inline void read_inode_ctime(struct inode *inode, struct exe_identity *id)
 {
 	if (bpf_core_field_exists(inode->i_ctime_sec)) {
 		id->ctime_sec = BPF_CORE_READ(inode, i_ctime_sec);
-		id->ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec);
+		id->ctime_nsec = BPF_CORE_READ(inode, i_ctime_nsec) & PINHOLE_CTIME_NSEC_MASK;
 	} else if (bpf_core_field_exists(((struct inode___v66 *)inode)->__i_ctime)) {
 		struct inode___v66 *v66 = (void *)inode;
 		id->ctime_sec = BPF_CORE_READ(v66, __i_ctime.tv_sec);

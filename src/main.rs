@@ -1,9 +1,73 @@
-mod skel {
-    #![allow(clippy::all, dead_code, non_camel_case_types, unused_imports)]
-    include!(concat!(env!("OUT_DIR"), "/record.skel.rs"));
+//! pinhole: per-binary egress recording and enforcement for Linux.
+
+mod capture;
+mod clock;
+mod identity;
+mod mounts;
+mod record;
+mod skel;
+mod snapshot;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Records every outbound connection with the SHA-256 of the binary that made it,
+/// into a Parquet dataset any data engine can read.
+#[derive(Debug, Parser)]
+#[command(name = "pinhole", version, propagate_version = true)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
 }
-mod skel2 {
-    #![allow(clippy::all, dead_code, non_camel_case_types, unused_imports)]
-    include!(concat!(env!("OUT_DIR"), "/snapshot.skel.rs"));
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record every outbound connect and UDP send, with the binary's SHA-256.
+    Record(record::RecordArgs),
 }
-fn main() {}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Record(args) => record::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pinhole: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
     FixedSizeBinaryBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder, UInt16Builder,
     UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::types::Int32Type;
-use arrow_array::builder::ArrayBuilder;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 
@@ -120,7 +120,8 @@ impl BatchBuilder {
         self.cgroup_id.append_value(e.cgroup_id);
         self.netns.append_value(e.netns);
         let dst = canonical_addr(e.dst_addr);
-        self.ip_version.append_value(if dst.is_ipv4() { 4 } else { 6 });
+        self.ip_version
+            .append_value(if dst.is_ipv4() { 4 } else { 6 });
         self.protocol.append_value(e.protocol.as_str());
         self.addr_buf.clear();
         let _ = write!(self.addr_buf, "{dst}");

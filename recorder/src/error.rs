@@ -23,22 +23,33 @@ pub enum SinkError {
 
 impl SinkError {
     pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        SinkError::Write { path: path.into(), source }
+        SinkError::Write {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn encode(path: impl Into<PathBuf>, message: impl ToString) -> Self {
-        SinkError::Encode { path: path.into(), message: message.to_string() }
+        SinkError::Encode {
+            path: path.into(),
+            message: message.to_string(),
+        }
     }
 
     /// True when the cause is a full disk (or quota), which a caller reports specially.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            SinkError::Write { source, .. } | SinkError::OutDir { source, .. } => is_disk_full(source),
+            SinkError::Write { source, .. } | SinkError::OutDir { source, .. } => {
+                is_disk_full(source)
+            }
             _ => false,
         }
     }
 }
 
 fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }

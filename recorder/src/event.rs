@@ -77,7 +77,11 @@ impl Protocol {
             "tcp" => Some(Protocol::Tcp),
             "udp" => Some(Protocol::Udp),
             "icmp" => Some(Protocol::Icmp),
-            _ => s.strip_prefix("ipproto-")?.parse().ok().map(Protocol::Other),
+            _ => s
+                .strip_prefix("ipproto-")?
+                .parse()
+                .ok()
+                .map(Protocol::Other),
         }
     }
 }
@@ -179,7 +183,12 @@ mod tests {
         for s in ExeStatus::ALL {
             assert_eq!(ExeStatus::parse(s.as_str()), Some(s));
         }
-        for p in [Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Other(132)] {
+        for p in [
+            Protocol::Tcp,
+            Protocol::Udp,
+            Protocol::Icmp,
+            Protocol::Other(132),
+        ] {
             assert_eq!(Protocol::parse(&p.as_str()), Some(p));
         }
         assert_eq!(Protocol::from_ipproto(132).as_str(), "ipproto-132");

@@ -44,7 +44,13 @@ pub fn staging_dir(out: &Path) -> PathBuf {
 fn sanitize(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if cleaned.is_empty() {
         "host".into()
@@ -103,7 +109,12 @@ mod tests {
         assert_eq!(partition_dir(out, d), Path::new("/data/date=2025-11-22"));
         let name = segment_name("web-1.example/x", ts, 42, 7);
         assert_eq!(name, "web_1.example_x-20251122T222000.123Z-42-000007");
-        assert!(temp_path(out, d, &name).file_name().unwrap().to_str().unwrap().starts_with('.'));
+        assert!(temp_path(out, d, &name)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with('.'));
     }
 
     #[test]
@@ -115,6 +126,9 @@ mod tests {
         fs::write(p.join("a.parquet"), b"").unwrap();
         fs::write(p.join(".a.parquet.tmp"), b"").unwrap();
         fs::write(dir.path().join(STAGING_DIR).join("x.parquet"), b"").unwrap();
-        assert_eq!(published_files(dir.path()).unwrap(), vec![p.join("a.parquet")]);
+        assert_eq!(
+            published_files(dir.path()).unwrap(),
+            vec![p.join("a.parquet")]
+        );
     }
 }

@@ -18,8 +18,9 @@ use crate::schema::{col, meta, schema, SCHEMA_VERSION};
 const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
 
 fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError> {
-    let level = ZstdLevel::try_new(zstd_level)
-        .map_err(|e| SinkError::encode("writer properties", format!("zstd level {zstd_level}: {e}")))?;
+    let level = ZstdLevel::try_new(zstd_level).map_err(|e| {
+        SinkError::encode("writer properties", format!("zstd level {zstd_level}: {e}"))
+    })?;
     // Times and socket cookies rise steadily: deltas encode them in a few bits, while a
     // dictionary of mostly-unique values would only add size.
     let delta = |b: parquet::file::properties::WriterPropertiesBuilder, c: &str| {
@@ -35,7 +36,10 @@ fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError
         .set_key_value_metadata(Some(vec![
             KeyValue::new(meta::SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
             KeyValue::new(meta::HOST.into(), host.to_owned()),
-            KeyValue::new(meta::WRITER.into(), format!("pinhole {}", env!("CARGO_PKG_VERSION"))),
+            KeyValue::new(
+                meta::WRITER.into(),
+                format!("pinhole {}", env!("CARGO_PKG_VERSION")),
+            ),
         ]));
     b = delta(b, col::TS);
     b = delta(b, col::SOCK_COOKIE);
@@ -50,18 +54,29 @@ pub(crate) struct PendingParquet {
 }
 
 impl PendingParquet {
-    pub fn create(temp: PathBuf, target: PathBuf, host: &str, zstd_level: i32) -> Result<Self, SinkError> {
+    pub fn create(
+        temp: PathBuf,
+        target: PathBuf,
+        host: &str,
+        zstd_level: i32,
+    ) -> Result<Self, SinkError> {
         if let Some(dir) = temp.parent() {
             fs::create_dir_all(dir).map_err(|e| SinkError::write(dir, e))?;
         }
         let file = File::create(&temp).map_err(|e| SinkError::write(&temp, e))?;
         let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, zstd_level)?))
             .map_err(|e| SinkError::encode(&temp, e))?;
-        Ok(PendingParquet { writer, temp, target })
+        Ok(PendingParquet {
+            writer,
+            temp,
+            target,
+        })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        self.writer.write(batch).map_err(|e| parquet_error(&self.temp, e))
+        self.writer
+            .write(batch)
+            .map_err(|e| parquet_error(&self.temp, e))
     }
 
     /// Bytes this file will have: what is on disk plus what is buffered.
@@ -75,7 +90,9 @@ impl PendingParquet {
         for kv in extra {
             self.writer.append_key_value_metadata(kv);
         }
-        self.writer.close().map_err(|e| parquet_error(&self.temp, e))?;
+        self.writer
+            .close()
+            .map_err(|e| parquet_error(&self.temp, e))?;
         // fsync acts on the inode, so a fresh handle flushes what the writer wrote.
         File::open(&self.temp)
             .and_then(|f| f.sync_all())
@@ -90,10 +107,12 @@ impl PendingParquet {
 
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> SinkError {
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => SinkError::write(path, *io),
-            Err(other) => SinkError::encode(path, other),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => SinkError::write(path, *io),
+                Err(other) => SinkError::encode(path, other),
+            }
+        }
         other => SinkError::encode(path, other),
     }
 }

@@ -59,7 +59,11 @@ pub fn schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             Arc::new(Schema::new(vec![
-                Field::new(col::TS, DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+                Field::new(
+                    col::TS,
+                    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                    false,
+                ),
                 Field::new(col::HOST, dict(), false),
                 Field::new(col::PID, DataType::UInt32, false),
                 Field::new(col::TID, DataType::UInt32, false),

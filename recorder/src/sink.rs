@@ -95,13 +95,17 @@ impl Sink {
     /// Takes the dataset's writer lock and recovers staged data, then accepts events.
     pub fn open(cfg: SinkConfig) -> Result<(Sink, RecoveryReport), SinkError> {
         let out = &cfg.out_dir;
-        let out_err = |e| SinkError::OutDir { path: out.clone(), source: e };
+        let out_err = |e| SinkError::OutDir {
+            path: out.clone(),
+            source: e,
+        };
         fs::create_dir_all(out).map_err(out_err)?;
         let staging = layout::staging_dir(out);
         fs::create_dir_all(&staging).map_err(out_err)?;
         let lock_path = out.join(layout::LOCK_FILE);
         let lock = File::create(&lock_path).map_err(out_err)?;
-        lock.try_lock().map_err(|_| SinkError::Locked { path: out.clone() })?;
+        lock.try_lock()
+            .map_err(|_| SinkError::Locked { path: out.clone() })?;
 
         let report = recover(&cfg)?;
         let sink = Sink {
@@ -185,7 +189,9 @@ impl Sink {
         seg.parquet.write(&batch)?;
         seg.first_ts = seg.first_ts.min(first);
         seg.last_ts = seg.last_ts.max(last);
-        self.stats.events_written.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.stats
+            .events_written
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -196,7 +202,10 @@ impl Sink {
         let log = StagingLog::create(
             &layout::staging_dir(out),
             &name,
-            StagedMeta { date, lost_events: self.lost_total - self.lost_published },
+            StagedMeta {
+                date,
+                lost_events: self.lost_total - self.lost_published,
+            },
         )?;
         let parquet = PendingParquet::create(
             layout::temp_path(out, date, &name),
@@ -204,14 +213,24 @@ impl Sink {
             &self.cfg.host,
             self.cfg.zstd_level,
         )?;
-        Ok(Segment { name, date, log, parquet, opened: Instant::now(), first_ts: i64::MAX, last_ts: i64::MIN })
+        Ok(Segment {
+            name,
+            date,
+            log,
+            parquet,
+            opened: Instant::now(),
+            first_ts: i64::MAX,
+            last_ts: i64::MIN,
+        })
     }
 
     /// Flushes, then publishes the open file (if any).
     pub fn rotate(&mut self) -> Result<(), SinkError> {
         self.flush()?;
         self.open_date = None;
-        let Some(seg) = self.segment.take() else { return Ok(()) };
+        let Some(seg) = self.segment.take() else {
+            return Ok(());
+        };
         let lost = self.lost_total - self.lost_published;
         let path = seg.parquet.publish(vec![
             KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
@@ -228,7 +247,9 @@ impl Sink {
     fn note_published(&self, path: &std::path::Path) {
         self.stats.files_published.fetch_add(1, Ordering::Relaxed);
         let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        self.stats.bytes_published.fetch_add(size, Ordering::Relaxed);
+        self.stats
+            .bytes_published
+            .fetch_add(size, Ordering::Relaxed);
     }
 
     /// Publishes everything. Losses with no event to attach to still get a (row-less)
@@ -239,7 +260,10 @@ impl Sink {
         if lost > 0 {
             let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
             let seg = self.new_segment(date_of(now), now)?;
-            let path = seg.parquet.publish(vec![KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string())])?;
+            let path = seg.parquet.publish(vec![KeyValue::new(
+                meta::LOST_EVENTS.into(),
+                lost.to_string(),
+            )])?;
             seg.log.remove()?;
             self.note_published(&path);
         }
@@ -254,7 +278,13 @@ fn rfc3339(ts_ns: i64) -> String {
 fn time_span(batches: &[RecordBatch]) -> Option<(i64, i64)> {
     let mut span: Option<(i64, i64)> = None;
     for b in batches {
-        for ts in b.column(0).as_primitive::<TimestampNanosecondType>().values().iter().copied() {
+        for ts in b
+            .column(0)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .iter()
+            .copied()
+        {
             span = Some(span.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
         }
     }
@@ -314,10 +344,16 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
 }
 
 fn remove_stale_temporaries(out: &std::path::Path) -> Result<(), SinkError> {
-    let out_err = |e| SinkError::OutDir { path: out.to_owned(), source: e };
+    let out_err = |e| SinkError::OutDir {
+        path: out.to_owned(),
+        source: e,
+    };
     for entry in fs::read_dir(out).map_err(out_err)? {
         let dir = entry.map_err(out_err)?.path();
-        let is_partition = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("date="));
+        let is_partition = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("date="));
         if !is_partition || !dir.is_dir() {
             continue;
         }

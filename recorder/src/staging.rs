@@ -37,7 +37,10 @@ impl StagedMeta {
                 _ => {}
             }
         }
-        Some(StagedMeta { date: date?, lost_events: lost? })
+        Some(StagedMeta {
+            date: date?,
+            lost_events: lost?,
+        })
     }
 }
 
@@ -61,15 +64,27 @@ impl StagingLog {
         let writer = StreamWriter::try_new(BufWriter::new(file), &schema())
             .map_err(|e| SinkError::encode(&data_path, e))?;
         sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
-        Ok(StagingLog { writer, data_path, meta_path, meta })
+        Ok(StagingLog {
+            writer,
+            data_path,
+            meta_path,
+            meta,
+        })
     }
 
     /// Appends a batch and makes it durable before returning.
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        self.writer.write(batch).map_err(|e| arrow_error(&self.data_path, e))?;
+        self.writer
+            .write(batch)
+            .map_err(|e| arrow_error(&self.data_path, e))?;
         let buffered = self.writer.get_mut();
-        buffered.flush().map_err(|e| SinkError::write(&self.data_path, e))?;
-        buffered.get_ref().sync_data().map_err(|e| SinkError::write(&self.data_path, e))
+        buffered
+            .flush()
+            .map_err(|e| SinkError::write(&self.data_path, e))?;
+        buffered
+            .get_ref()
+            .sync_data()
+            .map_err(|e| SinkError::write(&self.data_path, e))
     }
 
     pub fn set_lost_events(&mut self, lost: u64) -> Result<(), SinkError> {
@@ -143,11 +158,21 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(SinkError::OutDir { path: dir.to_owned(), source: e }),
+        Err(e) => {
+            return Err(SinkError::OutDir {
+                path: dir.to_owned(),
+                source: e,
+            })
+        }
     };
     let mut names = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| SinkError::OutDir { path: dir.to_owned(), source: e })?.path();
+        let path = entry
+            .map_err(|e| SinkError::OutDir {
+                path: dir.to_owned(),
+                source: e,
+            })?
+            .path();
         match path.extension().and_then(|e| e.to_str()) {
             Some(STAGED_DATA_EXT) => names.push(path),
             // A sidecar whose log never got created, or a half-written sidecar.
@@ -162,11 +187,24 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
     }
     names.sort();
     for data_path in names {
-        let name = data_path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let name = data_path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let meta_path = data_path.with_extension(STAGED_META_EXT);
-        let meta = fs::read_to_string(&meta_path).ok().and_then(|t| StagedMeta::decode(&t));
+        let meta = fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|t| StagedMeta::decode(&t));
         let (batches, torn_tail) = read_complete_batches(&data_path)?;
-        out.push(StagedSegment { name, meta, batches, torn_tail, data_path, meta_path });
+        out.push(StagedSegment {
+            name,
+            meta,
+            batches,
+            torn_tail,
+            data_path,
+            meta_path,
+        });
     }
     Ok(out)
 }
@@ -194,7 +232,10 @@ mod tests {
 
     #[test]
     fn meta_round_trips() {
-        let m = StagedMeta { date: "2026-11-22".parse().unwrap(), lost_events: 17 };
+        let m = StagedMeta {
+            date: "2026-11-22".parse().unwrap(),
+            lost_events: 17,
+        };
         assert_eq!(StagedMeta::decode(&m.encode()), Some(m));
         assert_eq!(StagedMeta::decode("date=bogus\n"), None);
     }

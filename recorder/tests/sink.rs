@@ -29,7 +29,13 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
         uid: 1000,
         gid: 1000,
         comm: "curl",
-        exe: ExeRef { path: Some("/usr/bin/curl"), sha256: Some(&SHA), status: ExeStatus::Ok, dev: 2049, ino: 42 },
+        exe: ExeRef {
+            path: Some("/usr/bin/curl"),
+            sha256: Some(&SHA),
+            status: ExeStatus::Ok,
+            dev: 2049,
+            ino: 42,
+        },
         cgroup_id: 1,
         netns: 4026531840,
         dst_addr: "::ffff:10.1.2.3".parse::<IpAddr>().unwrap(),
@@ -58,7 +64,11 @@ fn read(path: &Path) -> (Vec<RecordBatch>, std::collections::HashMap<String, Str
         .flatten()
         .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
         .collect();
-    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let batches = builder
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     (batches, kv)
 }
 
@@ -76,7 +86,12 @@ fn close_publishes_one_readable_file_with_metadata() {
     }
     sink.set_lost_total(5);
     let stats = sink.close().unwrap();
-    assert_eq!(stats.files_published.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats
+            .files_published
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 
     let files = published_files(dir.path()).unwrap();
     assert_eq!(files.len(), 1);
@@ -90,12 +105,33 @@ fn close_publishes_one_readable_file_with_metadata() {
     assert_eq!(kv[meta::LAST_TS], "2026-11-22T00:00:00.999000000Z");
     // The mapped address is stored in IPv4 form, with ip_version 4.
     let b = &batches[0];
-    let addr = b.column_by_name("dst_addr").unwrap().as_dictionary::<Int32Type>();
+    let addr = b
+        .column_by_name("dst_addr")
+        .unwrap()
+        .as_dictionary::<Int32Type>();
     let values = addr.values().as_string::<i32>();
     assert_eq!(values.value(addr.keys().value(0) as usize), "10.1.2.3");
-    assert_eq!(b.column_by_name("ip_version").unwrap().as_primitive::<arrow_array::types::UInt8Type>().value(0), 4);
-    assert_eq!(b.column_by_name("dst_port").unwrap().as_primitive::<UInt16Type>().value(0), 443);
-    assert_eq!(b.column_by_name("exe_sha256").unwrap().as_fixed_size_binary().value(0), SHA);
+    assert_eq!(
+        b.column_by_name("ip_version")
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt8Type>()
+            .value(0),
+        4
+    );
+    assert_eq!(
+        b.column_by_name("dst_port")
+            .unwrap()
+            .as_primitive::<UInt16Type>()
+            .value(0),
+        443
+    );
+    assert_eq!(
+        b.column_by_name("exe_sha256")
+            .unwrap()
+            .as_fixed_size_binary()
+            .value(0),
+        SHA
+    );
     // Staging is empty after a clean close.
     assert_eq!(fs::read_dir(staging_dir(dir.path())).unwrap().count(), 0);
 }
@@ -120,8 +156,13 @@ fn rotates_by_size_and_by_time() {
     let (mut sink, _) = Sink::open(cfg).unwrap();
     sink.append(&event(T0, 80)).unwrap();
     sink.flush().unwrap();
-    sink.tick(Instant::now() + Duration::from_millis(1)).unwrap();
-    assert_eq!(published_files(dir.path()).unwrap().len(), 1, "time rotation publishes without close");
+    sink.tick(Instant::now() + Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(
+        published_files(dir.path()).unwrap().len(),
+        1,
+        "time rotation publishes without close"
+    );
     sink.close().unwrap();
 }
 
@@ -150,7 +191,10 @@ fn crash_after_flush_is_recovered_on_next_open() {
     // Buffered but never flushed: the at-most-one-interval that a crash may lose.
     sink.append(&event(T0 + 1000, 80)).unwrap();
     drop(sink); // no close: what kill -9 leaves behind
-    assert!(published_files(dir.path()).unwrap().is_empty(), "nothing half-written is visible");
+    assert!(
+        published_files(dir.path()).unwrap().is_empty(),
+        "nothing half-written is visible"
+    );
 
     let (sink, report) = Sink::open(config(dir.path())).unwrap();
     assert_eq!(report.events_recovered, 100);
@@ -162,7 +206,11 @@ fn crash_after_flush_is_recovered_on_next_open() {
     assert_eq!(published_files(dir.path()).unwrap().len(), 1);
     // Temporaries of the crashed writer are gone.
     let partition = dir.path().join("date=2026-11-22");
-    assert!(fs::read_dir(partition).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    assert!(fs::read_dir(partition).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with('.')));
 }
 
 #[test]
@@ -182,7 +230,12 @@ fn a_torn_last_message_loses_only_that_message() {
         .find(|p| p.extension().unwrap() == "arrows")
         .unwrap();
     let len = fs::metadata(&log).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 7).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
 
     let (sink, report) = Sink::open(config(dir.path())).unwrap();
     assert_eq!(report.torn_logs, 1);
@@ -247,7 +300,9 @@ fn unwritable_output_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     fs::write(&file, b"x").unwrap();
-    let err = Sink::open(config(&file.join("events"))).err().expect("must fail");
+    let err = Sink::open(config(&file.join("events")))
+        .err()
+        .expect("must fail");
     assert!(matches!(err, SinkError::OutDir { .. }), "{err}");
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
@@ -260,6 +315,9 @@ fn string_columns_read_back_as_dictionaries() {
     sink.close().unwrap();
     let (batches, _) = read(&published_files(dir.path()).unwrap()[0]);
     let comm = batches[0].column_by_name("comm").unwrap();
-    assert!(matches!(comm.data_type(), arrow_schema::DataType::Dictionary(..)));
+    assert!(matches!(
+        comm.data_type(),
+        arrow_schema::DataType::Dictionary(..)
+    ));
     assert_eq!(comm.len(), 1);
 }

@@ -1,0 +1,153 @@
+//! Loads the recorder's BPF programs, attaches them to a cgroup, and drains their ring
+//! buffers on a timer into a channel of owned messages.
+
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBufferBuilder};
+
+use crate::identity::{Candidate, ExeKey};
+use crate::skel::record::{RecordSkel, RecordSkelBuilder};
+use crate::skel::{c_str, connect_event, exec_event, parse};
+
+/// What the poll thread hands to the writer, in an order that keeps every exec ahead
+/// of the connects its process made.
+pub enum Captured {
+    Exec(Candidate),
+    Connects(Vec<connect_event>),
+}
+
+pub fn load(open_object: &mut MaybeUninit<OpenObject>, ring_bytes: u32) -> Result<RecordSkel<'_>> {
+    let mut open = RecordSkelBuilder::default()
+        .open(open_object)
+        .context("opening the recorder's BPF object")?;
+    open.maps
+        .connect_events
+        .set_max_entries(ring_bytes)
+        .with_context(|| format!("sizing the connect ring buffer to {ring_bytes} bytes (must be a power of two multiple of the page size)"))?;
+    open.load().context(
+        "loading the recorder's BPF programs into the kernel (needs root, BTF at /sys/kernel/btf/vmlinux, and cgroup BPF support)",
+    )
+}
+
+/// Attaches the four sock_addr observers to `cgroup` and the exec tracepoint.
+pub fn attach(skel: &RecordSkel<'_>, cgroup: &Path) -> Result<Vec<Link>> {
+    let dir = File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+    let fd = dir.as_raw_fd();
+    let p = &skel.progs;
+    let mut links = Vec::new();
+    for (name, prog) in [
+        ("connect4", &p.record_connect4),
+        ("connect6", &p.record_connect6),
+        ("sendmsg4", &p.record_sendmsg4),
+        ("sendmsg6", &p.record_sendmsg6),
+    ] {
+        links.push(
+            prog.attach_cgroup(fd)
+                .with_context(|| format!("attaching cgroup/{name} to {}", cgroup.display()))?,
+        );
+    }
+    links.push(
+        p.record_exec
+            .attach()
+            .context("attaching the sched_process_exec tracepoint")?,
+    );
+    Ok(links)
+}
+
+/// Sum of the per-CPU loss counters: events the kernel could not hand over.
+pub fn lost_events(skel: &RecordSkel<'_>) -> Result<u64> {
+    let mut total = 0;
+    for slot in 0u32..2 {
+        let per_cpu = skel
+            .maps
+            .lost_events
+            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
+            .context("reading the lost-event counters")?
+            .unwrap_or_default();
+        total += per_cpu
+            .iter()
+            .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()))
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// Opens the new executable while the process most likely still runs: the handle
+/// keeps the file readable even if the process exits or the file is deleted.
+fn exec_candidate(e: &exec_event) -> Candidate {
+    let proc_exe = format!("/proc/{}/exe", e.pid);
+    let file = File::open(&proc_exe).ok();
+    let path = match file {
+        Some(_) => fs::read_link(&proc_exe)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+        None => None,
+    }
+    .or_else(|| Some(c_str(&e.filename).into_owned()).filter(|s| !s.is_empty()));
+    Candidate {
+        pid: e.pid,
+        key: ExeKey::from(&e.exe),
+        file,
+        path,
+    }
+}
+
+/// Drains both rings every `interval` (and at once on an exec) until `stop` is set,
+/// then drains once more. Connect records are consumed before exec records in each
+/// round, so the exec behind any consumed connect has been consumed too.
+pub fn poll_loop(
+    skel: &RecordSkel<'_>,
+    interval: Duration,
+    stop: &AtomicBool,
+    tx: Sender<Captured>,
+) -> Result<()> {
+    let connects = RefCell::new(Vec::<connect_event>::with_capacity(4096));
+    let execs = RefCell::new(Vec::<Candidate>::new());
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(&skel.maps.connect_events, |data: &[u8]| {
+            if let Some(e) = parse::<connect_event>(data) {
+                connects.borrow_mut().push(e);
+            }
+            0
+        })
+        .context("adding the connect ring buffer")?
+        .add(&skel.maps.exec_events, |data: &[u8]| {
+            if let Some(e) = parse::<exec_event>(data) {
+                execs.borrow_mut().push(exec_candidate(&e));
+            }
+            0
+        })
+        .context("adding the exec ring buffer")?;
+    let rings = builder.build().context("creating the ring buffer poller")?;
+
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        // Returns early only for execs (connects are submitted without wakeup).
+        rings
+            .poll(if stopping { Duration::ZERO } else { interval })
+            .context("polling ring buffers")?;
+        rings.consume().context("consuming ring buffers")?;
+        for c in execs.borrow_mut().drain(..) {
+            if tx.send(Captured::Exec(c)).is_err() {
+                return Ok(());
+            }
+        }
+        let batch = std::mem::replace(&mut *connects.borrow_mut(), Vec::with_capacity(4096));
+        if !batch.is_empty() && tx.send(Captured::Connects(batch)).is_err() {
+            return Ok(());
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
+}

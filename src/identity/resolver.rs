@@ -1,0 +1,287 @@
+//! Resolves the executable behind each event to its SHA-256, hashing each version of
+//! each file once. Candidates (open file handles) come from exec events and the
+//! start-up snapshot, opened while the process still lived; connect events fall back
+//! to /proc/<pid>/exe and then to the path the process was executed by.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pinhole_recorder::ExeStatus;
+
+use super::hash::{sha256_file, HashError};
+use super::key::ExeKey;
+
+/// What an event's row says about its executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeInfo {
+    pub sha256: Option<[u8; 32]>,
+    pub path: Option<String>,
+    pub status: ExeStatus,
+}
+
+impl ExeInfo {
+    fn failed(status: ExeStatus, path: Option<String>) -> Self {
+        ExeInfo {
+            sha256: None,
+            path,
+            status,
+        }
+    }
+}
+
+/// A file that may be the executable `key` of process `pid`, captured early.
+#[derive(Debug)]
+pub struct Candidate {
+    pub pid: u32,
+    pub key: ExeKey,
+    /// Opened through /proc/<pid>/exe while the process ran.
+    pub file: Option<File>,
+    /// The path a person would recognise: the /proc/<pid>/exe link target, or the
+    /// kernel's d_path, or the filename given to execve.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ResolverStats {
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    pub unresolved: u64,
+}
+
+/// How long a failure is remembered before /proc is tried again for the same file.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Bound on remembered exec paths (processes that exec but whose file was not hashed).
+const MAX_EXEC_HINTS: usize = 65_536;
+
+#[derive(Default)]
+pub struct Resolver {
+    cache: HashMap<ExeKey, Arc<ExeInfo>>,
+    failures: HashMap<ExeKey, (Arc<ExeInfo>, Instant)>,
+    exec_paths: HashMap<u32, (ExeKey, String)>,
+    stats: ResolverStats,
+}
+
+impl Resolver {
+    pub fn stats(&self) -> ResolverStats {
+        self.stats
+    }
+
+    /// Hashes a newly seen executable right away, so its handle can be closed and the
+    /// hash is ready even if the process exits before its first connect.
+    pub fn offer(&mut self, mut c: Candidate) {
+        if c.key.is_none() || self.cache.contains_key(&c.key) {
+            return;
+        }
+        let info = match c.file.as_mut() {
+            Some(file) => self.hash_verified(file, &c.key, c.path.clone()),
+            None => c.path.as_deref().and_then(|p| self.hash_path(p, &c.key)),
+        };
+        match info {
+            Some(info) if info.status == ExeStatus::Ok => {
+                self.cache.insert(c.key, Arc::new(info));
+            }
+            _ => {
+                if let Some(path) = c.path {
+                    if self.exec_paths.len() >= MAX_EXEC_HINTS {
+                        self.exec_paths.clear();
+                    }
+                    self.exec_paths.insert(c.pid, (c.key, path));
+                }
+            }
+        }
+    }
+
+    /// The executable of an event made by `pid` while running `key`.
+    pub fn resolve(&mut self, pid: u32, key: ExeKey) -> Arc<ExeInfo> {
+        if key.is_none() {
+            return Arc::new(ExeInfo::failed(ExeStatus::NoExecutable, None));
+        }
+        if let Some(info) = self.cache.get(&key) {
+            return info.clone();
+        }
+        if let Some((info, at)) = self.failures.get(&key) {
+            if at.elapsed() < RETRY_AFTER {
+                return info.clone();
+            }
+        }
+        let info = self.resolve_uncached(pid, &key);
+        let info = Arc::new(info);
+        if info.status == ExeStatus::Ok {
+            self.cache.insert(key, info.clone());
+            self.failures.remove(&key);
+        } else {
+            self.stats.unresolved += 1;
+            self.failures.insert(key, (info.clone(), Instant::now()));
+        }
+        info
+    }
+
+    fn resolve_uncached(&mut self, pid: u32, key: &ExeKey) -> ExeInfo {
+        let proc_exe = format!("/proc/{pid}/exe");
+        if let Ok(mut file) = File::open(&proc_exe) {
+            let path = fs::read_link(&proc_exe)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            if let Some(info) = self.hash_verified(&mut file, key, path) {
+                return info;
+            }
+        }
+        if let Some((hint_key, path)) = self.exec_paths.get(&pid).cloned() {
+            if hint_key == *key {
+                if let Some(info) = self.hash_path(&path, key) {
+                    return info;
+                }
+            }
+        }
+        ExeInfo::failed(ExeStatus::Exited, None)
+    }
+
+    /// Opens a path and hashes it if it is the same file; None if it is another file.
+    fn hash_path(&mut self, path: &str, key: &ExeKey) -> Option<ExeInfo> {
+        let resolved = fs::canonicalize(path).ok()?;
+        let mut file = File::open(&resolved).ok()?;
+        self.hash_verified(
+            &mut file,
+            key,
+            Some(resolved.to_string_lossy().into_owned()),
+        )
+    }
+
+    /// None when `file` is another file than `key` (pid reuse, path now names another).
+    fn hash_verified(
+        &mut self,
+        file: &mut File,
+        key: &ExeKey,
+        path: Option<String>,
+    ) -> Option<ExeInfo> {
+        let meta = file.metadata().ok()?;
+        if !ExeKey::from_metadata(&meta).same_file(key) {
+            return None;
+        }
+        Some(match sha256_file(file, key) {
+            Ok(digest) => {
+                self.stats.files_hashed += 1;
+                self.stats.bytes_hashed += meta.len();
+                ExeInfo {
+                    sha256: Some(digest),
+                    path,
+                    status: ExeStatus::Ok,
+                }
+            }
+            Err(HashError::Changed) => ExeInfo::failed(ExeStatus::Modified, path),
+            Err(HashError::Io(e)) => {
+                tracing::debug!(path = ?path, "cannot read executable: {e}");
+                ExeInfo::failed(ExeStatus::Unreadable, path)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_exe(bytes: &[u8]) -> (tempfile::NamedTempFile, ExeKey) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        let key = ExeKey::from_metadata(&f.as_file().metadata().unwrap());
+        (f, key)
+    }
+
+    #[test]
+    fn a_candidate_is_hashed_once_and_serves_later_lookups() {
+        let (f, key) = temp_exe(b"abc");
+        let mut r = Resolver::default();
+        let path = f.path().to_string_lossy().into_owned();
+        r.offer(Candidate {
+            pid: u32::MAX,
+            key,
+            file: Some(File::open(f.path()).unwrap()),
+            path: Some(path.clone()),
+        });
+        r.offer(Candidate {
+            pid: u32::MAX,
+            key,
+            file: Some(File::open(f.path()).unwrap()),
+            path: None,
+        });
+        assert_eq!(
+            r.stats().files_hashed,
+            1,
+            "same unchanged file is hashed once"
+        );
+        // pid u32::MAX never exists: only the cache can answer.
+        let info = r.resolve(u32::MAX, key);
+        assert_eq!(info.status, ExeStatus::Ok);
+        assert_eq!(info.path.as_deref(), Some(path.as_str()));
+        assert_eq!(hex::encode(info.sha256.unwrap())[..8], *"ba7816bf");
+    }
+
+    #[test]
+    fn exec_path_fallback_verifies_the_file() {
+        let (f, key) = temp_exe(b"abc");
+        let mut r = Resolver::default();
+        let path = f.path().to_string_lossy().into_owned();
+        // Exec seen, but /proc/<pid>/exe could not be opened in time.
+        let wrong = ExeKey {
+            ino: key.ino + 1,
+            ..key
+        };
+        r.offer(Candidate {
+            pid: 7,
+            key: wrong,
+            file: None,
+            path: Some(path.clone()),
+        });
+        assert_eq!(
+            r.stats().files_hashed,
+            0,
+            "a path naming another inode is not hashed"
+        );
+        assert_eq!(r.resolve(u32::MAX, wrong).status, ExeStatus::Exited);
+
+        r.offer(Candidate {
+            pid: 8,
+            key,
+            file: None,
+            path: Some(path),
+        });
+        assert_eq!(r.resolve(u32::MAX, key).status, ExeStatus::Ok);
+    }
+
+    #[test]
+    fn a_file_changed_since_the_event_is_reported_not_hashed() {
+        let (f, key) = temp_exe(b"abc");
+        let stale = ExeKey {
+            ctime_sec: key.ctime_sec - 10,
+            ..key
+        };
+        let mut r = Resolver::default();
+        r.offer(Candidate {
+            pid: 1,
+            key: stale,
+            file: Some(File::open(f.path()).unwrap()),
+            path: None,
+        });
+        assert_eq!(r.stats().files_hashed, 0);
+        let own = r.resolve(std::process::id(), stale);
+        // Our own /proc/self/exe is another file, so the answer is not a wrong hash.
+        assert_ne!(own.status, ExeStatus::Ok);
+        assert!(own.sha256.is_none());
+    }
+
+    #[test]
+    fn kernel_threads_have_no_executable() {
+        let mut r = Resolver::default();
+        let none = ExeKey {
+            dev: 0,
+            ino: 0,
+            ctime_sec: 0,
+            ctime_nsec: 0,
+        };
+        assert_eq!(r.resolve(2, none).status, ExeStatus::NoExecutable);
+    }
+}

@@ -1,0 +1,289 @@
+//! `pinhole record`: capture every outbound connect into the Parquet dataset.
+
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pinhole_recorder::event::{ExeRef, Hook, Protocol, Verdict};
+use pinhole_recorder::{Event, Sink, SinkConfig};
+
+use crate::capture::{self, Captured};
+use crate::clock::BootClock;
+use crate::identity::{ExeKey, Resolver};
+use crate::mounts;
+use crate::skel::{c_str, connect_event};
+use crate::status::{Counters, StatusLine};
+
+/// Options of `pinhole record`.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Dataset directory (hive layout: <out>/date=YYYY-MM-DD/*.parquet).
+    #[arg(long, short, default_value = "/var/lib/pinhole/events")]
+    pub out: PathBuf,
+    /// Stop after this long (e.g. 30s, 5m); otherwise run until SIGINT or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Make buffered events durable this often: the most a kill -9 can lose.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Publish the current file after this long.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub rotate_interval: Duration,
+    /// Publish the current file once it reaches this size (e.g. 128MiB).
+    #[arg(long, default_value = "128MiB")]
+    pub rotate_size: bytesize::ByteSize,
+    /// Connect ring buffer size; a power of two (e.g. 8MiB). Larger absorbs longer bursts.
+    #[arg(long, default_value = "8MiB")]
+    pub ring_size: bytesize::ByteSize,
+    /// How often the ring buffer is drained.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Record only this cgroup-v2 subtree (absolute, or relative to the cgroup-v2 mount).
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Host name written into every row (default: this machine's host name).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// zstd compression level of the Parquet files (1-22).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
+}
+
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} must run as root: loading BPF programs needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN (try sudo)");
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): pinhole needs CONFIG_DEBUG_INFO_BTF=y");
+    }
+    Ok(())
+}
+
+fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
+    let n = size.as_u64();
+    if !n.is_power_of_two() || !(4096..=1 << 30).contains(&n) {
+        bail!("--ring-size {size} must be a power of two between 4KiB and 1GiB");
+    }
+    Ok(n as u32)
+}
+
+pub fn run(args: RecordArgs) -> Result<()> {
+    require_root("pinhole record")?;
+    let ring = ring_bytes(args.ring_size)?;
+    let host = match &args.host {
+        Some(h) => h.clone(),
+        None => gethostname::gethostname().to_string_lossy().into_owned(),
+    };
+    let mut cfg = SinkConfig::new(&args.out, host);
+    cfg.flush_interval = args.flush_interval;
+    cfg.rotate_interval = args.rotate_interval;
+    cfg.rotate_bytes = args.rotate_size.as_u64();
+    cfg.zstd_level = args.zstd_level;
+
+    // Recovery first: what an earlier unclean stop left is published before new data.
+    let (mut sink, recovery) = Sink::open(cfg).context("opening the dataset")?;
+    if !recovery.files_published.is_empty() || recovery.already_published > 0 {
+        tracing::warn!(
+            files = recovery.files_published.len(),
+            events = recovery.events_recovered,
+            torn_logs = recovery.torn_logs,
+            "recovered events staged by an earlier run that did not stop cleanly"
+        );
+    }
+
+    let cg_root = mounts::cgroup2_root(std::path::Path::new("/run/pinhole/cgroup2"))?;
+    let target = match &args.cgroup {
+        Some(c) => mounts::resolve_cgroup(&cg_root, c)?,
+        None => cg_root,
+    };
+    mounts::ensure_tracefs()?;
+    let mut object = MaybeUninit::uninit();
+    let skel = capture::load(&mut object, ring)?;
+    let links = capture::attach(&skel, &target)?;
+    tracing::info!(cgroup = %target.display(), out = %args.out.display(), "recording");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let poll_stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    let deadline = args.duration.map(|d| Instant::now() + d);
+
+    std::thread::scope(|s| -> Result<()> {
+        let poller = s.spawn(|| capture::poll_loop(&skel, args.poll_interval, &poll_stop, tx));
+        let mut writer = Writer::new(&mut sink);
+        match crate::snapshot::running_processes() {
+            Ok(procs) => {
+                let n = procs.len();
+                procs.into_iter().for_each(|c| writer.resolver.offer(c));
+                tracing::debug!(processes = n, hashed = writer.resolver.stats().files_hashed, "snapshot of running processes");
+            }
+            Err(e) => tracing::warn!("no start-up snapshot of running processes: {e:#}"),
+        }
+
+        let mut status = StatusLine::new("recording");
+        let mut links = Some(links);
+        let mut result = Ok(());
+        let mut last_lost_read = Instant::now() - Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(msg) => {
+                    if let Err(e) = writer.handle(msg) {
+                        result = Err(e);
+                        stop.store(true, Ordering::Release);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now.duration_since(last_lost_read) >= Duration::from_millis(500) {
+                last_lost_read = now;
+                writer.sink.set_lost_total(capture::lost_events(&skel)?);
+            }
+            if result.is_ok() {
+                if let Err(e) = writer.sink.tick(now) {
+                    result = Err(e.into());
+                    stop.store(true, Ordering::Release);
+                }
+            }
+            status.update(writer.counters());
+            let expired = deadline.is_some_and(|d| now >= d);
+            if (stop.load(Ordering::Acquire) || expired) && links.is_some() {
+                // Detach first, then drain: nothing new arrives, nothing queued is lost.
+                drop(links.take());
+                poll_stop.store(true, Ordering::Release);
+            }
+        }
+        status.finish();
+        let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
+        writer.sink.set_lost_total(capture::lost_events(&skel)?);
+        let counters = writer.counters();
+        let resolver = writer.resolver.stats();
+        result.and(polled).context("recording stopped")?;
+        tracing::info!(
+            events = counters.events,
+            lost = counters.lost,
+            binaries_hashed = resolver.files_hashed,
+            unresolved = resolver.unresolved,
+            "recording finished"
+        );
+        Ok(())
+    })
+    .inspect_err(|_| {
+        eprintln!(
+            "pinhole: data already published in {} is intact; staged events are published by the next `pinhole record` on it",
+            args.out.display()
+        )
+    })?;
+    let stats = sink.close().context("publishing the last file")?;
+    eprintln!(
+        "pinhole: {} events written, {} files published in {}",
+        stats.events_written.load(Ordering::Relaxed),
+        stats.files_published.load(Ordering::Relaxed),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Turns captured records into dataset rows.
+struct Writer<'s> {
+    sink: &'s mut Sink,
+    resolver: Resolver,
+    clock: BootClock,
+    events: u64,
+    lost: u64,
+}
+
+impl<'s> Writer<'s> {
+    fn new(sink: &'s mut Sink) -> Self {
+        Writer {
+            sink,
+            resolver: Resolver::default(),
+            clock: BootClock::now(),
+            events: 0,
+            lost: 0,
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let stats = self.sink.stats();
+        Counters {
+            events: self.events,
+            written: stats.events_written.load(Ordering::Relaxed),
+            lost: self.lost,
+            files: stats.files_published.load(Ordering::Relaxed),
+        }
+    }
+
+    fn handle(&mut self, msg: Captured) -> Result<()> {
+        match msg {
+            Captured::Exec(c) => self.resolver.offer(c),
+            Captured::Connects(batch) => {
+                for e in &batch {
+                    self.append(e)?;
+                }
+                self.events += batch.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, e: &connect_event) -> Result<()> {
+        let key = ExeKey::from(&e.exe);
+        let exe = self.resolver.resolve(e.pid, key);
+        let comm = c_str(&e.comm);
+        let row = Event {
+            ts_ns: self.clock.to_unix_ns(e.boot_ns),
+            pid: e.pid,
+            tid: e.tid,
+            ppid: e.ppid,
+            uid: e.uid,
+            gid: e.gid,
+            comm: &comm,
+            exe: ExeRef {
+                path: exe.path.as_deref(),
+                sha256: exe.sha256.as_ref(),
+                status: exe.status,
+                dev: key.dev,
+                ino: key.ino,
+            },
+            cgroup_id: e.cgroup_id,
+            netns: e.netns,
+            dst_addr: dst_addr(e),
+            dst_port: e.dst_port,
+            protocol: Protocol::from_ipproto(e.protocol),
+            hook: if e.hook == 2 {
+                Hook::Sendmsg
+            } else {
+                Hook::Connect
+            },
+            verdict: Verdict::Observed,
+            sock_cookie: e.sock_cookie,
+            rule_id: None,
+            app: None,
+        };
+        self.sink.append(&row)?;
+        Ok(())
+    }
+}
+
+/// The kernel stores addresses in network byte order, word by word.
+fn dst_addr(e: &connect_event) -> std::net::IpAddr {
+    let bytes = |w: u32| w.to_ne_bytes();
+    if e.ip_version == 4 {
+        std::net::Ipv4Addr::from(bytes(e.dst_addr[0])).into()
+    } else {
+        let mut b = [0u8; 16];
+        for (i, w) in e.dst_addr.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&bytes(*w));
+        }
+        std::net::Ipv6Addr::from(b).into()
+    }
+}

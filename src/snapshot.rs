@@ -1,0 +1,54 @@
+//! Start-up snapshot of running processes through the `iter/task` program, so that
+//! processes started before pinhole have their executables identified too.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::mem::{size_of, MaybeUninit};
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Iter, OpenObject};
+
+use crate::identity::{Candidate, ExeKey};
+use crate::skel::snapshot::SnapshotSkelBuilder;
+use crate::skel::{c_str, parse, task_record};
+
+/// One candidate per running process, each with its executable opened.
+pub fn running_processes() -> Result<Vec<Candidate>> {
+    let mut object = MaybeUninit::<OpenObject>::uninit();
+    let skel = SnapshotSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the task-snapshot BPF object")?
+        .load()
+        .context("loading the task-snapshot iterator")?;
+    let link = skel
+        .progs
+        .snapshot_tasks
+        .attach()
+        .context("attaching the task iterator")?;
+    let mut bytes = Vec::new();
+    Iter::new(&link)
+        .context("creating the task iterator")?
+        .read_to_end(&mut bytes)
+        .context("reading the task iterator")?;
+
+    let mut out = Vec::new();
+    for chunk in bytes.chunks_exact(size_of::<task_record>()) {
+        let Some(rec) = parse::<task_record>(chunk) else {
+            continue;
+        };
+        let proc_exe = format!("/proc/{}/exe", rec.pid);
+        let path = c_str(&rec.path).into_owned();
+        out.push(Candidate {
+            pid: rec.pid,
+            key: ExeKey::from(&rec.exe),
+            file: File::open(&proc_exe).ok(),
+            path: Some(path).filter(|p| !p.is_empty()).or_else(|| {
+                fs::read_link(&proc_exe)
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            }),
+        });
+    }
+    Ok(out)
+}
