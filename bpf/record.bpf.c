@@ -130,6 +130,8 @@ int record_exec(struct trace_event_raw_sched_process_exec *ctx)
 	read_exe_identity(task, &e->exe);
 	filename_off = BPF_CORE_READ(ctx, __data_loc_filename) & 0xFFFF;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + filename_off);
-	bpf_ringbuf_submit(e, 0);
+	/* Adaptive wakeup can leave the reader asleep for a whole poll interval, long
+	 * enough for a short-lived process to be gone before /proc/<pid>/exe is opened. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }

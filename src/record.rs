@@ -105,7 +105,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let mut object = MaybeUninit::uninit();
     let skel = capture::load(&mut object, ring)?;
     let links = capture::attach(&skel, &target)?;
-    tracing::info!(cgroup = %target.display(), out = %args.out.display(), "recording");
+    tracing::info!(cgroup = %target.display(), out = %args.out.display(), "attached; recording");
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -1,8 +1,10 @@
 //! Binary identity: which file a process runs, and that file's SHA-256.
 
+mod exec_watch;
 mod hash;
 mod key;
 mod resolver;
 
+pub use exec_watch::ExecWatch;
 pub use key::ExeKey;
 pub use resolver::{Candidate, Resolver};

@@ -82,7 +82,8 @@ impl Resolver {
             Some(info) if info.status == ExeStatus::Ok => {
                 self.cache.insert(c.key, Arc::new(info));
             }
-            _ => {
+            other => {
+                tracing::debug!(pid = c.pid, path = ?c.path, had_file = c.file.is_some(), outcome = ?other.map(|i| i.status), "exec candidate not hashed");
                 if let Some(path) = c.path {
                     if self.exec_paths.len() >= MAX_EXEC_HINTS {
                         self.exec_paths.clear();

@@ -1,0 +1,246 @@
+//! Helpers for the root integration tests: run the real `pinhole` binary, make real
+//! connects from known binaries, and read the published Parquet back.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sha2::{Digest, Sha256};
+
+pub const PINHOLE: &str = env!("CARGO_BIN_EXE_pinhole");
+pub const LOADGEN: &str = env!("CARGO_BIN_EXE_pinhole-loadgen");
+
+/// Recorders see the whole machine: tests that check what is loaded run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the integration tests load BPF programs and must run as root (see README: Tests)"
+    );
+}
+
+/// IDs of loaded BPF programs whose name starts with `prefix`.
+pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
+    let out = Command::new("bpftool")
+        .args(["prog", "list"])
+        .output()
+        .expect("bpftool prog list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("name {prefix}")))
+        .filter_map(|l| l.split(':').next().map(str::to_owned))
+        .collect()
+}
+
+/// A running `pinhole record`.
+pub struct Recording {
+    child: Child,
+    pub out: PathBuf,
+    stderr: mpsc::Receiver<String>,
+    programs_before: BTreeSet<String>,
+}
+
+impl Recording {
+    /// Starts recording into `out` and returns once the programs are attached.
+    pub fn start(out: &Path, extra: &[&str]) -> Recording {
+        let programs_before = loaded_programs("record_");
+        let mut child = Command::new(PINHOLE)
+            .arg("record")
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("PINHOLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pinhole record");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains("attached; recording") => break,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("pinhole record did not start: {}", seen.join("\n")),
+            }
+        }
+        Recording {
+            child,
+            out: out.to_owned(),
+            stderr: rx,
+            programs_before,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGINT, wait, and check that it left no program loaded.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: plain signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait for pinhole record");
+        let log: Vec<String> = self.stderr.iter().collect();
+        let left: Vec<_> = loaded_programs("record_")
+            .difference(&self.programs_before)
+            .cloned()
+            .collect();
+        assert!(left.is_empty(), "programs left loaded after stop: {left:?}");
+        (status, log.join("\n"))
+    }
+
+    pub fn kill9(mut self) -> String {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+        self.stderr.iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+pub type Row = BTreeMap<String, String>;
+
+pub fn read_file(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    let batches = builder
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (batches, kv)
+}
+
+/// Every row of every published file, each column rendered as text (binary as hex).
+pub fn rows(out: &Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for path in pinhole_recorder::layout::published_files(out).unwrap() {
+        for batch in read_file(&path).0 {
+            let opts = FormatOptions::default().with_null("NULL");
+            let schema = batch.schema();
+            let fmts: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                .collect();
+            for i in 0..batch.num_rows() {
+                rows.push(
+                    schema
+                        .fields()
+                        .iter()
+                        .zip(&fmts)
+                        .map(|(f, fmt)| (f.name().clone(), fmt.value(i).to_string()))
+                        .collect(),
+                );
+            }
+        }
+    }
+    rows
+}
+
+/// A binary copied to a fresh path, so its inode and hash are known to the test.
+pub struct Copy {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+pub fn fresh_copy(src: &Path, dir: &Path, name: &str) -> Copy {
+    let path = dir.join(name);
+    fs::copy(src, &path).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    Copy {
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        path,
+    }
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(path).unwrap()))
+}
+
+/// Runs `cmd` to completion, panicking with its output on failure.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Inode number of a namespace or cgroup path, as the kernel reports ids.
+pub fn inode_of(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+/// The cgroup id of this process (the inode of its cgroup-v2 directory).
+pub fn own_cgroup_id() -> u64 {
+    let mount = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|p| p.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .expect("a cgroup2 mount");
+    let rel = fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("0::")
+                .map(|p| p.trim_start_matches('/').to_owned())
+        })
+        .expect("a cgroup-v2 entry in /proc/self/cgroup");
+    inode_of(&mount.join(rel))
+}
+
+pub fn rows_of<'a>(rows: &'a [Row], exe: &Path) -> Vec<&'a Row> {
+    let p = exe.to_string_lossy();
+    rows.iter().filter(|r| r["exe_path"] == p).collect()
+}

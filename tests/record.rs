@@ -1,0 +1,265 @@
+//! Root integration tests of `pinhole record`: the real BPF programs, real connects
+//! from known binaries, and the published Parquet read back field by field.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn expect_ok_row(row: &Row, copy: &Copy) {
+    assert_eq!(row["exe_sha256"], copy.sha256, "{row:?}");
+    assert_eq!(row["exe_status"], "ok", "{row:?}");
+    assert_eq!(row["exe_dev"], copy.dev.to_string(), "{row:?}");
+    assert_eq!(row["exe_ino"], copy.ino.to_string(), "{row:?}");
+    assert_eq!(row["verdict"], "observed");
+}
+
+#[test]
+fn records_tcp_and_udp_over_ipv4_and_ipv6_with_every_field() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-fields");
+    let rec = Recording::start(&tmp.path().join("events"), &[]);
+
+    // (mode, address, port, expected protocol, expected hook, ip_version, canonical address)
+    let cases = [
+        (
+            "tcp",
+            "127.0.0.1",
+            40001,
+            "tcp",
+            "connect",
+            "4",
+            "127.0.0.1",
+        ),
+        ("tcp", "::1", 40002, "tcp", "connect", "6", "::1"),
+        (
+            "udp",
+            "127.0.0.1",
+            40003,
+            "udp",
+            "connect",
+            "4",
+            "127.0.0.1",
+        ),
+        ("udp", "::1", 40004, "udp", "connect", "6", "::1"),
+        (
+            "sendto",
+            "127.0.0.1",
+            40005,
+            "udp",
+            "sendmsg",
+            "4",
+            "127.0.0.1",
+        ),
+        ("sendto", "::1", 40006, "udp", "sendmsg", "6", "::1"),
+        // An IPv4-mapped destination on an IPv6 socket is shown, and counted, as IPv4.
+        (
+            "tcp",
+            "::ffff:127.0.0.1",
+            40007,
+            "tcp",
+            "connect",
+            "4",
+            "127.0.0.1",
+        ),
+    ];
+    let mut pids = Vec::new();
+    for (mode, addr, port, ..) in cases {
+        let child = Command::new(&copy.path)
+            .args([
+                "--mode",
+                mode,
+                "--addr",
+                addr,
+                "--port",
+                &port.to_string(),
+                "--count",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        assert!(child.status.success());
+        pids.push(port);
+    }
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+
+    let rows = rows(&tmp.path().join("events"));
+    let mine = rows_of(&rows, &copy.path);
+    let netns = inode_of(Path::new("/proc/self/ns/net")).to_string();
+    let cgroup = own_cgroup_id().to_string();
+    let me = std::process::id().to_string();
+    for (mode, _addr, port, proto, hook, ipv, canonical) in cases {
+        let hits: Vec<_> = mine
+            .iter()
+            .filter(|r| r["dst_port"] == port.to_string())
+            .collect();
+        assert_eq!(hits.len(), 1, "{mode} to port {port}: {hits:?}");
+        let r = hits[0];
+        expect_ok_row(r, &copy);
+        assert_eq!(r["protocol"], proto);
+        assert_eq!(r["hook"], hook);
+        assert_eq!(r["ip_version"], ipv);
+        assert_eq!(r["dst_addr"], canonical);
+        assert_eq!(r["ppid"], me, "parent is this test process");
+        assert_eq!(r["tid"], r["pid"], "single-threaded process");
+        assert_eq!(r["uid"], "0");
+        assert_eq!(r["gid"], "0");
+        assert_eq!(r["comm"], "ph-fields");
+        assert_eq!(r["netns"], netns);
+        assert_eq!(r["cgroup_id"], cgroup);
+        assert!(!r["host"].is_empty());
+        assert_ne!(r["sock_cookie"], "0");
+        assert_eq!(r["rule_id"], "NULL");
+        let ts = chrono::DateTime::parse_from_rfc3339(&r["ts"]).expect("ts is a UTC timestamp");
+        assert!(
+            (chrono::Utc::now() - ts.to_utc()).num_seconds().abs() < 120,
+            "ts {ts}"
+        );
+    }
+}
+
+#[test]
+fn records_connects_inside_a_network_namespace() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-netns");
+    let ns = format!("pinhole-test-{}", std::process::id());
+    run(Command::new("ip").args(["netns", "add", &ns]));
+    let cleanup = scopeguard(|| {
+        let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
+    });
+    run(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
+    let ns_inode = inode_of(&Path::new("/run/netns").join(&ns)).to_string();
+
+    let rec = Recording::start(&tmp.path().join("events"), &[]);
+    run(Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(&copy.path)
+        .args(["--port", "40010", "--count", "3"]));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    drop(cleanup);
+
+    let rows = rows(&tmp.path().join("events"));
+    let mine = rows_of(&rows, &copy.path);
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    for r in mine {
+        expect_ok_row(r, &copy);
+        assert_eq!(r["netns"], ns_inode, "the namespace's own inode");
+        assert_eq!(r["dst_port"], "40010");
+    }
+}
+
+#[test]
+fn short_lived_processes_all_get_their_hash() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-short");
+    let rec = Recording::start(&tmp.path().join("events"), &[]);
+    // 1,000 runs of one fresh copy, each connecting once and exiting at once.
+    for _ in 0..1000 {
+        run(Command::new(&copy.path).args(["--port", "40020", "--count", "1"]));
+    }
+    // And fresh copies that are deleted as soon as their single run is over: only a
+    // handle opened while the process lived can still hash them.
+    let mut gone = Vec::new();
+    for i in 0..30 {
+        let c = fresh_copy(Path::new(LOADGEN), tmp.path(), &format!("ph-gone-{i}"));
+        run(Command::new(&c.path).args(["--port", &(40100 + i).to_string(), "--count", "1"]));
+        fs::remove_file(&c.path).unwrap();
+        gone.push(c);
+    }
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+
+    let rows = rows(&tmp.path().join("events"));
+    let mine = rows_of(&rows, &copy.path);
+    assert_eq!(mine.len(), 1000);
+    for r in &mine {
+        expect_ok_row(r, &copy);
+    }
+    let pids: std::collections::BTreeSet<_> = mine.iter().map(|r| r["pid"].clone()).collect();
+    assert_eq!(pids.len(), 1000, "one row per process");
+    // Deleted files free their inode numbers for the next copy: match on the port.
+    for (i, c) in gone.into_iter().enumerate() {
+        let port = (40100 + i).to_string();
+        let hits: Vec<_> = rows
+            .iter()
+            .filter(|r| r["dst_port"] == port && r["comm"].starts_with("ph-gone"))
+            .collect();
+        assert_eq!(hits.len(), 1, "{}", c.path.display());
+        assert_eq!(
+            hits[0]["exe_sha256"],
+            c.sha256,
+            "{:?}\n{}",
+            hits[0],
+            log.lines()
+                .filter(|l| l.contains("ph-gone"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(hits[0]["exe_status"], "ok");
+        assert_eq!(hits[0]["exe_ino"], c.ino.to_string());
+    }
+}
+
+#[test]
+fn symlinks_and_shims_resolve_to_the_real_interpreter() {
+    require_root();
+    let _serial = serial();
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "/usr/bin/python3 is installed by the test set-up"
+    );
+    let real = fs::canonicalize(python).unwrap();
+    assert_ne!(real, python, "/usr/bin/python3 is a symlink on Debian");
+    let tmp = tempfile::tempdir().unwrap();
+    // A shim in the style of pyenv: a script that execs the interpreter.
+    let shim = tmp.path().join("python-shim");
+    fs::write(&shim, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").unwrap();
+    run(Command::new("chmod").arg("+x").arg(&shim));
+    let rec = Recording::start(&tmp.path().join("events"), &[]);
+    let script = "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('127.0.0.1', {port}))";
+    run(Command::new(python).args(["-c", &script.replace("{port}", "40030")]));
+    run(Command::new(&shim).args(["-c", &script.replace("{port}", "40031")]));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+
+    let rows = rows(&tmp.path().join("events"));
+    let sha = sha256_of(&real);
+    for port in ["40030", "40031"] {
+        let hits: Vec<_> = rows
+            .iter()
+            .filter(|r| r["dst_port"] == port && r["protocol"] == "udp")
+            .collect();
+        assert_eq!(hits.len(), 1, "port {port}: {hits:?}");
+        assert_eq!(
+            hits[0]["exe_path"],
+            real.to_string_lossy(),
+            "resolved path, not the link or shim"
+        );
+        assert_eq!(hits[0]["exe_sha256"], sha);
+    }
+}
+
+/// Runs `f` when dropped.
+pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
