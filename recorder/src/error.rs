@@ -5,14 +5,16 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("output directory {path} is not usable: {source}")]
-    OutDir { path: PathBuf, source: io::Error },
+    // The io::Error is part of the message rather than a `source`, so that an
+    // anyhow chain does not print it twice.
+    #[error("output directory {path} is not usable: {cause}")]
+    OutDir { path: PathBuf, cause: io::Error },
 
     #[error("another pinhole process is writing to {path} (lock held)")]
     Locked { path: PathBuf },
 
-    #[error("{}writing {path}: {source}", if is_disk_full(.source) { "disk full while " } else { "" })]
-    Write { path: PathBuf, source: io::Error },
+    #[error("{}writing {path}: {cause}", if is_disk_full(.cause) { "disk full while " } else { "" })]
+    Write { path: PathBuf, cause: io::Error },
 
     #[error("encoding {path}: {message}")]
     Encode { path: PathBuf, message: String },
@@ -22,10 +24,10 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn write(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         SinkError::Write {
             path: path.into(),
-            source,
+            cause,
         }
     }
 
@@ -39,9 +41,7 @@ impl SinkError {
     /// True when the cause is a full disk (or quota), which a caller reports specially.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            SinkError::Write { source, .. } | SinkError::OutDir { source, .. } => {
-                is_disk_full(source)
-            }
+            SinkError::Write { cause, .. } | SinkError::OutDir { cause, .. } => is_disk_full(cause),
             _ => false,
         }
     }

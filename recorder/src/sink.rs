@@ -29,6 +29,9 @@ pub struct SinkConfig {
     pub host: String,
     /// Upper bound on what a kill -9 can lose.
     pub flush_interval: Duration,
+    /// Also flush once this many events are buffered, bounding memory and the size
+    /// of each staging write after a burst.
+    pub flush_rows: usize,
     pub rotate_interval: Duration,
     pub rotate_bytes: u64,
     pub zstd_level: i32,
@@ -40,6 +43,7 @@ impl SinkConfig {
             out_dir: out_dir.into(),
             host: host.into(),
             flush_interval: Duration::from_secs(1),
+            flush_rows: 65_536,
             rotate_interval: Duration::from_secs(15 * 60),
             rotate_bytes: 128 << 20,
             zstd_level: 3,
@@ -97,7 +101,7 @@ impl Sink {
         let out = &cfg.out_dir;
         let out_err = |e| SinkError::OutDir {
             path: out.clone(),
-            source: e,
+            cause: e,
         };
         fs::create_dir_all(out).map_err(out_err)?;
         let staging = layout::staging_dir(out);
@@ -144,6 +148,9 @@ impl Sink {
             Some(_) => {}
         }
         self.builder.append(e);
+        if self.builder.len() >= self.cfg.flush_rows {
+            self.flush()?;
+        }
         Ok(())
     }
 
@@ -346,7 +353,7 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
 fn remove_stale_temporaries(out: &std::path::Path) -> Result<(), SinkError> {
     let out_err = |e| SinkError::OutDir {
         path: out.to_owned(),
-        source: e,
+        cause: e,
     };
     for entry in fs::read_dir(out).map_err(out_err)? {
         let dir = entry.map_err(out_err)?.path();

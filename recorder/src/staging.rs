@@ -161,7 +161,7 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
         Err(e) => {
             return Err(SinkError::OutDir {
                 path: dir.to_owned(),
-                source: e,
+                cause: e,
             })
         }
     };
@@ -170,7 +170,7 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
         let path = entry
             .map_err(|e| SinkError::OutDir {
                 path: dir.to_owned(),
-                source: e,
+                cause: e,
             })?
             .path();
         match path.extension().and_then(|e| e.to_str()) {

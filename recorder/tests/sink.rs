@@ -167,6 +167,32 @@ fn rotates_by_size_and_by_time() {
 }
 
 #[test]
+fn a_burst_is_flushed_by_size_before_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_interval = Duration::from_secs(3600);
+    cfg.flush_rows = 100;
+    let (mut sink, _) = Sink::open(cfg).unwrap();
+    for i in 0..250 {
+        sink.append(&event(T0 + i, 80)).unwrap();
+    }
+    assert_eq!(
+        sink.stats()
+            .events_written
+            .load(std::sync::atomic::Ordering::Relaxed),
+        200
+    );
+    assert_eq!(sink.buffered(), 50);
+    drop(sink);
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(
+        report.events_recovered, 200,
+        "size-triggered flushes are durable"
+    );
+    sink.close().unwrap();
+}
+
+#[test]
 fn a_new_utc_date_starts_a_new_partition() {
     let dir = tempfile::tempdir().unwrap();
     let (mut sink, _) = Sink::open(config(dir.path())).unwrap();

@@ -55,6 +55,8 @@ pub struct Recording {
     child: Child,
     pub out: PathBuf,
     stderr: mpsc::Receiver<String>,
+    /// Lines printed before the recorder reported it was attached.
+    startup_log: Vec<String>,
     programs_before: BTreeSet<String>,
 }
 
@@ -96,6 +98,7 @@ impl Recording {
             child,
             out: out.to_owned(),
             stderr: rx,
+            startup_log: seen,
             programs_before,
         }
     }
@@ -109,7 +112,11 @@ impl Recording {
         // SAFETY: plain signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().expect("wait for pinhole record");
-        let log: Vec<String> = self.stderr.iter().collect();
+        let log: Vec<String> = self
+            .startup_log
+            .drain(..)
+            .chain(self.stderr.iter())
+            .collect();
         let left: Vec<_> = loaded_programs("record_")
             .difference(&self.programs_before)
             .cloned()
@@ -121,7 +128,11 @@ impl Recording {
     pub fn kill9(mut self) -> String {
         self.child.kill().expect("SIGKILL");
         self.child.wait().unwrap();
-        self.stderr.iter().collect::<Vec<_>>().join("\n")
+        self.startup_log
+            .drain(..)
+            .chain(self.stderr.iter())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

@@ -1,0 +1,209 @@
+//! `pinhole record` under bad conditions: kill -9 mid-run, no root, unusable output,
+//! a full disk. Each must end with a clear message, a non-zero exit where it failed,
+//! and no loss of data already recorded.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn kill_9_loses_at_most_the_last_flush_interval_and_is_recovered() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-crash");
+    let flush = Duration::from_millis(200);
+    let rec = Recording::start(&out, &["--flush-interval", "200ms"]);
+
+    // A steady stream of connects, each to the next port: the port is a sequence number.
+    let mut load = Command::new(&copy.path)
+        .args([
+            "--port",
+            "20000-59999",
+            "--duration",
+            "30s",
+            "--interval",
+            "1ms",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed_at = chrono::Utc::now();
+    let log = rec.kill9();
+    load.kill().unwrap();
+    load.wait().unwrap();
+
+    // Nothing unreadable is visible in the dataset after the crash.
+    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
+        read_file(&f);
+    }
+    // The next start publishes what was staged.
+    let rec = Recording::start(&out, &[]);
+    let (status, log2) = rec.stop();
+    assert!(status.success(), "{log}\n{log2}");
+    assert!(
+        log2.contains("recovered"),
+        "the restart reports the recovery: {log2}"
+    );
+
+    let rows = rows(&out);
+    let mine = rows_of(&rows, &copy.path);
+    assert!(
+        mine.len() > 500,
+        "about 2 s of 1 ms-spaced connects were recorded, got {}",
+        mine.len()
+    );
+    let ports: BTreeSet<u32> = mine
+        .iter()
+        .map(|r| r["dst_port"].parse().unwrap())
+        .collect();
+    let (first, last) = (*ports.first().unwrap(), *ports.last().unwrap());
+    assert_eq!(first, 20000, "the stream starts at its first port");
+    assert_eq!(
+        ports.len() as u32,
+        last - first + 1,
+        "recovered events have no gaps"
+    );
+    // What is missing is only the tail: at most one flush interval (plus the poll
+    // interval and scheduling slack) before the kill.
+    let newest = mine
+        .iter()
+        .map(|r| chrono::DateTime::parse_from_rfc3339(&r["ts"]).unwrap())
+        .max()
+        .unwrap();
+    let lost_window = killed_at - newest.to_utc();
+    assert!(
+        lost_window.to_std().unwrap_or_default() < flush * 2 + Duration::from_millis(300),
+        "lost the last {lost_window:?}, more than one flush interval ({flush:?})"
+    );
+    // Exactly one copy of each event, even though the files came from two processes.
+    let cookies: BTreeSet<_> = mine.iter().map(|r| r["sock_cookie"].clone()).collect();
+    assert_eq!(cookies.len(), mine.len());
+}
+
+#[test]
+fn not_root_is_refused_with_a_clear_message() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            PINHOLE,
+            "record",
+            "--out",
+        ])
+        .arg(tmp.path().join("events"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must run as root"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unusable_output_directory_names_the_path() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let out = Command::new(PINHOLE)
+        .args(["record", "--duration", "1s", "--out"])
+        .arg(file.join("events"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a-file") && err.contains("not usable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_rejected_before_anything_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(PINHOLE)
+        .args(["record", "--ring-size", "3MiB", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ring-size 3.0 MiB must be a power of two")
+    );
+    let out = Command::new(PINHOLE)
+        .args(["record", "--duration", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+}
+
+#[test]
+fn a_full_disk_stops_recording_and_keeps_what_was_published() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "pinhole-test"])
+        .arg(&mnt));
+    let _unmount = Unmount(mnt.clone());
+    let out = mnt.join("events");
+    let rec = Recording::start(&out, &["--flush-interval", "50ms", "--rotate-size", "8KiB"]);
+    let pid = rec.pid();
+
+    let started = Instant::now();
+    let mut load = Command::new(LOADGEN)
+        .args(["--port", "1000-60000", "--duration", "60s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The recorder must notice the full disk and exit by itself.
+    while Path::new(&format!("/proc/{pid}")).exists() && started.elapsed() < Duration::from_secs(50)
+    {
+        if fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load.kill().unwrap();
+    load.wait().unwrap();
+    let (status, log) = rec.stop();
+    assert!(!status.success(), "a full disk is a failure: {log}");
+    assert!(log.contains("disk full"), "{log}");
+    assert!(
+        log.contains("intact"),
+        "the message says published data is safe: {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let files = pinhole_recorder::layout::published_files(&out).unwrap();
+    assert!(
+        !files.is_empty(),
+        "files were published before the disk filled: {log}"
+    );
+    for f in &files {
+        read_file(f);
+    }
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
