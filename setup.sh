@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (as root):
+#   ./setup.sh record [pinhole record options]   install, build, start recording
+#   ./setup.sh test                              install, build, run every test
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "setup.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (pinhole loads BPF programs): sudo ./setup.sh $*"
+
+# Debian packages: libbpf-sys/libbpf-cargo build needs (clang, libelf, zlib, pkg-config,
+# make, gcc, the UAPI headers in libc6-dev), plus what the tests drive for real.
+BUILD_PKGS=(clang libelf-dev zlib1g-dev pkg-config make gcc libc6-dev)
+TEST_PKGS=(bpftool iproute2 python3 util-linux curl)
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+require_cargo() {
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install a Rust toolchain (1.89 or newer; Debian 12's rustc is too old), e.g. with rustup"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  record)
+    install_packages "${BUILD_PKGS[@]}"
+    require_cargo
+    cargo build --release --locked --bin pinhole
+    has_out=no
+    for a in "$@"; do case "$a" in --out|--out=*|-o) has_out=yes ;; esac; done
+    if [ "$has_out" = no ]; then set -- --out "${PINHOLE_OUT:-$PWD/pinhole-events}" "$@"; fi
+    exec ./target/release/pinhole record "$@"
+    ;;
+  test)
+    install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+    require_cargo
+    cargo fmt --all -- --check || die "cargo fmt reports unformatted code"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    before=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
+    cargo test --workspace --locked "$@"
+    after=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
+    [ "$after" -le "$before" ] || die "tests left $((after - before)) pinhole BPF programs loaded"
+    if ls /sys/fs/bpf 2>/dev/null | grep -qi pinhole; then die "tests left something pinned under /sys/fs/bpf"; fi
+    echo "setup.sh: all tests passed; nothing left attached or pinned"
+    ;;
+  *)
+    echo "usage: ./setup.sh record [pinhole record options] | ./setup.sh test [cargo test args]" >&2
+    exit 2
+    ;;
+esac
