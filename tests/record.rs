@@ -263,3 +263,78 @@ pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
     }
     Guard(Some(f))
 }
+
+#[test]
+fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-engines");
+    // At least two files: rotation by time.
+    let rec = Recording::start(
+        &out,
+        &["--flush-interval", "100ms", "--rotate-interval", "150ms"],
+    );
+    run(Command::new(&copy.path).args(["--port", "40040", "--count", "5"]));
+    // Long enough for the start-up snapshot, a flush and a rotation to pass.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    run(Command::new(&copy.path).args([
+        "--mode", "sendto", "--addr", "::1", "--port", "40041", "--count", "5",
+    ]));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        pinhole_recorder::layout::published_files(&out)
+            .unwrap()
+            .len()
+            >= 2
+    );
+    let ours = rows(&out).len();
+
+    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/read_dataset.py");
+    let res = Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{python} could not read the dataset (setup.sh installs duckdb and pyarrow): {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let text = String::from_utf8_lossy(&res.stdout);
+    let seen = |key: &str| {
+        let start = text
+            .find(&format!("\"{key}\": "))
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+            + key.len()
+            + 4;
+        text[start..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(seen("duckdb_rows"), ours.to_string(), "{text}");
+    assert_eq!(seen("pyarrow_rows"), ours.to_string(), "{text}");
+    assert_eq!(
+        seen("duckdb_hashed_rows"),
+        ours.to_string(),
+        "every row has its hash: {text}"
+    );
+    assert_eq!(seen("duckdb_dates"), "1", "{text}");
+    assert!(
+        text.contains("\"duckdb_hooks\": [\"connect\", \"sendmsg\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"date\""),
+        "hive partition column visible: {text}"
+    );
+    assert!(text.contains("\"schema_versions\": [\"1\"]"), "{text}");
+    assert!(text.contains("fixed_size_binary[32]"), "{text}");
+    assert!(text.contains("timestamp[ns, tz=UTC]"), "{text}");
+}
