@@ -1,5 +1,6 @@
 //! pinhole: per-binary egress recording and enforcement for Linux.
 
+mod analyze;
 mod capture;
 mod clock;
 mod identity;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Record every outbound connect and UDP send, with the binary's SHA-256.
     Record(record::RecordArgs),
+    /// Learn each application's normal destinations from a recorded dataset.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Record(args) => record::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,14 @@
-//! Per-application network profiles learned from the recorded dataset (filled by the analyzer issue).
+//! Per-application network profiles learned from a pinhole dataset: what each binary
+//! (by SHA-256) talks to, how its destinations group, and whether learning can stop.
+
+pub mod dataset;
+pub mod error;
+pub mod profile;
+mod scan;
+pub mod summary;
+pub mod table;
+
+pub use dataset::{summarize, Filter, Progress, ScanOptions, ScanOutcome};
+pub use error::AnalyzeError;
+pub use profile::{build_profiles, ProfileDoc};
+pub use summary::Summary;

@@ -9,6 +9,7 @@ mod parquet_file;
 pub mod schema;
 pub mod sink;
 mod staging;
+pub mod synth;
 
 pub use batch::BatchBuilder;
 pub use error::SinkError;

@@ -1,0 +1,224 @@
+//! Reading a dataset: listing its files, pruning by date, checking each file's schema,
+//! and scanning files on worker threads into one merged summary.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use pinhole_recorder::schema::{meta, schema, SCHEMA_VERSION};
+
+use crate::error::AnalyzeError;
+use crate::scan::{FileScan, Window};
+use crate::summary::Summary;
+
+/// The columns the analyzer reads; nothing else is decoded.
+pub const COLUMNS: [&str; 10] = [
+    "ts",
+    "pid",
+    "uid",
+    "comm",
+    "exe_path",
+    "exe_sha256",
+    "exe_status",
+    "protocol",
+    "dst_addr",
+    "dst_port",
+];
+
+/// Which events count: `since` inclusive, `until` exclusive (ns since the epoch, UTC).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+}
+
+pub struct ScanOptions {
+    pub filter: Filter,
+    /// Carry on past unreadable files, reporting them, instead of stopping.
+    pub skip_bad: bool,
+    pub threads: usize,
+}
+
+/// Progress reports; the binary implements it with a progress bar.
+pub trait Progress: Sync {
+    fn files(&self, total: usize);
+    fn file_done(&self, rows: u64);
+}
+
+impl Progress for () {
+    fn files(&self, _: usize) {}
+    fn file_done(&self, _: u64) {}
+}
+
+#[derive(Debug)]
+pub struct ScanOutcome {
+    pub summary: Summary,
+    pub files: usize,
+    pub skipped: Vec<(PathBuf, AnalyzeError)>,
+}
+
+fn partition_date(path: &Path) -> Option<NaiveDate> {
+    path.ancestors()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("date="))
+        .find_map(|d| d.parse().ok())
+}
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+fn in_window(date: Option<NaiveDate>, f: &Filter) -> bool {
+    let Some(d) = date else { return true };
+    let start = d
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MIN);
+    !(f.until_ns.is_some_and(|u| start >= u) || f.since_ns.is_some_and(|s| start + DAY_NS <= s))
+}
+
+/// Published files of the dataset at `root` whose date partition meets the filter.
+pub fn dataset_files(root: &Path, filter: &Filter) -> Result<Vec<PathBuf>, AnalyzeError> {
+    if root.is_file() {
+        return Ok(vec![root.to_owned()]);
+    }
+    let files =
+        pinhole_recorder::layout::published_files(root).map_err(|e| AnalyzeError::Dataset {
+            path: root.to_owned(),
+            cause: e,
+        })?;
+    Ok(files
+        .into_iter()
+        .filter(|f| in_window(partition_date(f), filter))
+        .collect())
+}
+
+/// Checks the footer: a pinhole file, a schema version this build knows, and the
+/// columns the analyzer needs with the types it expects.
+fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, AnalyzeError> {
+    let file = File::open(path).map_err(|e| AnalyzeError::corrupt(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| AnalyzeError::corrupt(path, e))?;
+    let version = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == meta::SCHEMA_VERSION))
+        .and_then(|k| k.value.clone())
+        .ok_or_else(|| AnalyzeError::NotPinhole {
+            path: path.to_owned(),
+        })?;
+    match version.parse::<u32>() {
+        Ok(v) if v <= SCHEMA_VERSION => {}
+        _ => {
+            return Err(AnalyzeError::NewerSchema {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            })
+        }
+    }
+    let expected = schema();
+    for name in COLUMNS {
+        let want = expected
+            .field_with_name(name)
+            .expect("known column")
+            .data_type();
+        match builder.schema().field_with_name(name) {
+            Ok(f) if f.data_type() == want => {}
+            Ok(f) => {
+                return Err(AnalyzeError::WrongSchema {
+                    path: path.to_owned(),
+                    column: name.into(),
+                    problem: format!("has type {}, expected {want}", f.data_type()),
+                })
+            }
+            Err(_) => {
+                return Err(AnalyzeError::WrongSchema {
+                    path: path.to_owned(),
+                    column: name.into(),
+                    problem: "is missing".into(),
+                })
+            }
+        }
+    }
+    Ok(builder)
+}
+
+/// Summarises one file.
+pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeError> {
+    let builder = open_checked(path)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), COLUMNS);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| AnalyzeError::corrupt(path, e))?;
+    let mut scan = FileScan::default();
+    let window = Window {
+        since_ns: filter.since_ns,
+        until_ns: filter.until_ns,
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| AnalyzeError::corrupt(path, e))?;
+        scan.add_batch(&batch, window);
+    }
+    Ok(scan.finish())
+}
+
+/// Summarises every file of the dataset on `threads` workers and merges the results.
+pub fn summarize(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+) -> Result<ScanOutcome, AnalyzeError> {
+    let files = dataset_files(root, &opts.filter)?;
+    progress.files(files.len());
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<Summary, AnalyzeError>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1).min(files.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                let r = summarize_file(path, &opts.filter);
+                progress.file_done(r.as_ref().map_or(0, |s| s.events));
+                let failed = r.is_err();
+                results.lock().expect("results lock").push((i, r));
+                if failed && !opts.skip_bad {
+                    next.store(files.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    // Merge in file order so that the outcome does not depend on thread timing.
+    results.sort_by_key(|(i, _)| *i);
+    let mut summary = Summary::default();
+    let mut skipped = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(s) => summary.merge(s),
+            Err(e) if opts.skip_bad => skipped.push((files[i].clone(), e)),
+            Err(e) => return Err(e),
+        }
+    }
+    if summary.events == 0 {
+        let window = match (opts.filter.since_ns, opts.filter.until_ns) {
+            (None, None) => String::new(),
+            _ => " within the --since/--until window".into(),
+        };
+        return Err(AnalyzeError::Empty {
+            path: root.to_owned(),
+            window,
+        });
+    }
+    Ok(ScanOutcome {
+        summary,
+        files: files.len(),
+        skipped,
+    })
+}

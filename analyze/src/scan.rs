@@ -1,0 +1,259 @@
+//! Aggregates the record batches of one file into a `Summary`. Strings are handled as
+//! per-file integer ids taken from the Arrow dictionaries, and rows arrive in time
+//! order, so last-value checks spare most set inserts: the per-row cost is one hash
+//! lookup of (app, protocol, address, port).
+
+use std::net::IpAddr;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
+use arrow_array::{Array, RecordBatch};
+use rustc_hash::FxHashMap;
+
+use crate::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+const DAY_NS: i64 = 24 * HOUR_NS;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum LocalApp {
+    Hash([u8; 32]),
+    Unresolved { status: u32, exe: u32 },
+}
+
+struct LocalDest {
+    sum: DestSummary,
+    last_hour: i64,
+    last_uid: u32,
+}
+
+#[derive(Default)]
+struct LocalAppAcc {
+    events: u64,
+    first_ns: i64,
+    last_ns: i64,
+    paths: Vec<u32>,
+    comms: Vec<u32>,
+    users: Vec<u32>,
+    pids: Vec<u32>,
+}
+
+/// Remembers the last value pushed so runs of equal values cost one comparison.
+fn push_new(v: &mut Vec<u32>, x: u32) {
+    if v.last() != Some(&x) {
+        v.push(x);
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct FileScan {
+    strings: Vec<String>,
+    string_ids: FxHashMap<String, u32>,
+    apps: Vec<(LocalApp, LocalAppAcc)>,
+    app_ids: FxHashMap<LocalApp, u32>,
+    dests: FxHashMap<(u32, u32, u32, u16), LocalDest>,
+    events: u64,
+    first_ns: Option<i64>,
+    last_ns: Option<i64>,
+}
+
+/// Time window applied row by row (files are pruned by partition date before).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+}
+
+impl FileScan {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.string_ids.get(s) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(s.to_owned());
+        self.string_ids.insert(s.to_owned(), id);
+        id
+    }
+
+    /// Interns a dictionary column's values; the result maps each key to an id.
+    fn dict_ids(&mut self, batch: &RecordBatch, col: &str) -> (Vec<u32>, Vec<Option<u32>>) {
+        let dict = batch
+            .column_by_name(col)
+            .expect("validated")
+            .as_dictionary::<Int32Type>();
+        let values = dict.values().as_string::<i32>();
+        let map: Vec<u32> = (0..values.len())
+            .map(|i| self.intern(values.value(i)))
+            .collect();
+        let keys = dict.keys();
+        let ids = (0..dict.len())
+            .map(|i| dict.is_valid(i).then(|| map[keys.value(i) as usize]))
+            .collect();
+        (map, ids)
+    }
+
+    pub fn add_batch(&mut self, batch: &RecordBatch, window: Window) {
+        let ts = batch
+            .column_by_name("ts")
+            .expect("validated")
+            .as_primitive::<TimestampNanosecondType>();
+        let pid = batch
+            .column_by_name("pid")
+            .expect("validated")
+            .as_primitive::<UInt32Type>();
+        let uid = batch
+            .column_by_name("uid")
+            .expect("validated")
+            .as_primitive::<UInt32Type>();
+        let port = batch
+            .column_by_name("dst_port")
+            .expect("validated")
+            .as_primitive::<UInt16Type>();
+        let sha = batch
+            .column_by_name("exe_sha256")
+            .expect("validated")
+            .as_fixed_size_binary();
+        let (_, comm) = self.dict_ids(batch, "comm");
+        let (_, path) = self.dict_ids(batch, "exe_path");
+        let (_, status) = self.dict_ids(batch, "exe_status");
+        let (_, proto) = self.dict_ids(batch, "protocol");
+        let (_, addr) = self.dict_ids(batch, "dst_addr");
+
+        let mut last: Option<([u8; 32], u32)> = None;
+        for i in 0..batch.num_rows() {
+            let t = ts.value(i);
+            if window.since_ns.is_some_and(|s| t < s) || window.until_ns.is_some_and(|u| t >= u) {
+                continue;
+            }
+            let comm_id = comm[i].unwrap_or(0);
+            let app = if sha.is_valid(i) {
+                let h: [u8; 32] = sha.value(i).try_into().expect("32-byte hash");
+                match last {
+                    Some((lh, id)) if lh == h => id,
+                    _ => {
+                        let id = self.app_id(LocalApp::Hash(h));
+                        last = Some((h, id));
+                        id
+                    }
+                }
+            } else {
+                // Without a hash, the app is what ran: its path, else its name.
+                let exe = path[i].unwrap_or(comm_id);
+                self.app_id(LocalApp::Unresolved {
+                    status: status[i].unwrap_or(0),
+                    exe,
+                })
+            };
+            self.events += 1;
+            self.first_ns = Some(self.first_ns.map_or(t, |f| f.min(t)));
+            self.last_ns = Some(self.last_ns.map_or(t, |l| l.max(t)));
+            let u = uid.value(i);
+            let acc = &mut self.apps[app as usize].1;
+            if acc.events == 0 {
+                acc.first_ns = t;
+                acc.last_ns = t;
+            }
+            acc.events += 1;
+            acc.first_ns = acc.first_ns.min(t);
+            acc.last_ns = acc.last_ns.max(t);
+            if let Some(p) = path[i] {
+                push_new(&mut acc.paths, p);
+            }
+            push_new(&mut acc.comms, comm_id);
+            push_new(&mut acc.users, u);
+            push_new(&mut acc.pids, pid.value(i));
+
+            let key = (
+                app,
+                proto[i].unwrap_or(0),
+                addr[i].unwrap_or(0),
+                port.value(i),
+            );
+            let d = self.dests.entry(key).or_insert_with(|| LocalDest {
+                sum: DestSummary::new(t),
+                last_hour: i64::MIN,
+                last_uid: u32::MAX,
+            });
+            d.sum.events += 1;
+            d.sum.first_ns = d.sum.first_ns.min(t);
+            d.sum.last_ns = d.sum.last_ns.max(t);
+            let hour = t.div_euclid(HOUR_NS);
+            if hour != d.last_hour {
+                d.last_hour = hour;
+                d.sum.hours.insert(hour);
+                d.sum.days.insert(t.div_euclid(DAY_NS));
+            }
+            if u != d.last_uid {
+                d.last_uid = u;
+                d.sum.users.insert(u);
+            }
+        }
+    }
+
+    fn app_id(&mut self, key: LocalApp) -> u32 {
+        if let Some(&id) = self.app_ids.get(&key) {
+            return id;
+        }
+        let id = self.apps.len() as u32;
+        self.apps.push((key, LocalAppAcc::default()));
+        self.app_ids.insert(key, id);
+        id
+    }
+
+    /// Converts the file's ids back to strings: cost proportional to distinct pairs.
+    pub fn finish(self) -> Summary {
+        let s = |id: u32| self.strings.get(id as usize).cloned().unwrap_or_default();
+        let mut out = Summary {
+            events: self.events,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            ..Default::default()
+        };
+        let mut keys = Vec::with_capacity(self.apps.len());
+        for (local, acc) in &self.apps {
+            let key = match *local {
+                LocalApp::Hash(h) => AppKey::Hash(h),
+                LocalApp::Unresolved { status, exe } => AppKey::Unresolved {
+                    status: s(status),
+                    exe: s(exe),
+                },
+            };
+            keys.push(key.clone());
+            if acc.events == 0 {
+                continue;
+            }
+            let app = AppSummary {
+                events: acc.events,
+                first_ns: acc.first_ns,
+                last_ns: acc.last_ns,
+                paths: acc.paths.iter().map(|&p| s(p)).collect(),
+                comms: acc.comms.iter().map(|&c| s(c)).collect(),
+                users: acc.users.iter().copied().collect(),
+                pids: acc.pids.iter().copied().collect(),
+                dests: Default::default(),
+            };
+            out.apps.entry(key).or_default().merge(app);
+        }
+        for ((app, proto, addr, port), d) in self.dests {
+            let Ok(ip) = s(addr).parse::<IpAddr>() else {
+                continue;
+            };
+            let key = DestKey {
+                protocol: s(proto),
+                addr: ip,
+                port,
+            };
+            let app = out
+                .apps
+                .get_mut(&keys[app as usize])
+                .expect("app of a destination");
+            match app.dests.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(d.sum),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(d.sum);
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,148 @@
+//! Plain-text rendering of profiles for a terminal.
+
+use std::fmt::Write;
+
+use crate::profile::{AppProfile, ProfileDoc};
+
+fn name(a: &AppProfile) -> String {
+    a.paths
+        .first()
+        .or(a.comms.first())
+        .cloned()
+        .unwrap_or_else(|| a.id.clone())
+}
+
+fn short_id(a: &AppProfile) -> String {
+    match &a.sha256 {
+        Some(h) => h[..12].to_owned(),
+        None => a.exe_status.clone(),
+    }
+}
+
+/// One line per app: identity, volume, destinations, and whether learning can stop.
+pub fn overview(doc: &ProfileDoc) -> String {
+    let d = &doc.dataset;
+    let mut out = format!(
+        "{} events in {} files, {} to {}\n\n",
+        d.events, d.files, d.first_seen, d.last_seen
+    );
+    let _ = writeln!(
+        out,
+        "{:<40} {:<13} {:>10} {:>6} {:>6}  {:<15} {}",
+        "APP", "SHA256", "EVENTS", "DESTS", "USERS", "LEARNING", "LAST NEW DESTINATION"
+    );
+    for a in doc.apps.iter().chain(&doc.unresolved) {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<13} {:>10} {:>6} {:>6}  {:<15} {}",
+            truncate(&name(a), 40),
+            short_id(a),
+            a.events,
+            a.destinations.len(),
+            a.users.len(),
+            a.learning.verdict,
+            a.learning.last_new_destination
+        );
+    }
+    if !doc.unresolved.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} group(s) of events had no executable hash (SHA256 column shows why).",
+            doc.unresolved.len()
+        );
+    }
+    out
+}
+
+/// Everything about one app.
+pub fn detail(a: &AppProfile) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n  id:        {}", name(a), a.id);
+    let _ = writeln!(out, "  paths:     {}", a.paths.join(", "));
+    let _ = writeln!(out, "  names:     {}", a.comms.join(", "));
+    let _ = writeln!(
+        out,
+        "  users:     {}",
+        a.users
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !a.path_shared_with.is_empty() {
+        let _ = writeln!(
+            out,
+            "  WARNING:   the same path ran with other bytes: {}",
+            a.path_shared_with.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  processes: {}   events: {}   seen: {} to {}",
+        a.processes, a.events, a.first_seen, a.last_seen
+    );
+    let l = &a.learning;
+    let _ = writeln!(
+        out,
+        "  learning:  {} (last new destination {}, quiet for {}s); new per {}: {}",
+        l.verdict,
+        l.last_new_destination,
+        l.quiet_seconds,
+        l.period,
+        l.new_destinations
+            .iter()
+            .map(|p| p.count.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = writeln!(
+        out,
+        "\n  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  LAST SEEN",
+        "PROTO", "ADDRESS", "PORT", "SCOPE", "EVENTS", "DAYS", "HOURS"
+    );
+    for d in &a.destinations {
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  {}",
+            d.protocol, d.address, d.port, d.scope, d.events, d.days, d.hours, d.last_seen
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  {:<5} {:<24} {:>9} {:>9}  PORTS",
+        "PROTO", "PREFIX", "ADDRESSES", "EVENTS"
+    );
+    for g in &a.groups {
+        let eph = if g.ephemeral_ports > 0 {
+            format!("  ({} ephemeral)", g.ephemeral_ports)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<24} {:>9} {:>9}  {}{eph}",
+            g.protocol,
+            g.prefix,
+            g.addresses,
+            g.events,
+            truncate(&g.ports.join(","), 60)
+        );
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("…{tail}")
+    }
+}
