@@ -1,7 +1,7 @@
 //! Profiles: what a person reads and the policy generator consumes. Built from a
 //! `Summary`, serialised as a versioned JSON document, deterministic for a given input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -178,15 +178,12 @@ pub fn port_ranges(ports: &[u16]) -> Vec<String> {
     out
 }
 
+/// Addresses, ports and events of one (protocol, prefix) group while it is built.
+#[derive(Default)]
+struct GroupAcc(BTreeSet<IpAddr>, BTreeSet<u16>, u64);
+
 fn groups(app: &AppSummary) -> Vec<AddressGroup> {
-    let mut by: BTreeMap<
-        (String, IpNet),
-        (
-            std::collections::BTreeSet<IpAddr>,
-            std::collections::BTreeSet<u16>,
-            u64,
-        ),
-    > = BTreeMap::new();
+    let mut by: BTreeMap<(String, IpNet), GroupAcc> = BTreeMap::new();
     for (k, d) in &app.dests {
         let bits = if k.addr.is_ipv4() {
             V4_GROUP_BITS
@@ -203,7 +200,7 @@ fn groups(app: &AppSummary) -> Vec<AddressGroup> {
     }
     let mut out: Vec<AddressGroup> = by
         .into_iter()
-        .map(|((protocol, net), (addrs, ports, events))| {
+        .map(|((protocol, net), GroupAcc(addrs, ports, events))| {
             let ports: Vec<u16> = ports.into_iter().collect();
             AddressGroup {
                 protocol,

@@ -28,8 +28,8 @@ pub fn overview(doc: &ProfileDoc) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<40} {:<13} {:>10} {:>6} {:>6}  {:<15} {}",
-        "APP", "SHA256", "EVENTS", "DESTS", "USERS", "LEARNING", "LAST NEW DESTINATION"
+        "{:<40} {:<13} {:>10} {:>6} {:>6}  {:<15} LAST NEW DESTINATION",
+        "APP", "SHA256", "EVENTS", "DESTS", "USERS", "LEARNING"
     );
     for a in doc.apps.iter().chain(&doc.unresolved) {
         let _ = writeln!(
