@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use pinhole_recorder::readback::key_value_metadata;
 use pinhole_recorder::schema::{meta, schema, SCHEMA_VERSION};
 
 use crate::error::AnalyzeError;
@@ -102,12 +103,8 @@ fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, An
     let file = File::open(path).map_err(|e| AnalyzeError::corrupt(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| AnalyzeError::corrupt(path, e))?;
-    let version = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == meta::SCHEMA_VERSION))
-        .and_then(|k| k.value.clone())
+    let version = key_value_metadata(builder.metadata().file_metadata())
+        .remove(meta::SCHEMA_VERSION)
         .ok_or_else(|| AnalyzeError::NotPinhole {
             path: path.to_owned(),
         })?;

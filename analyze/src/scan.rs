@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use rustc_hash::FxHashMap;
 
 use crate::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
@@ -57,6 +57,17 @@ pub(crate) struct FileScan {
     last_ns: Option<i64>,
 }
 
+/// A column whose presence and type the file check has already established.
+fn primitive<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> &'a PrimitiveArray<T> {
+    batch
+        .column_by_name(name)
+        .expect("validated")
+        .as_primitive::<T>()
+}
+
 /// Time window applied row by row (files are pruned by partition date before).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Window {
@@ -93,22 +104,10 @@ impl FileScan {
     }
 
     pub fn add_batch(&mut self, batch: &RecordBatch, window: Window) {
-        let ts = batch
-            .column_by_name("ts")
-            .expect("validated")
-            .as_primitive::<TimestampNanosecondType>();
-        let pid = batch
-            .column_by_name("pid")
-            .expect("validated")
-            .as_primitive::<UInt32Type>();
-        let uid = batch
-            .column_by_name("uid")
-            .expect("validated")
-            .as_primitive::<UInt32Type>();
-        let port = batch
-            .column_by_name("dst_port")
-            .expect("validated")
-            .as_primitive::<UInt16Type>();
+        let ts = primitive::<TimestampNanosecondType>(batch, "ts");
+        let pid = primitive::<UInt32Type>(batch, "pid");
+        let uid = primitive::<UInt32Type>(batch, "uid");
+        let port = primitive::<UInt16Type>(batch, "dst_port");
         let sha = batch
             .column_by_name("exe_sha256")
             .expect("validated")

@@ -6,6 +6,7 @@ pub mod error;
 pub mod event;
 pub mod layout;
 mod parquet_file;
+pub mod readback;
 pub mod schema;
 pub mod sink;
 mod staging;

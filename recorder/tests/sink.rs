@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, UInt16Type};
 use arrow_array::{Array, RecordBatch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pinhole_recorder::event::ExeRef;
 use pinhole_recorder::layout::{published_files, staging_dir};
 use pinhole_recorder::schema::{meta, SCHEMA_VERSION};
@@ -53,23 +52,8 @@ fn config(dir: &Path) -> SinkConfig {
     SinkConfig::new(dir, "test-host")
 }
 
-fn read(path: &Path) -> (Vec<RecordBatch>, std::collections::HashMap<String, String>) {
-    let file = fs::File::open(path).unwrap();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let kv = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .into_iter()
-        .flatten()
-        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
-        .collect();
-    let batches = builder
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    (batches, kv)
+fn read(path: &Path) -> (Vec<RecordBatch>, std::collections::BTreeMap<String, String>) {
+    pinhole_recorder::readback::read_file(path).unwrap()
 }
 
 fn rows(path: &Path) -> usize {

@@ -58,27 +58,21 @@ pub fn sha256_file(file: &mut File, expected: &ExeKey) -> Result<[u8; 32], HashE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::key::temp_file_with;
     use std::io::Write;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
-    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, ExeKey) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(bytes).unwrap();
-        let key = ExeKey::from_metadata(&f.as_file().metadata().unwrap());
-        (f, key)
-    }
-
     #[test]
     fn digest_matches_known_vector() {
-        let (f, key) = file_with(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let d = sha256_file(&mut File::open(f.path()).unwrap(), &key).unwrap();
         assert_eq!(hex::encode(d), ABC);
     }
 
     #[test]
     fn a_write_after_the_event_is_refused() {
-        let (f, key) = file_with(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         std::thread::sleep(std::time::Duration::from_millis(10));
         f.as_file().write_all(b"def").unwrap();
         let r = sha256_file(&mut File::open(f.path()).unwrap(), &key);
@@ -87,7 +81,7 @@ mod tests {
 
     #[test]
     fn unlink_and_chmod_after_the_event_still_hash() {
-        let (f, key) = file_with(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let mut open = File::open(f.path()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::set_permissions(
@@ -106,7 +100,7 @@ mod tests {
 
     #[test]
     fn another_file_is_refused() {
-        let (f, key) = file_with(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let other = ExeKey {
             ino: key.ino + 1,
             ..key

@@ -44,6 +44,16 @@ impl ExeKey {
     }
 }
 
+/// A temporary file holding `bytes`, and its identity (for tests).
+#[cfg(test)]
+pub(crate) fn temp_file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, ExeKey) {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(bytes).unwrap();
+    let key = ExeKey::from_metadata(&f.as_file().metadata().unwrap());
+    (f, key)
+}
+
 /// The kernel encodes dev_t as major << 20 | minor; stat uses glibc's makedev layout.
 pub fn kernel_dev_to_user(kdev: u32) -> u64 {
     libc::makedev(kdev >> 20, kdev & 0xfffff)

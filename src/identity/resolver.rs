@@ -183,18 +183,11 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn temp_exe(bytes: &[u8]) -> (tempfile::NamedTempFile, ExeKey) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(bytes).unwrap();
-        let key = ExeKey::from_metadata(&f.as_file().metadata().unwrap());
-        (f, key)
-    }
+    use crate::identity::key::temp_file_with;
 
     #[test]
     fn a_candidate_is_hashed_once_and_serves_later_lookups() {
-        let (f, key) = temp_exe(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let mut r = Resolver::default();
         let path = f.path().to_string_lossy().into_owned();
         r.offer(Candidate {
@@ -223,7 +216,7 @@ mod tests {
 
     #[test]
     fn exec_path_fallback_verifies_the_file() {
-        let (f, key) = temp_exe(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let mut r = Resolver::default();
         let path = f.path().to_string_lossy().into_owned();
         // Exec seen, but /proc/<pid>/exe could not be opened in time.
@@ -255,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_file_changed_since_the_event_is_reported_not_hashed() {
-        let (f, key) = temp_exe(b"abc");
+        let (f, key) = temp_file_with(b"abc");
         let stale = ExeKey {
             ctime_sec: key.ctime_sec - 10,
             ..key

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
 pub const PINHOLE: &str = env!("CARGO_BIN_EXE_pinhole");
@@ -139,23 +138,8 @@ impl Recording {
 pub type Row = BTreeMap<String, String>;
 
 pub fn read_file(path: &Path) -> (Vec<RecordBatch>, BTreeMap<String, String>) {
-    let file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let kv = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .into_iter()
-        .flatten()
-        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
-        .collect();
-    let batches = builder
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    (batches, kv)
+    pinhole_recorder::readback::read_file(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every row of every published file, each column rendered as text (binary as hex).
