@@ -109,6 +109,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal exits at once; what was staged is recovered by the next run.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let poll_stop = AtomicBool::new(false);
@@ -145,7 +148,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
             let now = Instant::now();
             if now.duration_since(last_lost_read) >= Duration::from_millis(500) {
                 last_lost_read = now;
-                writer.sink.set_lost_total(capture::lost_events(&skel)?);
+                // Never leave this loop early: the poll thread only stops when told to.
+                match capture::lost_events(&skel) {
+                    Ok(n) => writer.sink.set_lost_total(n),
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
             }
             if result.is_ok() {
                 if let Err(e) = writer.sink.tick(now) {
