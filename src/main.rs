@@ -5,6 +5,7 @@ mod capture;
 mod clock;
 mod identity;
 mod mounts;
+mod policy;
 mod record;
 mod skel;
 mod snapshot;
@@ -33,6 +34,9 @@ enum Command {
     Record(record::RecordArgs),
     /// Learn each application's normal destinations from a recorded dataset.
     Analyze(analyze::AnalyzeArgs),
+    /// Work with per-binary allow policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

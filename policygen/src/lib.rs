@@ -1,1 +1,12 @@
-//! Per-binary allow policies generated from profiles and replayed against recorded traffic (filled by the policy generator issue).
+//! Per-binary allow policies: the reviewable TOML file, its validation with precise
+//! positions, and the one specification of "does this rule match" that replay and the
+//! kernel enforcer both implement.
+
+pub mod check;
+pub mod matcher;
+pub mod model;
+pub mod policy;
+
+pub use check::{check, Diagnostic};
+pub use matcher::{Decision, Query, Verdict};
+pub use policy::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};

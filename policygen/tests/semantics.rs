@@ -1,0 +1,70 @@
+//! The shared semantics cases (tests/cases/semantics.toml) against the Rust matcher.
+
+use pinhole_policygen::check::{check, Limits};
+use pinhole_policygen::matcher::{Matcher, Query};
+use pinhole_policygen::Protocol;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Cases {
+    suite: Vec<Suite>,
+}
+
+#[derive(Deserialize)]
+struct Suite {
+    name: String,
+    policy: String,
+    events: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    sha256: String,
+    protocol: String,
+    addr: String,
+    port: u16,
+    verdict: String,
+    rule: String,
+}
+
+#[test]
+fn every_semantics_case_holds() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cases/semantics.toml"
+    ))
+    .unwrap();
+    let cases: Cases = toml::from_str(&text).unwrap();
+    let mut n = 0;
+    for suite in cases.suite {
+        let policy = check(&suite.policy, Limits::default())
+            .unwrap_or_else(|d| panic!("{}: {d:?}", suite.name));
+        let m = Matcher::new(&policy);
+        for c in suite.events {
+            let mut sha = [0u8; 32];
+            let has = !c.sha256.is_empty();
+            if has {
+                hex::decode_to_slice(&c.sha256, &mut sha).unwrap();
+            }
+            let q = Query {
+                sha256: has.then_some(&sha),
+                protocol: Protocol::parse(&c.protocol).unwrap(),
+                addr: c.addr.parse().unwrap(),
+                port: c.port,
+            };
+            let d = m.decide(&q);
+            let got = (d.verdict.as_str(), d.rule.map_or("", |r| r.id.as_str()));
+            assert_eq!(
+                got,
+                (c.verdict.as_str(), c.rule.as_str()),
+                "{}: {} {} port {}",
+                suite.name,
+                c.protocol,
+                c.addr,
+                c.port
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 19);
+}
