@@ -3,10 +3,148 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use pinhole_analyze::{summarize, Filter, ScanOptions};
 use pinhole_policygen::check::{check, Limits};
+use pinhole_policygen::generate::{generate, Knobs};
+use pinhole_policygen::replay::{replay, ReplayReport};
+use pinhole_policygen::write::to_toml;
+use pinhole_policygen::{Mode, UnknownAction};
+
+use crate::analyze::parse_time;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum UnknownArg {
+    Allow,
+    Deny,
+    Audit,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Enforce,
+    Audit,
+}
+
+/// The generalisation knobs, shared by `generate` and `evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct KnobArgs {
+    /// Events a destination needs to become a rule (else it is held for review).
+    #[arg(long, default_value_t = 1)]
+    pub min_events: u64,
+    /// Distinct days a destination needs to become a rule.
+    #[arg(long, default_value_t = 1)]
+    pub min_days: usize,
+    /// Fold IPv4 addresses of one protocol and port into a prefix when this many share one (0: never).
+    #[arg(long, default_value_t = 4)]
+    pub v4_fold_threshold: usize,
+    /// The widest IPv4 prefix folding may produce.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=32))]
+    pub v4_max_width: u8,
+    #[arg(long, default_value_t = 4)]
+    pub v6_fold_threshold: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub v6_max_width: u8,
+    /// Collapse a destination's ephemeral ports (>= 32768) into one range from this many (0: never).
+    #[arg(long, default_value_t = 4)]
+    pub ephemeral_threshold: usize,
+    /// At most this many rules per app; the least used go to review.
+    #[arg(long, default_value_t = 256)]
+    pub max_rules: usize,
+    /// Allow the review items too.
+    #[arg(long)]
+    pub include_review: bool,
+    /// What the policy does with binaries it does not name.
+    #[arg(long, value_enum, default_value = "allow")]
+    pub unknown_binary: UnknownArg,
+    /// Mode written for every app.
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub mode: ModeArg,
+}
+
+impl KnobArgs {
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            min_events: self.min_events,
+            min_days: self.min_days,
+            v4_fold_threshold: self.v4_fold_threshold,
+            v4_max_width: self.v4_max_width,
+            v6_fold_threshold: self.v6_fold_threshold,
+            v6_max_width: self.v6_max_width,
+            ephemeral_threshold: self.ephemeral_threshold,
+            max_rules_per_app: self.max_rules,
+            include_review: self.include_review,
+            unknown_binary: match self.unknown_binary {
+                UnknownArg::Allow => UnknownAction::Allow,
+                UnknownArg::Deny => UnknownAction::Deny,
+                UnknownArg::Audit => UnknownAction::Audit,
+            },
+            mode: match self.mode {
+                ModeArg::Enforce => Mode::Enforce,
+                ModeArg::Audit => Mode::Audit,
+            },
+        }
+    }
+}
+
+/// Options of `pinhole policy generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Dataset directory written by `pinhole record`.
+    pub dataset: PathBuf,
+    /// Learn from events at or after this UTC date or RFC 3339 time.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Learn from events before this time (replay the rest with `policy replay --since`).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    /// Write the policy here (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Print each app's generalisation decisions and their evidence to stderr.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+}
+
+/// Options of `pinhole policy replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    pub policy: PathBuf,
+    pub dataset: PathBuf,
+    /// Replay events at or after this time (the held-out part).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    /// Exit with status 3 if more than this share of events would be denied (e.g. 0.001).
+    #[arg(long)]
+    pub max_deny_rate: Option<f64>,
+    /// Denied destinations shown per app.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+}
+
+/// Options of `pinhole policy evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    pub dataset: PathBuf,
+    /// Learn from events before this time, replay the events from it on.
+    #[arg(long, value_parser = parse_time)]
+    pub split: DateTime<Utc>,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
+    /// Generate a per-binary allow policy from recorded traffic.
+    Generate(GenerateArgs),
+    /// Replay recorded events against a policy: what would it have denied?
+    Replay(ReplayArgs),
+    /// Generate from the events before --split and replay the events after it.
+    Evaluate(EvaluateArgs),
     /// Validate a policy file: syntax and meaning, with line and column for each problem.
     Check {
         file: PathBuf,
@@ -21,6 +159,9 @@ pub enum PolicyCommand {
 
 pub fn run(cmd: PolicyCommand) -> Result<()> {
     match cmd {
+        PolicyCommand::Generate(args) => generate_cmd(args),
+        PolicyCommand::Replay(args) => replay_cmd(args),
+        PolicyCommand::Evaluate(args) => evaluate_cmd(args),
         PolicyCommand::Check {
             file,
             min_v4_prefix,
@@ -54,4 +195,159 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
             }
         }
     }
+}
+
+fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    let outcome = summarize(&a.dataset, &scan_options(filter(a.since, a.until)), &())?;
+    let knobs = a.knobs.knobs();
+    let g = generate(&outcome.summary, &knobs);
+    let window = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
+    let header = vec![
+        format!(
+            "pinhole policy, generated by pinhole {} from {}",
+            env!("CARGO_PKG_VERSION"),
+            a.dataset.display()
+        ),
+        format!(
+            "training window: since {} until {}; {} events in {} files",
+            window(a.since),
+            window(a.until),
+            outcome.summary.events,
+            outcome.files
+        ),
+        "Review it before enforcing: each rule carries the evidence it was made from.".into(),
+    ];
+    let text = to_toml(&g.policy, &header);
+    if a.explain {
+        for (app, notes) in &g.explain {
+            eprintln!("{app}:");
+            if notes.is_empty() {
+                eprintln!("  exact rules only");
+            }
+            for n in notes {
+                eprintln!("  {n}");
+            }
+        }
+    }
+    match &a.output {
+        Some(p) => std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    let rules: usize = g.policy.apps.iter().map(|x| x.rules.len()).sum();
+    let review: usize = g.policy.apps.iter().map(|x| x.review.len()).sum();
+    eprintln!(
+        "pinhole: {} apps, {rules} allow rules, {review} held for review",
+        g.policy.apps.len()
+    );
+    Ok(())
+}
+
+fn filter(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Filter {
+    let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+    Filter {
+        since_ns: ns(since),
+        until_ns: ns(until),
+    }
+}
+
+fn scan_options(filter: Filter) -> ScanOptions {
+    ScanOptions {
+        filter,
+        skip_bad: false,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    }
+}
+
+fn load_policy(path: &std::path::Path) -> Result<pinhole_policygen::Policy> {
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    check(&src, Limits::default()).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{}:{d}", path.display());
+        }
+        anyhow::anyhow!(
+            "{}: {} problem(s); nothing was replayed",
+            path.display(),
+            diags.len()
+        )
+    })
+}
+
+fn print_replay(r: &ReplayReport, top: usize, seconds: f64) {
+    println!(
+        "{:<32} {:>10} {:>10} {:>9} {:>7}  TOP DENIED",
+        "APP", "EVENTS", "DENIED", "RATE", "DESTS"
+    );
+    for (app, a) in &r.apps {
+        let name = app.as_deref().unwrap_or("(binaries not in the policy)");
+        let tops: Vec<String> = a
+            .top(top)
+            .iter()
+            .map(|(d, n)| format!("{d} x{n}"))
+            .collect();
+        println!(
+            "{:<32} {:>10} {:>10} {:>8.3}% {:>7}  {}",
+            name,
+            a.events,
+            a.denied,
+            a.rate() * 100.0,
+            a.denied_dests.len(),
+            tops.join(", ")
+        );
+    }
+    println!(
+        "\n{} events in {} files: {} would be denied ({:.4}%); replayed at {:.0} events/s",
+        r.events,
+        r.files,
+        r.denied(),
+        r.deny_rate() * 100.0,
+        r.events as f64 / seconds.max(1e-9)
+    );
+}
+
+fn replay_cmd(a: ReplayArgs) -> Result<()> {
+    let policy = load_policy(&a.policy)?;
+    let started = std::time::Instant::now();
+    let report = replay(&policy, &a.dataset, &filter(a.since, a.until))?;
+    print_replay(&report, a.top, started.elapsed().as_secs_f64());
+    if let Some(max) = a.max_deny_rate {
+        if report.deny_rate() > max {
+            eprintln!(
+                "pinhole: deny rate {:.4}% is above --max-deny-rate {:.4}%",
+                report.deny_rate() * 100.0,
+                max * 100.0
+            );
+            std::process::exit(3);
+        }
+    }
+    Ok(())
+}
+
+fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
+    let train = summarize(&a.dataset, &scan_options(filter(None, Some(a.split))), &())
+        .context("reading the training part (before --split)")?;
+    let g = generate(&train.summary, &a.knobs.knobs());
+    let started = std::time::Instant::now();
+    let report = replay(&g.policy, &a.dataset, &filter(Some(a.split), None))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rules: Vec<usize> = g.policy.apps.iter().map(|x| x.rules.len()).collect();
+    let total: usize = rules.iter().sum();
+    println!(
+        "trained on {} events before {}: {} apps, {} rules ({:.1} per app, at most {})",
+        train.summary.events,
+        a.split.to_rfc3339(),
+        rules.len(),
+        total,
+        total as f64 / rules.len().max(1) as f64,
+        rules.iter().max().unwrap_or(&0)
+    );
+    println!(
+        "held out {} events from {}: false-deny rate {:.4}% ({} events); replayed at {:.0} events/s",
+        report.events,
+        a.split.to_rfc3339(),
+        report.deny_rate() * 100.0,
+        report.denied(),
+        report.events as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }

@@ -49,3 +49,84 @@ fn check_reports_ok_or_each_problem_with_its_position() {
         "{err}"
     );
 }
+
+#[test]
+fn generate_replay_and_evaluate_on_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("events");
+    let cfg = pinhole_recorder::synth::SynthConfig {
+        events: 6_000,
+        apps: 10,
+        destinations: 200,
+        days: 3,
+        ..Default::default()
+    };
+    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let out = Command::new(PINHOLE)
+        .args(["policy", "generate"])
+        .arg(&ds)
+        .args(["--until", "2026-11-24", "--explain", "-o"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("app-0:") && err.contains("allow rules"),
+        "--explain lists decisions per app: {err}"
+    );
+    assert!(Command::new(PINHOLE)
+        .args(["policy", "check"])
+        .arg(&policy)
+        .status()
+        .unwrap()
+        .success());
+
+    let replay = |extra: &[&str]| {
+        Command::new(PINHOLE)
+            .args(["policy", "replay"])
+            .arg(&policy)
+            .arg(&ds)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let clean = replay(&["--until", "2026-11-24", "--max-deny-rate", "0"]);
+    assert!(
+        clean.status.success(),
+        "the training window replays without denials"
+    );
+    let held = replay(&["--since", "2026-11-24", "--max-deny-rate", "0.0001"]);
+    assert_eq!(
+        held.status.code(),
+        Some(3),
+        "the anomalies push the held-out rate over the gate"
+    );
+    let text = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        text.contains("would be denied") && text.contains("events/s"),
+        "{text}"
+    );
+
+    let eval = Command::new(PINHOLE)
+        .args(["policy", "evaluate"])
+        .arg(&ds)
+        .args(["--split", "2026-11-24"])
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        text.contains("rules (") && text.contains("false-deny rate"),
+        "{text}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use pinhole_recorder::readback::key_value_metadata;
 use pinhole_recorder::schema::{meta, schema, SCHEMA_VERSION};
@@ -145,15 +145,23 @@ fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, An
     Ok(builder)
 }
 
-/// Summarises one file.
-pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeError> {
+/// Batches of `columns` (a subset of `COLUMNS`) of one checked file.
+pub fn read_columns(
+    path: &Path,
+    columns: &[&str],
+) -> Result<ParquetRecordBatchReader, AnalyzeError> {
     let builder = open_checked(path)?;
-    let mask = ProjectionMask::columns(builder.parquet_schema(), COLUMNS);
-    let reader = builder
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(|e| AnalyzeError::corrupt(path, e))?;
+        .map_err(|e| AnalyzeError::corrupt(path, e))
+}
+
+/// Summarises one file.
+pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeError> {
+    let reader = read_columns(path, &COLUMNS)?;
     let mut scan = FileScan::default();
     let window = Window {
         since_ns: filter.since_ns,

@@ -3,9 +3,12 @@
 //! kernel enforcer both implement.
 
 pub mod check;
+pub mod generate;
 pub mod matcher;
 pub mod model;
 pub mod policy;
+pub mod replay;
+pub mod write;
 
 pub use check::{check, Diagnostic};
 pub use matcher::{Decision, Query, Verdict};

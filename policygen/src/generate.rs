@@ -1,0 +1,364 @@
+//! Turns observed traffic (an analyzer summary of the training window) into a policy.
+//! Rules start exact; every widening is driven by evidence, bounded by a knob, and
+//! explained. Destinations without enough support go to the review section.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use pinhole_analyze::summary::{AppKey, AppSummary, DestSummary, Summary};
+use sha2::{Digest, Sha256};
+
+use crate::model::Evidence;
+use crate::policy::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
+
+/// The first port of Linux's default ephemeral range.
+pub const EPHEMERAL_LO: u16 = 32768;
+
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// A destination needs this many events, and events on this many distinct days,
+    /// to become a rule; below either it goes to review.
+    pub min_events: u64,
+    pub min_days: usize,
+    /// Fold addresses of one (protocol, port) into their covering prefix when at least
+    /// this many distinct addresses fall in one prefix of the maximum width.
+    pub v4_fold_threshold: usize,
+    pub v4_max_width: u8,
+    pub v6_fold_threshold: usize,
+    pub v6_max_width: u8,
+    /// Collapse ports >= 32768 of one destination into 32768-65535 when at least this
+    /// many distinct ephemeral ports were used (0 never collapses).
+    pub ephemeral_threshold: usize,
+    /// Rules beyond this many per app (least used first) go to review.
+    pub max_rules_per_app: usize,
+    /// Make review items allow rules too.
+    pub include_review: bool,
+    pub unknown_binary: UnknownAction,
+    pub mode: Mode,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            min_events: 1,
+            min_days: 1,
+            v4_fold_threshold: 4,
+            v4_max_width: 24,
+            v6_fold_threshold: 4,
+            v6_max_width: 64,
+            ephemeral_threshold: 4,
+            max_rules_per_app: 256,
+            include_review: false,
+            unknown_binary: UnknownAction::Allow,
+            mode: Mode::Enforce,
+        }
+    }
+}
+
+/// A policy and, per app, the decisions that shaped it.
+pub struct Generated {
+    pub policy: Policy,
+    pub explain: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone)]
+struct Acc {
+    events: u64,
+    first_ns: i64,
+    last_ns: i64,
+    days: BTreeSet<i64>,
+}
+
+impl Acc {
+    fn of(d: &DestSummary) -> Self {
+        Acc {
+            events: d.events,
+            first_ns: d.first_ns,
+            last_ns: d.last_ns,
+            days: d.days.clone(),
+        }
+    }
+
+    fn add(&mut self, o: &Acc) {
+        self.events += o.events;
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.days.extend(&o.days);
+    }
+
+    fn evidence(&self) -> Evidence {
+        let t = |ns| pinhole_analyze::profile::rfc3339(ns);
+        Evidence {
+            events: self.events,
+            first_seen: t(self.first_ns),
+            last_seen: t(self.last_ns),
+            days: self.days.len() as u32,
+        }
+    }
+}
+
+/// Stable across regenerations: derived from what the rule allows, not its position.
+fn rule_id(app: &str, protocol: Protocol, dst: &IpNet, ports: &PortRange) -> String {
+    let h = Sha256::digest(format!("{}|{dst}|{ports}", protocol.as_str()));
+    format!("{app}-{}", hex::encode(&h[..4]))
+}
+
+fn slug(s: &str) -> String {
+    let base = s.rsplit('/').next().unwrap_or(s);
+    let out: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "app".into()
+    } else {
+        out
+    }
+}
+
+/// The smallest prefix covering all `addrs` (same family).
+fn covering(addrs: &[IpAddr]) -> IpNet {
+    let first = IpNet::from(addrs[0]);
+    let mut len = first.max_prefix_len();
+    loop {
+        let net = IpNet::new(addrs[0], len).expect("valid length").trunc();
+        if addrs.iter().all(|a| net.contains(a)) {
+            return net;
+        }
+        len -= 1;
+    }
+}
+
+fn parse_protocol(s: &str) -> Option<Protocol> {
+    Protocol::parse(s)
+}
+
+/// Generates a policy from the summary of the training window.
+pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, a) in &summary.apps {
+        if matches!(k, AppKey::Hash(_)) {
+            *names.entry(app_name(a)).or_default() += 1;
+        }
+    }
+    let mut apps = Vec::new();
+    let mut explain = BTreeMap::new();
+    for (k, a) in &summary.apps {
+        let AppKey::Hash(sha) = k else { continue };
+        let mut name = app_name(a);
+        if names[&name] > 1 {
+            // The same name under several hashes: tell them apart in ids.
+            name = format!("{name}.{}", &hex::encode(sha)[..8]);
+        }
+        let (app, notes) = app_policy(&name, sha, a, knobs);
+        explain.insert(name, notes);
+        apps.push(app);
+    }
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    Generated {
+        policy: Policy {
+            unknown_binary: knobs.unknown_binary,
+            apps,
+        },
+        explain,
+    }
+}
+
+fn app_name(a: &AppSummary) -> String {
+    a.paths
+        .iter()
+        .next()
+        .or(a.comms.iter().next())
+        .map(|s| slug(s))
+        .unwrap_or_else(|| "app".into())
+}
+
+fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut review: Vec<Rule> = Vec::new();
+    // (protocol, port) -> address -> evidence, for supported destinations.
+    let mut by_port: BTreeMap<(Protocol, u16), BTreeMap<IpAddr, Acc>> = BTreeMap::new();
+    for (d, s) in &a.dests {
+        let Some(protocol) = parse_protocol(&d.protocol) else {
+            notes.push(format!(
+                "skipped {} {} port {}: protocol not expressible in a policy",
+                d.protocol, d.addr, d.port
+            ));
+            continue;
+        };
+        let acc = Acc::of(s);
+        if s.events < knobs.min_events || s.days.len() < knobs.min_days {
+            let dst = IpNet::from(d.addr);
+            let ports = PortRange {
+                lo: d.port,
+                hi: d.port,
+            };
+            notes.push(format!(
+                "review {} {} port {}: {} events on {} day(s), below --min-events {} / --min-days {}",
+                protocol.as_str(), d.addr, d.port, s.events, s.days.len(), knobs.min_events, knobs.min_days
+            ));
+            review.push(Rule {
+                id: rule_id(name, protocol, &dst, &ports),
+                protocol,
+                dst,
+                ports,
+                evidence: Some(acc.evidence()),
+            });
+            continue;
+        }
+        by_port
+            .entry((protocol, d.port))
+            .or_default()
+            .insert(d.addr, acc);
+    }
+
+    // Addresses: exact, or folded into a covering prefix when enough share one.
+    let mut by_dst: BTreeMap<(Protocol, IpNet), BTreeMap<u16, Acc>> = BTreeMap::new();
+    for ((protocol, port), addrs) in by_port {
+        let mut groups: BTreeMap<IpNet, Vec<(IpAddr, Acc)>> = BTreeMap::new();
+        for (addr, acc) in addrs {
+            let width = if addr.is_ipv4() {
+                knobs.v4_max_width
+            } else {
+                knobs.v6_max_width
+            };
+            let outer = IpNet::new(addr, width.min(IpNet::from(addr).max_prefix_len()))
+                .expect("valid width")
+                .trunc();
+            groups.entry(outer).or_default().push((addr, acc));
+        }
+        for (outer, members) in groups {
+            let threshold = if outer.addr().is_ipv4() {
+                knobs.v4_fold_threshold
+            } else {
+                knobs.v6_fold_threshold
+            };
+            if threshold > 0 && members.len() >= threshold {
+                let addrs: Vec<IpAddr> = members.iter().map(|(a, _)| *a).collect();
+                let net = covering(&addrs);
+                let mut acc = members[0].1.clone();
+                members[1..].iter().for_each(|(_, m)| acc.add(m));
+                notes.push(format!(
+                    "folded {} addresses for {} port {port} into {net} (threshold {threshold}, widest /{})",
+                    members.len(), protocol.as_str(), outer.prefix_len()
+                ));
+                merge_into(by_dst.entry((protocol, net)).or_default(), port, acc);
+            } else {
+                for (addr, acc) in members {
+                    merge_into(
+                        by_dst.entry((protocol, IpNet::from(addr))).or_default(),
+                        port,
+                        acc,
+                    );
+                }
+            }
+        }
+    }
+
+    // Ports: contiguous runs become ranges (allows nothing new); many ephemeral ports
+    // collapse into the ephemeral range.
+    let mut rules: Vec<(Rule, u64)> = Vec::new();
+    for ((protocol, dst), ports) in by_dst {
+        let eph: Vec<u16> = ports
+            .keys()
+            .copied()
+            .filter(|p| *p >= EPHEMERAL_LO)
+            .collect();
+        let collapse = knobs.ephemeral_threshold > 0 && eph.len() >= knobs.ephemeral_threshold;
+        let mut ranges: Vec<(PortRange, Acc)> = Vec::new();
+        let mut eph_acc: Option<Acc> = None;
+        for (port, acc) in ports {
+            if collapse && port >= EPHEMERAL_LO {
+                match &mut eph_acc {
+                    Some(e) => e.add(&acc),
+                    None => eph_acc = Some(acc),
+                }
+                continue;
+            }
+            match ranges.last_mut() {
+                Some((r, a)) if r.hi.checked_add(1) == Some(port) => {
+                    r.hi = port;
+                    a.add(&acc);
+                }
+                _ => ranges.push((PortRange { lo: port, hi: port }, acc)),
+            }
+        }
+        if let Some(acc) = eph_acc {
+            notes.push(format!(
+                "collapsed {} ephemeral ports of {} {dst} into {EPHEMERAL_LO}-65535 (threshold {})",
+                eph.len(),
+                protocol.as_str(),
+                knobs.ephemeral_threshold
+            ));
+            ranges.push((
+                PortRange {
+                    lo: EPHEMERAL_LO,
+                    hi: 65535,
+                },
+                acc,
+            ));
+        }
+        for (ports, acc) in ranges {
+            let rule = Rule {
+                id: rule_id(name, protocol, &dst, &ports),
+                protocol,
+                dst,
+                ports,
+                evidence: Some(acc.evidence()),
+            };
+            rules.push((rule, acc.events));
+        }
+    }
+
+    if rules.len() > knobs.max_rules_per_app {
+        rules.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        let extra = rules.split_off(knobs.max_rules_per_app);
+        notes.push(format!(
+            "{} least-used rules moved to review (--max-rules {})",
+            extra.len(),
+            knobs.max_rules_per_app
+        ));
+        review.extend(extra.into_iter().map(|(r, _)| r));
+    }
+    let mut rules: Vec<Rule> = rules.into_iter().map(|(r, _)| r).collect();
+    if knobs.include_review {
+        // Items a wider rule already allows would only shadow-duplicate it.
+        let extra: Vec<Rule> = review
+            .drain(..)
+            .filter(|r| !rules.iter().any(|a| a.covers(r)))
+            .collect();
+        notes.push(format!(
+            "{} review items allowed (--include-review)",
+            extra.len()
+        ));
+        rules.extend(extra);
+    }
+    let key = |r: &Rule| (r.protocol, r.dst, r.ports);
+    rules.sort_by_key(key);
+    review.sort_by_key(key);
+    let app = App {
+        name: name.to_owned(),
+        sha256: *sha,
+        paths: a.paths.iter().cloned().collect(),
+        mode: knobs.mode,
+        rules,
+        review,
+    };
+    (app, notes)
+}
+
+fn merge_into(ports: &mut BTreeMap<u16, Acc>, port: u16, acc: Acc) {
+    match ports.get_mut(&port) {
+        Some(a) => a.add(&acc),
+        None => {
+            ports.insert(port, acc);
+        }
+    }
+}
