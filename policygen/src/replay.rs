@@ -15,6 +15,11 @@ use pinhole_analyze::{AnalyzeError, Filter};
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
 
+/// A distinct (binary, protocol, address, port) of one file...
+type MemoKey = (Option<[u8; 32]>, String, String, u16);
+/// ...and what was decided for it: (app name, denied, destination text).
+type Memo = (Option<String>, bool, String);
+
 const COLUMNS: [&str; 5] = ["ts", "exe_sha256", "protocol", "dst_addr", "dst_port"];
 
 /// What replay found for one app of the policy (or for unknown binaries).
@@ -85,11 +90,7 @@ pub fn replay(
         ..Default::default()
     };
     for path in &files {
-        // (sha or none, protocol text id, address text id, port) -> (app name, verdict, dest)
-        let mut memo: HashMap<
-            (Option<[u8; 32]>, String, String, u16),
-            (Option<String>, bool, String),
-        > = HashMap::new();
+        let mut memo: HashMap<MemoKey, Memo> = HashMap::new();
         for batch in read_columns(path, &COLUMNS)? {
             let batch = batch.map_err(|e| AnalyzeError::Corrupt {
                 path: path.clone(),
