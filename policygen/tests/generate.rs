@@ -22,7 +22,10 @@ fn dest(events: u64, days: &[i64]) -> DestSummary {
     d
 }
 
-fn summary(apps: Vec<([u8; 32], &str, Vec<(&str, &str, u16, u64, Vec<i64>)>)>) -> Summary {
+/// (protocol, address, port, events, days) of one observed destination.
+type Seen<'a> = (&'a str, &'a str, u16, u64, Vec<i64>);
+
+fn summary(apps: Vec<([u8; 32], &str, Vec<Seen<'_>>)>) -> Summary {
     let mut s = Summary::default();
     for (sha, path, dests) in apps {
         let mut a = AppSummary {
