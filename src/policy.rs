@@ -145,6 +145,14 @@ pub enum PolicyCommand {
     Replay(ReplayArgs),
     /// Generate from the events before --split and replay the events after it.
     Evaluate(EvaluateArgs),
+    /// Compare two policies by meaning: apps and rules added, removed, widened, narrowed.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a policy file: syntax and meaning, with line and column for each problem.
     Check {
         file: PathBuf,
@@ -162,6 +170,15 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
         PolicyCommand::Generate(args) => generate_cmd(args),
         PolicyCommand::Replay(args) => replay_cmd(args),
         PolicyCommand::Evaluate(args) => evaluate_cmd(args),
+        PolicyCommand::Diff { old, new, json } => {
+            let d = pinhole_policygen::diff::diff(&load_policy(&old)?, &load_policy(&new)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", pinhole_policygen::diff::to_text(&d));
+            }
+            Ok(())
+        }
         PolicyCommand::Check {
             file,
             min_v4_prefix,
