@@ -18,21 +18,55 @@ fn generate_check_and_replay_on_a_real_recording() {
     let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-policy");
     let rec = Recording::start(&out, &[]);
     run(Command::new(&copy.path).args(["--port", "40050", "--count", "3"]));
-    run(Command::new(&copy.path).args(["--mode", "sendto", "--addr", "::1", "--port", "40051", "--count", "2"]));
+    run(Command::new(&copy.path).args([
+        "--mode", "sendto", "--addr", "::1", "--port", "40051", "--count", "2",
+    ]));
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
 
     let policy = tmp.path().join("policy.toml");
-    let gen = Command::new(PINHOLE).args(["policy", "generate"]).arg(&out).arg("-o").arg(&policy).output().unwrap();
-    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let gen = Command::new(PINHOLE)
+        .args(["policy", "generate"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     let text = std::fs::read_to_string(&policy).unwrap();
-    assert!(text.contains(&format!("sha256 = \"{}\"", copy.sha256)), "the copy is pinned by its hash:\n{text}");
-    assert!(text.contains("dst = \"127.0.0.1\"\nports = 40050") && text.contains("dst = \"::1\"\nports = 40051"), "{text}");
-    assert!(Command::new(PINHOLE).args(["policy", "check"]).arg(&policy).status().unwrap().success());
+    assert!(
+        text.contains(&format!("sha256 = \"{}\"", copy.sha256)),
+        "the copy is pinned by its hash:\n{text}"
+    );
+    assert!(
+        text.contains("dst = \"127.0.0.1\"\nports = 40050")
+            && text.contains("dst = \"::1\"\nports = 40051"),
+        "{text}"
+    );
+    assert!(Command::new(PINHOLE)
+        .args(["policy", "check"])
+        .arg(&policy)
+        .status()
+        .unwrap()
+        .success());
 
     // Everything recorded is allowed by the policy made from it.
-    let replay = Command::new(PINHOLE).args(["policy", "replay"]).arg(&policy).arg(&out).args(["--max-deny-rate", "0"]).output().unwrap();
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stdout));
+    let replay = Command::new(PINHOLE)
+        .args(["policy", "replay"])
+        .arg(&policy)
+        .arg(&out)
+        .args(["--max-deny-rate", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
 
     // A new destination of the same binary would be denied.
     let out2 = tmp.path().join("events2");
@@ -40,7 +74,13 @@ fn generate_check_and_replay_on_a_real_recording() {
     run(Command::new(&copy.path).args(["--port", "40052", "--count", "1"]));
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
-    let replay = Command::new(PINHOLE).args(["policy", "replay"]).arg(&policy).arg(&out2).args(["--max-deny-rate", "0"]).output().unwrap();
+    let replay = Command::new(PINHOLE)
+        .args(["policy", "replay"])
+        .arg(&policy)
+        .arg(&out2)
+        .args(["--max-deny-rate", "0"])
+        .output()
+        .unwrap();
     assert_eq!(replay.status.code(), Some(3));
     let report = String::from_utf8_lossy(&replay.stdout);
     assert!(report.contains("tcp 127.0.0.1:40052 x1"), "{report}");

@@ -137,6 +137,7 @@ pub fn check(src: &str, limits: Limits) -> Result<Policy, Vec<Diagnostic>> {
             name: a.name.get_ref().clone(),
             sha256: sha.unwrap_or_default(),
             paths: a.paths.clone(),
+            comms: a.comms.clone(),
             mode,
             rules,
             review,

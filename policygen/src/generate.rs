@@ -347,6 +347,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         name: name.to_owned(),
         sha256: *sha,
         paths: a.paths.iter().cloned().collect(),
+        comms: a.comms.iter().cloned().collect(),
         mode: knobs.mode,
         rules,
         review,

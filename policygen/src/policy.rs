@@ -103,6 +103,8 @@ pub struct App {
     pub name: String,
     pub sha256: [u8; 32],
     pub paths: Vec<String>,
+    /// Process names it was seen under (hints, like `paths`).
+    pub comms: Vec<String>,
     pub mode: Mode,
     pub rules: Vec<Rule>,
     /// Held back for a person to decide; never matched.

@@ -80,6 +80,8 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
         );
         let paths: Vec<String> = app.paths.iter().map(|s| quoted(s)).collect();
         let _ = writeln!(out, "paths = [{}]", paths.join(", "));
+        let comms: Vec<String> = app.comms.iter().map(|s| quoted(s)).collect();
+        let _ = writeln!(out, "comms = [{}]", comms.join(", "));
         let mode = match app.mode {
             Mode::Enforce => "enforce",
             Mode::Audit => "audit",

@@ -23,6 +23,7 @@ fn fixed_summary() -> Summary {
     ];
     let mut a = AppSummary {
         paths: BTreeSet::from(["/usr/bin/curl".to_owned()]),
+        comms: BTreeSet::from(["curl".to_owned()]),
         ..Default::default()
     };
     for (proto, addr, port, events, days) in seen {
