@@ -264,7 +264,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
 
     // Ports: contiguous runs become ranges (allows nothing new); many ephemeral ports
     // collapse into the ephemeral range.
-    let mut rules: Vec<(Rule, u64)> = Vec::new();
+    let mut rules: Vec<(Rule, Acc)> = Vec::new();
     for ((protocol, dst), ports) in by_dst {
         let eph: Vec<u16> = ports
             .keys()
@@ -313,9 +313,47 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
                 ports,
                 evidence: Some(acc.evidence()),
             };
-            rules.push((rule, acc.events));
+            rules.push((rule, acc));
         }
     }
+
+    // Folding per port can leave one rule inside another (a prefix made for one port
+    // covering an exact address kept for another, once both collapse to the ephemeral
+    // range). The covering rule already allows it: merge it there.
+    rules.sort_by_key(|(r, _)| {
+        (
+            r.dst.prefix_len(),
+            std::cmp::Reverse(r.ports.width()),
+            r.protocol,
+            r.dst,
+            r.ports,
+        )
+    });
+    let mut kept: Vec<(Rule, Acc)> = Vec::new();
+    for (rule, acc) in rules {
+        match kept.iter_mut().find(|(k, _)| k.covers(&rule)) {
+            Some((k, kacc)) => {
+                notes.push(format!(
+                    "merged {} {} port {} into {} {} port {}",
+                    rule.protocol.as_str(),
+                    rule.dst,
+                    rule.ports,
+                    k.protocol.as_str(),
+                    k.dst,
+                    k.ports
+                ));
+                kacc.add(&acc);
+            }
+            None => kept.push((rule, acc)),
+        }
+    }
+    let mut rules: Vec<(Rule, u64)> = kept
+        .into_iter()
+        .map(|(mut r, acc)| {
+            r.evidence = Some(acc.evidence());
+            (r, acc.events)
+        })
+        .collect();
 
     if rules.len() > knobs.max_rules_per_app {
         rules.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));

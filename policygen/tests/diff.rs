@@ -3,10 +3,10 @@
 use pinhole_policygen::check::{check, Limits};
 use pinhole_policygen::diff::{diff, to_text};
 
-fn policy(
-    unknown: &str,
-    apps: &[(&str, char, &str, &[(&str, &str, &str)])],
-) -> pinhole_policygen::Policy {
+/// (name, the hex digit its sha256 repeats, mode, rules as (id, dst, ports)).
+type AppSpec<'a> = (&'a str, char, &'a str, &'a [(&'a str, &'a str, &'a str)]);
+
+fn policy(unknown: &str, apps: &[AppSpec<'_>]) -> pinhole_policygen::Policy {
     let mut s = format!("version = 1\n[defaults]\nunknown_binary = \"{unknown}\"\n");
     for (name, hexchar, mode, rules) in apps {
         s += &format!(

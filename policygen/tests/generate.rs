@@ -250,6 +250,47 @@ fn written_policy_checks_and_reads_back_identically() {
     );
 }
 
+/// Found by the soundness property: a prefix folded for one port covered an exact
+/// address kept for another once both collapsed to the ephemeral range.
+#[test]
+fn regression_fold_then_ephemeral_collapse_leaves_no_shadowed_rule() {
+    let sha = [0u8; 32];
+    let s = summary(vec![(
+        sha,
+        "/bin/app0",
+        vec![
+            ("tcp", "2001:db8:2::", 32814, 1, vec![0]),
+            ("tcp", "2001:db8::", 32814, 1, vec![0]),
+            ("tcp", "2001:db8::", 32768, 1, vec![0]),
+        ],
+    )]);
+    let knobs = Knobs {
+        v4_fold_threshold: 0,
+        v6_fold_threshold: 1,
+        v6_max_width: 32,
+        ephemeral_threshold: 1,
+        ..Knobs::default()
+    };
+    let g = generate(&s, &knobs);
+    let policy = check(&to_toml(&g.policy, &[]), Limits::default()).expect("no shadowed rules");
+    assert_eq!(policy.apps[0].rules.len(), 1);
+    assert_eq!(
+        policy.apps[0].rules[0].evidence.as_ref().unwrap().events,
+        3,
+        "evidence merged"
+    );
+    for (addr, port) in [
+        ("2001:db8:2::", 32814),
+        ("2001:db8::", 32814),
+        ("2001:db8::", 32768),
+    ] {
+        assert_eq!(
+            allowed(&policy, &sha, "tcp", addr, port).0,
+            Verdict::Allowed
+        );
+    }
+}
+
 fn arb_addr() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         (0u8..4, 0u8..3, any::<u8>()).prop_map(|(a, b, c)| IpAddr::from([10, a, b, c])),
