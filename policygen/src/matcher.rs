@@ -20,23 +20,8 @@ use ipnet::IpNet;
 
 use crate::policy::{App, Mode, Policy, Protocol, Rule, UnknownAction};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    Denied,
-    WouldDeny,
-}
-
-impl Verdict {
-    /// The dataset's `verdict` text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Denied => "denied",
-            Verdict::WouldDeny => "would-deny",
-        }
-    }
-}
+/// The dataset's verdicts: what the matcher decides is what the audit trail records.
+pub use pinhole_recorder::event::Verdict;
 
 /// One event as the matcher sees it.
 #[derive(Debug, Clone, Copy)]
