@@ -150,7 +150,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
                 last_lost_read = now;
                 // Never leave this loop early: the poll thread only stops when told to.
                 match capture::lost_events(&skel) {
-                    Ok(n) => writer.sink.set_lost_total(n),
+                    Ok(n) => writer.set_lost(n),
                     Err(e) => tracing::warn!("{e:#}"),
                 }
             }
@@ -170,7 +170,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
         status.finish();
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
-        writer.sink.set_lost_total(capture::lost_events(&skel)?);
+        writer.set_lost(capture::lost_events(&skel)?);
         let counters = writer.counters();
         let resolver = writer.resolver.stats();
         result.and(polled).context("recording stopped")?;
@@ -217,6 +217,19 @@ impl<'s> Writer<'s> {
             events: 0,
             lost: 0,
         }
+    }
+
+    /// The kernel's cumulative loss count: into the dataset, the status line and a log.
+    fn set_lost(&mut self, total: u64) {
+        if total > self.lost {
+            tracing::warn!(
+                lost = total - self.lost,
+                total,
+                "the kernel dropped events: the ring buffer was full (a larger --ring-size or shorter --poll-interval helps)"
+            );
+        }
+        self.lost = total;
+        self.sink.set_lost_total(total);
     }
 
     fn counters(&self) -> Counters {

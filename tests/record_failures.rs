@@ -207,3 +207,59 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn losses_are_counted_and_reconcile_with_what_was_made() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-lossy");
+    // A one-page ring drained once a second cannot hold a burst of connects.
+    let rec = Recording::start(&out, &["--ring-size", "4KiB", "--poll-interval", "1s"]);
+    let made = 3000;
+    run(Command::new(&copy.path).args(["--port", "40060", "--count", &made.to_string()]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+
+    let logged_lost: u64 = log
+        .lines()
+        .find(|l| l.contains("recording finished"))
+        .and_then(|l| l.split("lost=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("the final log line reports the loss count");
+    assert!(
+        log.contains("the kernel dropped events"),
+        "a warning names the loss: {log}"
+    );
+    let mut kv_lost = 0;
+    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
+        kv_lost += read_file(&f).1["pinhole.lost_events"]
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert_eq!(
+        kv_lost, logged_lost,
+        "the dataset's metadata carries the same count"
+    );
+
+    let rows = rows(&out);
+    let ours = rows_of(&rows, &copy.path).len() as u64;
+    let others = rows.len() as u64 - ours;
+    assert!(
+        logged_lost > 0 && ours < made,
+        "the burst overflowed the ring: recorded {ours}, lost {logged_lost}"
+    );
+    // Every connect is either recorded or counted lost; the counter is machine-wide, so
+    // losses of other processes (at most a handful on a quiet machine) may add to it.
+    assert!(
+        ours + logged_lost >= made,
+        "recorded {ours} + lost {logged_lost} < made {made}"
+    );
+    assert!(
+        ours + logged_lost <= made + others + 50,
+        "recorded {ours} + lost {logged_lost} far above made {made}"
+    );
+}
