@@ -41,7 +41,7 @@ fn check_reports_ok_or_each_problem_with_its_position() {
         "{err}"
     );
     assert!(
-        err.contains("bad.toml:9:9: ports 99999: expected a port 1-65535"),
+        err.contains("bad.toml:9:9: ports 99999: expected a port 0-65535"),
         "{err}"
     );
     assert!(

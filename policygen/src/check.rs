@@ -317,7 +317,8 @@ fn parse_dst(c: &mut Checker<'_>, s: &Spanned<String>, limits: Limits) -> Option
 }
 
 fn parse_ports(c: &mut Checker<'_>, s: &Spanned<PortsField>) -> Option<PortRange> {
-    let port = |v: i64| u16::try_from(v).ok().filter(|p| *p != 0);
+    // Port 0 is real: ping (ICMP) sockets pass the connect hooks with it.
+    let port = |v: i64| u16::try_from(v).ok();
     let parsed = match s.get_ref() {
         PortsField::One(v) => port(*v).map(|p| PortRange { lo: p, hi: p }),
         PortsField::Text(t) => {
@@ -338,7 +339,7 @@ fn parse_ports(c: &mut Checker<'_>, s: &Spanned<PortsField>) -> Option<PortRange
         };
         c.at(
             s.span(),
-            format!("ports {shown}: expected a port 1-65535 or a range \"lo-hi\" with lo <= hi"),
+            format!("ports {shown}: expected a port 0-65535 or a range \"lo-hi\" with lo <= hi"),
         );
     }
     parsed

@@ -76,12 +76,12 @@ fn malformed_values_name_their_position() {
         e[0].contains("write IPv4-mapped addresses in IPv4 form"),
         "{e:?}"
     );
-    for bad in ["0", "70000", "\"9-3\"", "\"http\"", "-1"] {
+    for bad in ["70000", "\"9-3\"", "\"http\"", "-1"] {
         let e = errors(&app(&rule("a", "10.0.0.1", bad)));
         assert_eq!(e.len(), 1, "{bad}");
         assert!(
             e[0].starts_with("9:9: ports ")
-                && e[0].ends_with("expected a port 1-65535 or a range \"lo-hi\" with lo <= hi"),
+                && e[0].ends_with("expected a port 0-65535 or a range \"lo-hi\" with lo <= hi"),
             "{bad}: {e:?}"
         );
     }

@@ -305,7 +305,7 @@ proptest! {
     /// generated from it, whatever the widening knobs (support minimums at 1).
     #[test]
     fn every_training_event_is_allowed(
-        apps in prop::collection::vec(prop::collection::vec((prop::bool::ANY, arb_addr(), prop_oneof![1u16..100, 32768u16..33000], 1u64..5), 1..40), 1..4),
+        apps in prop::collection::vec(prop::collection::vec((0u8..3, arb_addr(), prop_oneof![0u16..100, 32768u16..33000], 1u64..5), 1..40), 1..4),
         v4_threshold in 0usize..6,
         v6_threshold in 0usize..6,
         v4_width in 8u8..32,
@@ -315,8 +315,9 @@ proptest! {
         let mut s = Summary::default();
         for (i, dests) in apps.iter().enumerate() {
             let mut a = AppSummary { paths: BTreeSet::from([format!("/bin/app{i}")]), ..Default::default() };
-            for (tcp, addr, port, events) in dests {
-                let k = DestKey { protocol: if *tcp { "tcp" } else { "udp" }.into(), addr: *addr, port: *port };
+            for (proto, addr, port, events) in dests {
+                let protocol = ["tcp", "udp", "icmp"][*proto as usize];
+                let k = DestKey { protocol: protocol.into(), addr: *addr, port: *port };
                 a.dests.entry(k).or_insert_with(|| dest(*events, &[0]));
             }
             s.apps.insert(AppKey::Hash([i as u8; 32]), a);
@@ -339,4 +340,30 @@ proptest! {
             }
         }
     }
+}
+
+/// Ping sockets pass the connect hooks with port 0: a policy generated from them must
+/// pass check and allow them.
+#[test]
+fn icmp_destinations_with_port_zero_round_trip() {
+    let sha = [7u8; 32];
+    let s = summary(vec![(
+        sha,
+        "/usr/bin/ping",
+        vec![
+            ("icmp", "192.0.2.1", 0, 3, vec![0]),
+            ("icmp", "::1", 0, 1, vec![0]),
+        ],
+    )]);
+    let g = generate(&s, &Knobs::default());
+    let policy =
+        check(&to_toml(&g.policy, &[]), Limits::default()).unwrap_or_else(|d| panic!("{d:?}"));
+    assert_eq!(
+        allowed(&policy, &sha, "icmp", "192.0.2.1", 0).0,
+        Verdict::Allowed
+    );
+    assert_eq!(
+        allowed(&policy, &sha, "icmp", "192.0.2.2", 0).0,
+        Verdict::Denied
+    );
 }
