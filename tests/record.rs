@@ -338,3 +338,36 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     assert!(text.contains("fixed_size_binary[32]"), "{text}");
     assert!(text.contains("timestamp[ns, tz=UTC]"), "{text}");
 }
+
+#[test]
+fn cgroup_option_records_only_that_subtree() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-cgroup");
+    let cg = TestCgroup::new("pinhole-test-record");
+    let name = cg.path.file_name().unwrap().to_str().unwrap().to_owned();
+    // Relative to the cgroup-v2 mount, as a user would write it.
+    let rec = Recording::start(&tmp.path().join("events"), &["--cgroup", &name]);
+    run(cg
+        .command(&copy.path)
+        .args(["--port", "40070", "--count", "2"]));
+    run(Command::new(&copy.path).args(["--port", "40071", "--count", "2"]));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&tmp.path().join("events"));
+    let mine = rows_of(&rows, &copy.path);
+    assert_eq!(
+        mine.len(),
+        2,
+        "only the connects made inside the cgroup: {mine:?}"
+    );
+    for r in mine {
+        assert_eq!(r["dst_port"], "40070");
+        assert_eq!(r["cgroup_id"], cg.id().to_string());
+    }
+    assert!(
+        rows.iter().all(|r| r["cgroup_id"] == cg.id().to_string()),
+        "nothing from outside the subtree"
+    );
+}

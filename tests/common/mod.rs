@@ -214,16 +214,6 @@ pub fn inode_of(path: &Path) -> u64 {
 
 /// The cgroup id of this process (the inode of its cgroup-v2 directory).
 pub fn own_cgroup_id() -> u64 {
-    let mount = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .find(|l| {
-            l.split(" - ")
-                .nth(1)
-                .is_some_and(|p| p.starts_with("cgroup2 "))
-        })
-        .and_then(|l| l.split_whitespace().nth(4).map(PathBuf::from))
-        .expect("a cgroup2 mount");
     let rel = fs::read_to_string("/proc/self/cgroup")
         .unwrap()
         .lines()
@@ -232,10 +222,65 @@ pub fn own_cgroup_id() -> u64 {
                 .map(|p| p.trim_start_matches('/').to_owned())
         })
         .expect("a cgroup-v2 entry in /proc/self/cgroup");
-    inode_of(&mount.join(rel))
+    inode_of(&cgroup2_mount().join(rel))
 }
 
 pub fn rows_of<'a>(rows: &'a [Row], exe: &Path) -> Vec<&'a Row> {
     let p = exe.to_string_lossy();
     rows.iter().filter(|r| r["exe_path"] == p).collect()
+}
+
+/// The cgroup-v2 mount point.
+pub fn cgroup2_mount() -> PathBuf {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|p| p.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .expect("a cgroup2 mount")
+}
+
+/// A child cgroup of the cgroup-v2 root made by a test, removed when dropped.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> TestCgroup {
+        let path = cgroup2_mount().join(format!("{name}-{}", std::process::id()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
+    pub fn id(&self) -> u64 {
+        inode_of(&self.path)
+    }
+
+    /// A command that moves itself into this cgroup, then execs `program`.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("echo $$ > \"$1/cgroup.procs\" && shift && exec \"$@\"")
+            .arg("sh")
+            .arg(&self.path)
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Processes have exited by now; an empty cgroup can be removed.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove test cgroup {}", self.path.display());
+    }
 }
