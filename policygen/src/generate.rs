@@ -246,8 +246,13 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
                 let mut acc = members[0].1.clone();
                 members[1..].iter().for_each(|(_, m)| acc.add(m));
                 notes.push(format!(
-                    "folded {} addresses for {} port {port} into {net} (threshold {threshold}, widest /{})",
-                    members.len(), protocol.as_str(), outer.prefix_len()
+                    "folded {} addresses for {} port {port} into {net} (threshold {threshold}, widest /{}): {} events on {} day(s), {}",
+                    members.len(),
+                    protocol.as_str(),
+                    outer.prefix_len(),
+                    acc.events,
+                    acc.days.len(),
+                    shown_list(&addrs)
                 ));
                 merge_into(by_dst.entry((protocol, net)).or_default(), port, acc);
             } else {
@@ -292,10 +297,12 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         }
         if let Some(acc) = eph_acc {
             notes.push(format!(
-                "collapsed {} ephemeral ports of {} {dst} into {EPHEMERAL_LO}-65535 (threshold {})",
+                "collapsed {} ephemeral ports of {} {dst} into {EPHEMERAL_LO}-65535 (threshold {}): {} events on {} day(s)",
                 eph.len(),
                 protocol.as_str(),
-                knobs.ephemeral_threshold
+                knobs.ephemeral_threshold,
+                acc.events,
+                acc.days.len()
             ));
             ranges.push((
                 PortRange {
@@ -391,6 +398,20 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         review,
     };
     (app, notes)
+}
+
+/// Up to eight addresses, then how many more.
+fn shown_list(addrs: &[IpAddr]) -> String {
+    let mut s = addrs
+        .iter()
+        .take(8)
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if addrs.len() > 8 {
+        s += &format!(" and {} more", addrs.len() - 8);
+    }
+    s
 }
 
 fn merge_into(ports: &mut BTreeMap<u16, Acc>, port: u16, acc: Acc) {
