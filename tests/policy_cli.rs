@@ -1,8 +1,10 @@
 //! `pinhole policy check` as a user runs it.
 
-use std::process::Command;
+mod common;
 
-const PINHOLE: &str = env!("CARGO_BIN_EXE_pinhole");
+use std::ffi::OsStr;
+
+use common::pinhole;
 
 #[test]
 fn check_reports_ok_or_each_problem_with_its_position() {
@@ -14,11 +16,7 @@ fn check_reports_ok_or_each_problem_with_its_position() {
         format!("version = 1\n[[app]]\nname = \"x\"\nsha256 = \"{sha}\"\n[[app.allow]]\nid = \"x-1\"\nprotocol = \"tcp\"\ndst = \"10.0.0.0/24\"\nports = 443\n"),
     )
     .unwrap();
-    let out = Command::new(PINHOLE)
-        .args(["policy", "check"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = pinhole([OsStr::new("policy"), "check".as_ref(), good.as_ref()]);
     assert!(
         out.status.success(),
         "{}",
@@ -29,11 +27,7 @@ fn check_reports_ok_or_each_problem_with_its_position() {
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, format!("version = 1\n[[app]]\nname = \"x\"\nsha256 = \"{sha}\"\n[[app.allow]]\nid = \"x-1\"\nprotocol = \"tcp\"\ndst = \"0.0.0.0/0\"\nports = 99999\n")).unwrap();
-    let out = Command::new(PINHOLE)
-        .args(["policy", "check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = pinhole([OsStr::new("policy"), "check".as_ref(), bad.as_ref()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -63,13 +57,16 @@ fn generate_replay_and_evaluate_on_a_dataset() {
     };
     pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
     let policy = dir.path().join("policy.toml");
-    let out = Command::new(PINHOLE)
-        .args(["policy", "generate"])
-        .arg(&ds)
-        .args(["--until", "2026-11-24", "--explain", "-o"])
-        .arg(&policy)
-        .output()
-        .unwrap();
+    let out = pinhole([
+        OsStr::new("policy"),
+        "generate".as_ref(),
+        ds.as_ref(),
+        "--until".as_ref(),
+        "2026-11-24".as_ref(),
+        "--explain".as_ref(),
+        "-o".as_ref(),
+        policy.as_ref(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -80,21 +77,21 @@ fn generate_replay_and_evaluate_on_a_dataset() {
         err.contains("app-0:") && err.contains("allow rules"),
         "--explain lists decisions per app: {err}"
     );
-    assert!(Command::new(PINHOLE)
-        .args(["policy", "check"])
-        .arg(&policy)
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        pinhole([OsStr::new("policy"), "check".as_ref(), policy.as_ref()])
+            .status
+            .success()
+    );
 
     let replay = |extra: &[&str]| {
-        Command::new(PINHOLE)
-            .args(["policy", "replay"])
-            .arg(&policy)
-            .arg(&ds)
-            .args(extra)
-            .output()
-            .unwrap()
+        let mut args = vec![
+            OsStr::new("policy"),
+            "replay".as_ref(),
+            policy.as_ref(),
+            ds.as_ref(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        pinhole(args)
     };
     let clean = replay(&["--until", "2026-11-24", "--max-deny-rate", "0"]);
     assert!(
@@ -113,12 +110,13 @@ fn generate_replay_and_evaluate_on_a_dataset() {
         "{text}"
     );
 
-    let eval = Command::new(PINHOLE)
-        .args(["policy", "evaluate"])
-        .arg(&ds)
-        .args(["--split", "2026-11-24"])
-        .output()
-        .unwrap();
+    let eval = pinhole([
+        OsStr::new("policy"),
+        "evaluate".as_ref(),
+        ds.as_ref(),
+        "--split".as_ref(),
+        "2026-11-24".as_ref(),
+    ]);
     assert!(
         eval.status.success(),
         "{}",

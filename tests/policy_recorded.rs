@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
@@ -25,13 +26,13 @@ fn generate_check_and_replay_on_a_real_recording() {
     assert!(status.success(), "{log}");
 
     let policy = tmp.path().join("policy.toml");
-    let gen = Command::new(PINHOLE)
-        .args(["policy", "generate"])
-        .arg(&out)
-        .arg("-o")
-        .arg(&policy)
-        .output()
-        .unwrap();
+    let gen = pinhole([
+        OsStr::new("policy"),
+        "generate".as_ref(),
+        out.as_ref(),
+        "-o".as_ref(),
+        policy.as_ref(),
+    ]);
     assert!(
         gen.status.success(),
         "{}",
@@ -47,21 +48,24 @@ fn generate_check_and_replay_on_a_real_recording() {
             && text.contains("dst = \"::1\"\nports = 40051"),
         "{text}"
     );
-    assert!(Command::new(PINHOLE)
-        .args(["policy", "check"])
-        .arg(&policy)
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        pinhole([OsStr::new("policy"), "check".as_ref(), policy.as_ref()])
+            .status
+            .success()
+    );
 
     // Everything recorded is allowed by the policy made from it.
-    let replay = Command::new(PINHOLE)
-        .args(["policy", "replay"])
-        .arg(&policy)
-        .arg(&out)
-        .args(["--max-deny-rate", "0"])
-        .output()
-        .unwrap();
+    let replay_gated = |dataset: &Path| {
+        pinhole([
+            OsStr::new("policy"),
+            "replay".as_ref(),
+            policy.as_ref(),
+            dataset.as_ref(),
+            "--max-deny-rate".as_ref(),
+            "0".as_ref(),
+        ])
+    };
+    let replay = replay_gated(&out);
     assert!(
         replay.status.success(),
         "{}",
@@ -74,13 +78,7 @@ fn generate_check_and_replay_on_a_real_recording() {
     run(Command::new(&copy.path).args(["--port", "40052", "--count", "1"]));
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
-    let replay = Command::new(PINHOLE)
-        .args(["policy", "replay"])
-        .arg(&policy)
-        .arg(&out2)
-        .args(["--max-deny-rate", "0"])
-        .output()
-        .unwrap();
+    let replay = replay_gated(&out2);
     assert_eq!(replay.status.code(), Some(3));
     let report = String::from_utf8_lossy(&replay.stdout);
     assert!(report.contains("tcp 127.0.0.1:40052 x1"), "{report}");

@@ -105,22 +105,9 @@ fn rule_id(app: &str, protocol: Protocol, dst: &IpNet, ports: &PortRange) -> Str
 }
 
 fn slug(s: &str) -> String {
+    // Rule ids allow '-', '_' and '.'; the binary's file name is what a reviewer knows.
     let base = s.rsplit('/').next().unwrap_or(s);
-    let out: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        "app".into()
-    } else {
-        out
-    }
+    pinhole_recorder::layout::safe_name(base, "-_.", "app")
 }
 
 /// The smallest prefix covering all `addrs` (same family).

@@ -40,12 +40,13 @@ pub fn staging_dir(out: &Path) -> PathBuf {
     out.join(STAGING_DIR)
 }
 
-/// A file name safe on any filesystem and unambiguous when split on '-'.
-fn sanitize(s: &str) -> String {
+/// `s` with every character but ASCII letters, digits and those in `keep` replaced by
+/// '_'; `fallback` if nothing is left.
+pub fn safe_name(s: &str, keep: &str, fallback: &str) -> String {
     let cleaned: String = s
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            if c.is_ascii_alphanumeric() || keep.contains(c) {
                 c
             } else {
                 '_'
@@ -53,10 +54,15 @@ fn sanitize(s: &str) -> String {
         })
         .collect();
     if cleaned.is_empty() {
-        "host".into()
+        fallback.into()
     } else {
         cleaned
     }
+}
+
+/// A file name safe on any filesystem and unambiguous when split on '-'.
+fn sanitize(s: &str) -> String {
+    safe_name(s, "._", "host")
 }
 
 /// Names a segment: unique per host, process and sequence, sortable by start time.

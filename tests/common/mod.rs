@@ -194,6 +194,18 @@ pub fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(fs::read(path).unwrap()))
 }
 
+/// Runs `pinhole` with `args` to completion and returns what it printed and its status.
+pub fn pinhole<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(PINHOLE)
+        .args(args)
+        .output()
+        .expect("spawn pinhole")
+}
+
 /// Runs `cmd` to completion, panicking with its output on failure.
 pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
