@@ -3,6 +3,7 @@
 //! kernel enforcer both implement.
 
 pub mod check;
+pub mod compile;
 pub mod diff;
 pub mod generate;
 pub mod matcher;

@@ -1,6 +1,7 @@
 //! The shared semantics cases (tests/cases/semantics.toml) against the Rust matcher.
 
 use pinhole_policygen::check::{check, Limits};
+use pinhole_policygen::compile::{compile, ipproto, TableModel};
 use pinhole_policygen::matcher::{Matcher, Query};
 use pinhole_policygen::Protocol;
 use serde::Deserialize;
@@ -40,6 +41,8 @@ fn every_semantics_case_holds() {
         let policy = check(&suite.policy, Limits::default())
             .unwrap_or_else(|d| panic!("{}: {d:?}", suite.name));
         let m = Matcher::new(&policy);
+        let compiled = compile(&policy);
+        let tables = TableModel::new(&compiled);
         for c in suite.events {
             let mut sha = [0u8; 32];
             let has = !c.sha256.is_empty();
@@ -58,6 +61,18 @@ fn every_semantics_case_holds() {
                 got,
                 (c.verdict.as_str(), c.rule.as_str()),
                 "{}: {} {} port {}",
+                suite.name,
+                c.protocol,
+                c.addr,
+                c.port
+            );
+            // The enforcer's tables, looked up the way the BPF program does.
+            let t = tables.decide(q.sha256, ipproto(q.protocol), q.addr, q.port);
+            let t_rule = compiled.rule(t.rule).map_or("", |(_, id)| id);
+            assert_eq!(
+                (t.verdict.as_str(), t_rule),
+                got,
+                "tables, {}: {} {} port {}",
                 suite.name,
                 c.protocol,
                 c.addr,
