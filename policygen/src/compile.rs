@@ -108,6 +108,9 @@ impl Candidate {
     }
 }
 
+/// The prefix nodes of one (app, protocol, family): (prefix length, address) -> rules.
+type Nodes = BTreeMap<(u8, [u8; 16]), Vec<Candidate>>;
+
 fn family_and_bytes(net: &IpNet) -> (u8, [u8; 16]) {
     let mut bytes = [0u8; 16];
     match net {
@@ -178,8 +181,7 @@ fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
 pub fn compile(policy: &Policy) -> Compiled {
     let mut rules = Vec::new();
     // Group every rule under its (app, protocol, family) and then its prefix node.
-    let mut groups: BTreeMap<(u32, u8, u8), BTreeMap<(u8, [u8; 16]), Vec<Candidate>>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(u32, u8, u8), Nodes> = BTreeMap::new();
     for (app_index, app) in policy.apps.iter().enumerate() {
         let app_id = app_index as u32 + 1;
         for (order, r) in app.rules.iter().enumerate() {
