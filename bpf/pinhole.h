@@ -13,6 +13,7 @@
 enum pinhole_hook {
 	PINHOLE_HOOK_CONNECT = 1,
 	PINHOLE_HOOK_SENDMSG = 2,
+	PINHOLE_HOOK_SOCK_CREATE = 3, /* a raw socket being opened (enforcer only) */
 };
 
 /* What the program decided; the recorder only ever observes. */
@@ -60,7 +61,17 @@ struct connect_event {
 	__u8 hook; /* enum pinhole_hook */
 	__u8 verdict; /* enum pinhole_verdict */
 	__u16 _pad;
+	__u32 app_id; /* enforcer: the policy's app (1-based), 0 for an unknown binary */
+	__u32 rule; /* enforcer: global rule number (1-based), 0 for none */
+	__u32 generation; /* enforcer: which loaded policy decided */
+	__u32 _pad2;
 	char comm[PINHOLE_COMM_LEN];
+};
+
+/* Why an exec_event was sent. */
+enum pinhole_exec_reason {
+	PINHOLE_EXEC_NEW = 0, /* a completed execve */
+	PINHOLE_EXEC_UNKNOWN = 1, /* enforcer: a connect by an executable it has no hash for */
 };
 
 /* A completed execve: the task now runs `exe`, named `filename` by the caller. */
@@ -70,7 +81,7 @@ struct exec_event {
 	__u32 pid;
 	__u32 ppid;
 	__u32 uid;
-	__u32 _pad;
+	__u32 reason; /* enum pinhole_exec_reason */
 	char comm[PINHOLE_COMM_LEN];
 	char filename[PINHOLE_PATH_LEN];
 };
@@ -81,6 +92,77 @@ struct task_record {
 	__u32 pid;
 	__u32 ppid;
 	char path[PINHOLE_PATH_LEN];
+};
+
+/* ---- Enforcer tables, filled by user space from a compiled policy ---- */
+
+enum pinhole_app_mode {
+	PINHOLE_MODE_ENFORCE = 0,
+	PINHOLE_MODE_AUDIT = 1,
+};
+
+enum pinhole_unknown_action {
+	PINHOLE_UNKNOWN_ALLOW = 0,
+	PINHOLE_UNKNOWN_DENY = 1,
+	PINHOLE_UNKNOWN_AUDIT = 2,
+};
+
+#define PINHOLE_FAMILY_V4 4
+#define PINHOLE_FAMILY_V6 6
+
+/* Which app a file is: (device, inode), valid only while its change time is `ctime`. */
+struct identity_key {
+	__u64 ino;
+	__u32 dev; /* kernel encoding */
+	__u32 _pad;
+};
+
+struct identity_value {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 app_id;
+};
+
+/*
+ * Destination trie key. The fixed part (app, protocol, family, padding) is always
+ * matched whole; prefixlen = PINHOLE_DEST_FIXED_BITS + the address prefix length.
+ * IPv4 uses the first four address bytes.
+ */
+struct dest_key {
+	__u32 prefixlen;
+	__u32 app_id;
+	__u8 protocol; /* IPPROTO_TCP, IPPROTO_UDP or IPPROTO_ICMP (ICMPv6 folded in) */
+	__u8 family; /* PINHOLE_FAMILY_V4 or _V6 */
+	__u16 _pad;
+	__u8 addr[16];
+};
+
+#define PINHOLE_DEST_FIXED_BITS 64
+
+/* A trie node's sorted, disjoint port spans: port_spans[start .. start + count). */
+struct span_range {
+	__u32 start;
+	__u32 count;
+};
+
+struct port_span {
+	__u16 lo;
+	__u16 hi;
+	__u32 rule;
+};
+
+/* Binary search over at most 65,536 spans. */
+#define PINHOLE_MAX_SEARCH_STEPS 17
+
+struct app_info {
+	__u32 mode; /* enum pinhole_app_mode */
+};
+
+/* Per app (index 0: unknown binaries), per CPU. */
+struct verdict_counters {
+	__u64 allowed;
+	__u64 denied;
+	__u64 would_deny;
 };
 
 #endif /* PINHOLE_H */

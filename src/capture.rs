@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::identity::{Candidate, ExeKey, ExecWatch};
 use crate::skel::record::{RecordSkel, RecordSkelBuilder};
@@ -63,13 +63,12 @@ pub fn attach(skel: &RecordSkel<'_>, cgroup: &Path) -> Result<Vec<Link>> {
     Ok(links)
 }
 
-/// Sum of the per-CPU loss counters: events the kernel could not hand over.
-pub fn lost_events(skel: &RecordSkel<'_>) -> Result<u64> {
+/// Sum of the per-CPU loss counters (`lost_events` of record.bpf.c or enforce.bpf.c):
+/// events the kernel could not hand over.
+pub fn lost_events(map: &dyn MapCore) -> Result<u64> {
     let mut total = 0;
     for slot in 0u32..2 {
-        let per_cpu = skel
-            .maps
-            .lost_events
+        let per_cpu = map
             .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
             .context("reading the lost-event counters")?
             .unwrap_or_default();
@@ -79,6 +78,11 @@ pub fn lost_events(skel: &RecordSkel<'_>) -> Result<u64> {
             .sum::<u64>();
     }
     Ok(total)
+}
+
+/// An owned handle on a skeleton's map, for another thread (skeleton maps are not `Sync`).
+pub fn map_handle<T: std::fmt::Debug>(map: &libbpf_rs::MapImpl<'_, T>) -> Result<MapHandle> {
+    MapHandle::try_from(map).with_context(|| format!("duplicating map {:?}", map.name()))
 }
 
 /// Opens the new executable while the process most likely still runs. If it is gone
@@ -114,11 +118,13 @@ fn raise_priority() {
     }
 }
 
-/// Drains both rings every `interval` (and at once on an exec) until `stop` is set,
-/// then drains once more. Connect records are consumed before exec records in each
-/// round, so the exec behind any consumed connect has been consumed too.
+/// Drains both rings (`connect_events`, `exec_events` of either program) every
+/// `interval` (and at once on an exec) until `stop` is set, then drains once more.
+/// Connect records are consumed before exec records in each round, so the exec behind
+/// any consumed connect has been consumed too.
 pub fn poll_loop(
-    skel: &RecordSkel<'_>,
+    connect_ring: &dyn MapCore,
+    exec_ring: &dyn MapCore,
     interval: Duration,
     stop: &AtomicBool,
     tx: Sender<Captured>,
@@ -127,14 +133,14 @@ pub fn poll_loop(
     let execs = RefCell::new(Vec::<Candidate>::new());
     let mut builder = RingBufferBuilder::new();
     builder
-        .add(&skel.maps.connect_events, |data: &[u8]| {
+        .add(connect_ring, |data: &[u8]| {
             if let Some(e) = parse::<connect_event>(data) {
                 connects.borrow_mut().push(e);
             }
             0
         })
         .context("adding the connect ring buffer")?
-        .add(&skel.maps.exec_events, |data: &[u8]| {
+        .add(exec_ring, |data: &[u8]| {
             if let Some(e) = parse::<exec_event>(data) {
                 execs.borrow_mut().push(exec_candidate(&e));
             }

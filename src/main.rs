@@ -10,6 +10,7 @@ mod record;
 mod skel;
 mod snapshot;
 mod status;
+mod trail;
 
 use std::process::ExitCode;
 

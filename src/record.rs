@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pinhole_recorder::event::{ExeRef, Hook, Protocol, Verdict};
-use pinhole_recorder::{Event, Sink, SinkConfig};
+use pinhole_recorder::{Sink, SinkConfig};
 
-use crate::capture::{self, Captured};
-use crate::clock::BootClock;
-use crate::identity::{ExeKey, Resolver};
+use crate::capture;
 use crate::mounts;
-use crate::skel::{c_str, connect_event};
-use crate::status::{Counters, StatusLine};
+use crate::status::StatusLine;
+use crate::trail::Writer;
 
 /// Options of `pinhole record`.
 #[derive(Debug, clap::Args)]
@@ -119,7 +116,12 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let deadline = args.duration.map(|d| Instant::now() + d);
 
     std::thread::scope(|s| -> Result<()> {
-        let poller = s.spawn(|| capture::poll_loop(&skel, args.poll_interval, &poll_stop, tx));
+        let rings = (
+            capture::map_handle(&skel.maps.connect_events)?,
+            capture::map_handle(&skel.maps.exec_events)?,
+        );
+        let (poll_stop, interval) = (&poll_stop, args.poll_interval);
+        let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         let mut writer = Writer::new(&mut sink);
         match crate::snapshot::running_processes() {
             Ok(procs) => {
@@ -149,7 +151,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             if now.duration_since(last_lost_read) >= Duration::from_millis(500) {
                 last_lost_read = now;
                 // Never leave this loop early: the poll thread only stops when told to.
-                match capture::lost_events(&skel) {
+                match capture::lost_events(&skel.maps.lost_events) {
                     Ok(n) => writer.set_lost(n),
                     Err(e) => tracing::warn!("{e:#}"),
                 }
@@ -170,7 +172,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
         status.finish();
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
-        writer.set_lost(capture::lost_events(&skel)?);
+        writer.set_lost(capture::lost_events(&skel.maps.lost_events)?);
         let counters = writer.counters();
         let resolver = writer.resolver.stats();
         result.and(polled).context("recording stopped")?;
@@ -197,113 +199,4 @@ pub fn run(args: RecordArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// Turns captured records into dataset rows.
-struct Writer<'s> {
-    sink: &'s mut Sink,
-    resolver: Resolver,
-    clock: BootClock,
-    events: u64,
-    lost: u64,
-}
-
-impl<'s> Writer<'s> {
-    fn new(sink: &'s mut Sink) -> Self {
-        Writer {
-            sink,
-            resolver: Resolver::default(),
-            clock: BootClock::now(),
-            events: 0,
-            lost: 0,
-        }
-    }
-
-    /// The kernel's cumulative loss count: into the dataset, the status line and a log.
-    fn set_lost(&mut self, total: u64) {
-        if total > self.lost {
-            tracing::warn!(
-                lost = total - self.lost,
-                total,
-                "the kernel dropped events: the ring buffer was full (a larger --ring-size or shorter --poll-interval helps)"
-            );
-        }
-        self.lost = total;
-        self.sink.set_lost_total(total);
-    }
-
-    fn counters(&self) -> Counters {
-        let stats = self.sink.stats();
-        Counters {
-            events: self.events,
-            written: stats.events_written.load(Ordering::Relaxed),
-            lost: self.lost,
-            files: stats.files_published.load(Ordering::Relaxed),
-        }
-    }
-
-    fn handle(&mut self, msg: Captured) -> Result<()> {
-        match msg {
-            Captured::Exec(c) => self.resolver.offer(c),
-            Captured::Connects(batch) => {
-                for e in &batch {
-                    self.append(e)?;
-                }
-                self.events += batch.len() as u64;
-            }
-        }
-        Ok(())
-    }
-
-    fn append(&mut self, e: &connect_event) -> Result<()> {
-        let key = ExeKey::from(&e.exe);
-        let exe = self.resolver.resolve(e.pid, key);
-        let comm = c_str(&e.comm);
-        let row = Event {
-            ts_ns: self.clock.to_unix_ns(e.boot_ns),
-            pid: e.pid,
-            tid: e.tid,
-            ppid: e.ppid,
-            uid: e.uid,
-            gid: e.gid,
-            comm: &comm,
-            exe: ExeRef {
-                path: exe.path.as_deref(),
-                sha256: exe.sha256.as_ref(),
-                status: exe.status,
-                dev: key.dev,
-                ino: key.ino,
-            },
-            cgroup_id: e.cgroup_id,
-            netns: e.netns,
-            dst_addr: dst_addr(e),
-            dst_port: e.dst_port,
-            protocol: Protocol::from_ipproto(e.protocol),
-            hook: if e.hook == 2 {
-                Hook::Sendmsg
-            } else {
-                Hook::Connect
-            },
-            verdict: Verdict::Observed,
-            sock_cookie: e.sock_cookie,
-            rule_id: None,
-            app: None,
-        };
-        self.sink.append(&row)?;
-        Ok(())
-    }
-}
-
-/// The kernel stores addresses in network byte order, word by word.
-fn dst_addr(e: &connect_event) -> std::net::IpAddr {
-    let bytes = |w: u32| w.to_ne_bytes();
-    if e.ip_version == 4 {
-        std::net::Ipv4Addr::from(bytes(e.dst_addr[0])).into()
-    } else {
-        let mut b = [0u8; 16];
-        for (i, w) in e.dst_addr.iter().enumerate() {
-            b[i * 4..i * 4 + 4].copy_from_slice(&bytes(*w));
-        }
-        std::net::Ipv6Addr::from(b).into()
-    }
 }

@@ -14,6 +14,10 @@ pub mod record {
     include!(concat!(env!("OUT_DIR"), "/record.skel.rs"));
 }
 
+pub mod enforce {
+    include!(concat!(env!("OUT_DIR"), "/enforce.skel.rs"));
+}
+
 pub mod snapshot {
     include!(concat!(env!("OUT_DIR"), "/snapshot.skel.rs"));
 }
@@ -30,6 +34,12 @@ unsafe impl plain::Plain for task_record {}
 // Each skeleton generates its own copy of `struct exe_identity` from bpf/pinhole.h.
 impl From<&record::types::exe_identity> for ExeKey {
     fn from(id: &record::types::exe_identity) -> Self {
+        ExeKey::from_kernel(id.dev, id.ino, id.ctime_sec, id.ctime_nsec)
+    }
+}
+
+impl From<&enforce::types::exe_identity> for ExeKey {
+    fn from(id: &enforce::types::exe_identity) -> Self {
         ExeKey::from_kernel(id.dev, id.ino, id.ctime_sec, id.ctime_nsec)
     }
 }

@@ -91,6 +91,8 @@ impl Protocol {
 pub enum Hook {
     Connect,
     Sendmsg,
+    /// The enforcer deciding whether a raw socket may be opened (no destination yet).
+    SockCreate,
 }
 
 impl Hook {
@@ -98,6 +100,7 @@ impl Hook {
         match self {
             Hook::Connect => "connect",
             Hook::Sendmsg => "sendmsg",
+            Hook::SockCreate => "sock_create",
         }
     }
 }

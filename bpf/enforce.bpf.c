@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pinhole's enforcer: decides every outbound connect, unconnected UDP send and raw
+ * socket by the hashed identity of the calling executable (enforce_decide.h), counts
+ * each decision per app, and hands decisions and unknown executables to user space.
+ */
+#include "kernel_types.h"
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "pinhole.h"
+#include "sock_addr.h"
+#include "task_identity.h"
+#include "enforce_decide.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SOCK_RAW_TYPE 3 /* SOCK_RAW */
+
+/* Which loaded policy this program belongs to, and whether allowed decisions are sent. */
+const volatile __u32 generation = 0;
+const volatile __u8 send_allowed = 0;
+
+/* Shared by every generation of the program (user space reuses the maps on reload). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} connect_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} exec_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PINHOLE_LOST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+/* Per app id (0: unknown binaries); sized to the policy before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct verdict_counters);
+} counters SEC(".maps");
+
+/* Executable versions already reported as unknown: each is hashed once, not per connect. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct exe_identity);
+	__type(value, __u8);
+} reported SEC(".maps");
+
+struct connect_event _connect_event = {};
+struct exec_event _exec_event = {};
+
+static __always_inline void count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost_events, &slot);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void count(const struct decision *d)
+{
+	struct verdict_counters *c = bpf_map_lookup_elem(&counters, &d->app_id);
+
+	if (!c)
+		return;
+	if (d->verdict == PINHOLE_VERDICT_ALLOWED)
+		c->allowed++;
+	else if (d->verdict == PINHOLE_VERDICT_DENIED)
+		c->denied++;
+	else
+		c->would_deny++;
+}
+
+/* Asks user space to hash an executable the identity table does not (or no longer) know. */
+static __always_inline void report_exe(const struct exe_identity *id, __u32 reason, void *filename_src)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u8 one = 1;
+	struct exec_event *e;
+
+	if (!id->ino)
+		return;
+	/* The trail (send_allowed) wants every exec's path; otherwise once per version. */
+	if ((reason == PINHOLE_EXEC_UNKNOWN || !send_allowed) && bpf_map_lookup_elem(&reported, id))
+		return;
+	e = bpf_ringbuf_reserve(&exec_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(PINHOLE_LOST_EXEC);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ppid = task->real_parent->tgid;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->reason = reason;
+	e->exe = *id;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (filename_src)
+		bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename_src);
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	bpf_map_update_elem(&reported, id, &one, BPF_ANY);
+}
+
+/* Counts the decision and sends it on when user space wants it; returns the hook result. */
+static __always_inline int conclude(struct connect_event *e, const struct decision *d)
+{
+	count(d);
+	if (d->identity_unknown)
+		report_exe(&e->exe, PINHOLE_EXEC_UNKNOWN, NULL);
+	if (send_allowed || d->verdict != PINHOLE_VERDICT_ALLOWED) {
+		struct connect_event *out = bpf_ringbuf_reserve(&connect_events, sizeof(*out), 0);
+
+		if (out) {
+			e->verdict = d->verdict;
+			e->app_id = d->app_id;
+			e->rule = d->rule;
+			e->generation = generation;
+			__builtin_memcpy(out, e, sizeof(*out));
+			bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
+		} else {
+			count_lost(PINHOLE_LOST_CONNECT);
+		}
+	}
+	return d->verdict != PINHOLE_VERDICT_DENIED;
+}
+
+/*
+ * The record is built on the stack (not reserved up front) because most decisions
+ * are not sent when allowed decisions are not wanted.
+ */
+static __always_inline void start_event(void *ctx, struct connect_event *e, __u8 hook)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->hook = hook;
+	read_current_task(e);
+}
+
+static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct connect_event e;
+	struct decision d = {};
+
+	start_event(ctx, &e, hook);
+	e.sock_cookie = bpf_get_socket_cookie(ctx);
+	read_dst4(ctx, &e);
+	decide_connect(&e.exe, e.protocol, PINHOLE_FAMILY_V4, e.dst_addr, e.dst_port, &d);
+	return conclude(&e, &d);
+}
+
+static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
+{
+	struct connect_event e;
+	struct decision d = {};
+	__u32 addr[4] = {};
+	__u8 family = PINHOLE_FAMILY_V6;
+
+	start_event(ctx, &e, hook);
+	e.sock_cookie = bpf_get_socket_cookie(ctx);
+	read_dst6(ctx, &e);
+	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
+	if (e.dst_addr[0] == 0 && e.dst_addr[1] == 0 && e.dst_addr[2] == bpf_htonl(0xffff)) {
+		family = PINHOLE_FAMILY_V4;
+		addr[0] = e.dst_addr[3];
+	} else {
+		__builtin_memcpy(addr, e.dst_addr, sizeof(addr));
+	}
+	decide_connect(&e.exe, e.protocol, family, addr, e.dst_port, &d);
+	return conclude(&e, &d);
+}
+
+SEC("cgroup/connect4")
+int enforce_connect4(struct bpf_sock_addr *ctx)
+{
+	return enforce4(ctx, PINHOLE_HOOK_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int enforce_connect6(struct bpf_sock_addr *ctx)
+{
+	return enforce6(ctx, PINHOLE_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int enforce_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return enforce4(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int enforce_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return enforce6(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+/* Raw IPv4/IPv6 sockets send without connect or sendmsg hooks; decide at creation. */
+SEC("cgroup/sock_create")
+int enforce_sock_create(struct bpf_sock *sk)
+{
+	struct connect_event e;
+	struct decision d = {};
+
+	if (sk->type != SOCK_RAW_TYPE)
+		return 1;
+	start_event(sk, &e, PINHOLE_HOOK_SOCK_CREATE);
+	e.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
+	e.protocol = sk->protocol;
+	decide_raw_socket(&e.exe, &d);
+	return conclude(&e, &d);
+}
+
+/* A new executable may be a known app's bytes under a new inode: user space hashes it. */
+SEC("tp/sched/sched_process_exec")
+int enforce_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct exe_identity id = {};
+	__u8 unknown = 0;
+	__u32 filename_off;
+
+	read_exe_identity(task, &id);
+	identify(&id, &unknown);
+	/* Known apps need nothing; the audit trail wants every exec to name binaries. */
+	if (!unknown && !send_allowed)
+		return 0;
+	filename_off = BPF_CORE_READ(ctx, __data_loc_filename) & 0xFFFF;
+	report_exe(&id, PINHOLE_EXEC_NEW, (void *)ctx + filename_off);
+	return 0;
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The enforcer's decision: which app a task is (by the hashed identity of its
+ * executable), and whether that app may reach a destination. This is the kernel side
+ * of policygen/src/matcher.rs and depends on no hook context, so any hook (the cgroup
+ * sock_addr hooks here, lsm/socket_connect where BPF-LSM loads) can include it.
+ */
+#ifndef PINHOLE_ENFORCE_DECIDE_H
+#define PINHOLE_ENFORCE_DECIDE_H
+
+#include "pinhole.h"
+#include <bpf/bpf_helpers.h>
+#include <linux/bpf.h>
+
+/* Set before load; a reload loads a new program with new values. */
+const volatile __u32 unknown_action = PINHOLE_UNKNOWN_ALLOW;
+const volatile __u8 force_audit = 0; /* --mode audit: never deny, record would-deny */
+
+/* Sizes are set by user space from the compiled policy before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct identity_key);
+	__type(value, struct identity_value);
+} identities SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dest_key);
+	__type(value, struct span_range);
+} dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_span);
+} port_spans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct app_info);
+} apps SEC(".maps");
+
+struct decision {
+	__u32 app_id;
+	__u32 rule;
+	__u8 verdict; /* enum pinhole_verdict */
+	__u8 identity_unknown; /* no hash on record for this executable version */
+};
+
+/* The app whose hash this executable had when it was hashed; 0 if none or changed since. */
+static __always_inline __u32 identify(const struct exe_identity *id, __u8 *unknown)
+{
+	struct identity_key key = { .ino = id->ino, .dev = id->dev };
+	struct identity_value *v = bpf_map_lookup_elem(&identities, &key);
+
+	/* A changed ctime means the bytes may have changed: not that app until rehashed. */
+	if (!v || v->ctime_sec != id->ctime_sec || v->ctime_nsec != id->ctime_nsec) {
+		*unknown = 1;
+		return 0;
+	}
+	return v->app_id;
+}
+
+/* The rule allowing `port` under the longest matching prefix node, 0 if none. */
+static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
+				       const __u32 addr[4], __u16 port)
+{
+	struct dest_key key = {
+		.prefixlen = PINHOLE_DEST_FIXED_BITS + (family == PINHOLE_FAMILY_V4 ? 32 : 128),
+		.app_id = app_id,
+		.protocol = protocol,
+		.family = family,
+	};
+	struct span_range *range;
+	__u32 lo = 0, hi, i;
+	struct port_span *span;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	range = bpf_map_lookup_elem(&dests, &key);
+	if (!range)
+		return 0;
+	hi = range->count;
+	/* Find the last span starting at or below the port. */
+	for (i = 0; i < PINHOLE_MAX_SEARCH_STEPS && lo < hi; i++) {
+		__u32 mid = (lo + hi) / 2;
+		__u32 idx = range->start + mid;
+
+		span = bpf_map_lookup_elem(&port_spans, &idx);
+		if (!span)
+			return 0;
+		if (span->lo <= port)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return 0;
+	i = range->start + lo - 1;
+	span = bpf_map_lookup_elem(&port_spans, &i);
+	return span && port <= span->hi ? span->rule : 0;
+}
+
+/* ICMPv6 is matched as ICMP; protocols no rule can name never match (returns 0). */
+static __always_inline __u8 protocol_class(__u8 ipproto)
+{
+	switch (ipproto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_ICMP:
+		return ipproto;
+	case IPPROTO_ICMPV6:
+		return IPPROTO_ICMP;
+	default:
+		return 0;
+	}
+}
+
+static __always_inline __u8 unknown_verdict(void)
+{
+	if (unknown_action == PINHOLE_UNKNOWN_DENY)
+		return PINHOLE_VERDICT_DENIED;
+	if (unknown_action == PINHOLE_UNKNOWN_AUDIT)
+		return PINHOLE_VERDICT_WOULD_DENY;
+	return PINHOLE_VERDICT_ALLOWED;
+}
+
+/* What an app gets when no rule allows it: denied, or would-deny in audit mode. */
+static __always_inline __u8 no_rule_verdict(__u32 app_id)
+{
+	struct app_info *app = bpf_map_lookup_elem(&apps, &app_id);
+
+	return app && app->mode == PINHOLE_MODE_AUDIT ? PINHOLE_VERDICT_WOULD_DENY :
+							 PINHOLE_VERDICT_DENIED;
+}
+
+/* --mode audit turns every denial into a would-deny. */
+static __always_inline void apply_force_audit(struct decision *d)
+{
+	if (force_audit && d->verdict == PINHOLE_VERDICT_DENIED)
+		d->verdict = PINHOLE_VERDICT_WOULD_DENY;
+}
+
+/*
+ * The verdict for a connect or send to addr:port (network-order words; IPv4 in addr[0],
+ * IPv4-mapped IPv6 already folded to IPv4 by the caller).
+ */
+static __always_inline void decide_connect(const struct exe_identity *id, __u8 ipproto, __u8 family,
+					   const __u32 addr[4], __u16 port, struct decision *d)
+{
+	__u8 protocol = protocol_class(ipproto);
+
+	d->app_id = identify(id, &d->identity_unknown);
+	d->rule = 0;
+	if (!d->app_id)
+		d->verdict = unknown_verdict();
+	else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port)))
+		d->verdict = PINHOLE_VERDICT_ALLOWED;
+	else
+		d->verdict = no_rule_verdict(d->app_id);
+	apply_force_audit(d);
+}
+
+/*
+ * Raw sockets bypass the connect hooks, and no rule can allow one: apps in enforce
+ * mode and unknown binaries (when the policy denies them) may not open one.
+ */
+static __always_inline void decide_raw_socket(const struct exe_identity *id, struct decision *d)
+{
+	d->app_id = identify(id, &d->identity_unknown);
+	d->rule = 0;
+	d->verdict = d->app_id ? no_rule_verdict(d->app_id) : unknown_verdict();
+	apply_force_audit(d);
+}
+
+#endif /* PINHOLE_ENFORCE_DECIDE_H */

@@ -1,0 +1,154 @@
+//! The audit trail's writer: turns captured kernel records (observed by the recorder or
+//! decided by the enforcer) into dataset rows, resolving each executable to its hash.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Result;
+use pinhole_policygen::compile::Compiled;
+use pinhole_recorder::event::{ExeRef, Hook, Protocol, Verdict};
+use pinhole_recorder::{Event, Sink};
+
+use crate::capture::Captured;
+use crate::clock::BootClock;
+use crate::identity::{ExeKey, Resolver};
+use crate::skel::{c_str, connect_event};
+use crate::status::Counters;
+
+/// Turns captured records into dataset rows.
+pub struct Writer<'s> {
+    pub sink: &'s mut Sink,
+    pub resolver: Resolver,
+    /// Enforcer only: the policy behind each generation's app ids and rule numbers.
+    pub labels: HashMap<u32, Arc<Compiled>>,
+    clock: BootClock,
+    events: u64,
+    lost: u64,
+}
+
+impl<'s> Writer<'s> {
+    pub fn new(sink: &'s mut Sink) -> Self {
+        Writer {
+            sink,
+            resolver: Resolver::default(),
+            labels: HashMap::new(),
+            clock: BootClock::now(),
+            events: 0,
+            lost: 0,
+        }
+    }
+
+    /// The kernel's cumulative loss count: into the dataset, the status line and a log.
+    pub fn set_lost(&mut self, total: u64) {
+        if total > self.lost {
+            tracing::warn!(
+                lost = total - self.lost,
+                total,
+                "the kernel dropped events: the ring buffer was full (a larger --ring-size or shorter --poll-interval helps)"
+            );
+        }
+        self.lost = total;
+        self.sink.set_lost_total(total);
+    }
+
+    pub fn counters(&self) -> Counters {
+        let stats = self.sink.stats();
+        Counters {
+            events: self.events,
+            written: stats.events_written.load(Ordering::Relaxed),
+            lost: self.lost,
+            files: stats.files_published.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn handle(&mut self, msg: Captured) -> Result<()> {
+        match msg {
+            Captured::Exec(c) => self.resolver.offer(c),
+            Captured::Connects(batch) => {
+                for e in &batch {
+                    self.append(e)?;
+                }
+                self.events += batch.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn append(&mut self, e: &connect_event) -> Result<()> {
+        let key = ExeKey::from(&e.exe);
+        let exe = self.resolver.resolve(e.pid, key);
+        let comm = c_str(&e.comm);
+        let (app, rule) = label(&self.labels, e);
+        let row = Event {
+            ts_ns: self.clock.to_unix_ns(e.boot_ns),
+            pid: e.pid,
+            tid: e.tid,
+            ppid: e.ppid,
+            uid: e.uid,
+            gid: e.gid,
+            comm: &comm,
+            exe: ExeRef {
+                path: exe.path.as_deref(),
+                sha256: exe.sha256.as_ref(),
+                status: exe.status,
+                dev: key.dev,
+                ino: key.ino,
+            },
+            cgroup_id: e.cgroup_id,
+            netns: e.netns,
+            dst_addr: dst_addr(e),
+            dst_port: e.dst_port,
+            protocol: Protocol::from_ipproto(e.protocol),
+            hook: match e.hook {
+                2 => Hook::Sendmsg,
+                3 => Hook::SockCreate,
+                _ => Hook::Connect,
+            },
+            verdict: verdict(e.verdict),
+            sock_cookie: e.sock_cookie,
+            rule_id: rule,
+            app,
+        };
+        self.sink.append(&row)?;
+        Ok(())
+    }
+}
+
+/// The app name and rule id an enforcer decision carries (none for the recorder).
+pub fn label<'l>(
+    labels: &'l HashMap<u32, Arc<Compiled>>,
+    e: &connect_event,
+) -> (Option<&'l str>, Option<&'l str>) {
+    let Some(policy) = labels.get(&e.generation) else {
+        return (None, None);
+    };
+    (
+        policy.app(e.app_id).map(|a| a.name.as_str()),
+        policy.rule(e.rule).map(|(_, id)| id),
+    )
+}
+
+/// `enum pinhole_verdict` of bpf/pinhole.h.
+pub fn verdict(v: u8) -> Verdict {
+    match v {
+        1 => Verdict::Allowed,
+        2 => Verdict::Denied,
+        3 => Verdict::WouldDeny,
+        _ => Verdict::Observed,
+    }
+}
+
+/// The kernel stores addresses in network byte order, word by word.
+pub fn dst_addr(e: &connect_event) -> std::net::IpAddr {
+    let bytes = |w: u32| w.to_ne_bytes();
+    if e.ip_version == 4 {
+        std::net::Ipv4Addr::from(bytes(e.dst_addr[0])).into()
+    } else {
+        let mut b = [0u8; 16];
+        for (i, w) in e.dst_addr.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&bytes(*w));
+        }
+        std::net::Ipv6Addr::from(b).into()
+    }
+}
