@@ -3,6 +3,7 @@
 mod analyze;
 mod capture;
 mod clock;
+mod enforce;
 mod identity;
 mod mounts;
 mod policy;
@@ -35,6 +36,8 @@ enum Command {
     Record(record::RecordArgs),
     /// Learn each application's normal destinations from a recorded dataset.
     Analyze(analyze::AnalyzeArgs),
+    /// Enforce a policy in the kernel and record every decision.
+    Enforce(enforce::EnforceArgs),
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Enforce(args) => enforce::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

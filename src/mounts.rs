@@ -1,5 +1,6 @@
 //! The pseudo-filesystems pinhole needs: the cgroup-v2 root its sock_addr hooks attach
-//! to, and tracefs for its tracepoints. Each is found, or mounted when missing.
+//! to, tracefs for its tracepoints, and bpffs for `enforce --persist`. Each is found,
+//! or mounted when missing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,15 +15,33 @@ pub fn find_cgroup2_mount() -> Result<Option<PathBuf>> {
 }
 
 fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
+    mounts_of(mountinfo, "cgroup2").next()
+}
+
+/// Mount points of `fstype` in mountinfo order.
+fn mounts_of<'a>(mountinfo: &'a str, fstype: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
+    mountinfo.lines().filter_map(move |line| {
         // Fields: id parent major:minor root mountpoint options ... - fstype source superopts
         let (pre, post) = line.split_once(" - ")?;
-        if post.split_whitespace().next()? != "cgroup2" {
+        if post.split_whitespace().next()? != fstype {
             return None;
         }
         let mount_point = pre.split_whitespace().nth(4)?;
         Some(PathBuf::from(unescape_mountinfo(mount_point)))
     })
+}
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Pins live in bpffs; mount it at the conventional place when it is not there.
+pub fn ensure_bpffs() -> Result<()> {
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    if mounts_of(&info, "bpf").any(|p| p == Path::new(BPFFS)) {
+        return Ok(());
+    }
+    mount_fs(c"bpf", Path::new(BPFFS))
+        .with_context(|| format!("mounting bpffs at {BPFFS} (needed by --persist)"))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

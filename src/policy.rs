@@ -276,18 +276,28 @@ fn scan_options(filter: Filter) -> ScanOptions {
 }
 
 fn load_policy(path: &std::path::Path) -> Result<pinhole_policygen::Policy> {
+    Ok(load_checked(path, "nothing was replayed")?.1)
+}
+
+/// Reads and checks a policy file; on problems prints each as FILE:LINE:COL and fails
+/// saying what was not done.
+pub fn load_checked(
+    path: &std::path::Path,
+    consequence: &str,
+) -> Result<(String, pinhole_policygen::Policy)> {
     let src =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    check(&src, Limits::default()).map_err(|diags| {
+    let policy = check(&src, Limits::default()).map_err(|diags| {
         for d in &diags {
             eprintln!("{}:{d}", path.display());
         }
         anyhow::anyhow!(
-            "{}: {} problem(s); nothing was replayed",
+            "{}: {} problem(s); {consequence}",
             path.display(),
             diags.len()
         )
-    })
+    })?;
+    Ok((src, policy))
 }
 
 fn print_replay(r: &ReplayReport, top: usize, seconds: f64) {

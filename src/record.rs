@@ -13,6 +13,7 @@ use pinhole_recorder::{Sink, SinkConfig};
 use crate::capture;
 use crate::mounts;
 use crate::status::StatusLine;
+use crate::identity::Resolver;
 use crate::trail::Writer;
 
 /// Options of `pinhole record`.
@@ -61,7 +62,7 @@ pub fn require_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
+pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
     let n = size.as_u64();
     if !n.is_power_of_two() || !(4096..=1 << 30).contains(&n) {
         bail!("--ring-size {size} must be a power of two between 4KiB and 1GiB");
@@ -123,11 +124,12 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         let mut writer = Writer::new(&mut sink);
+        let mut resolver = Resolver::default();
         match crate::snapshot::running_processes() {
             Ok(procs) => {
                 let n = procs.len();
-                procs.into_iter().for_each(|c| writer.resolver.offer(c));
-                tracing::debug!(processes = n, hashed = writer.resolver.stats().files_hashed, "snapshot of running processes");
+                procs.into_iter().for_each(|c| resolver.offer(c));
+                tracing::debug!(processes = n, hashed = resolver.stats().files_hashed, "snapshot of running processes");
             }
             Err(e) => tracing::warn!("no start-up snapshot of running processes: {e:#}"),
         }
@@ -139,7 +141,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(msg) => {
-                    if let Err(e) = writer.handle(msg) {
+                    if let Err(e) = writer.handle(&mut resolver, msg) {
                         result = Err(e);
                         stop.store(true, Ordering::Release);
                     }
@@ -174,7 +176,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
         writer.set_lost(capture::lost_events(&skel.maps.lost_events)?);
         let counters = writer.counters();
-        let resolver = writer.resolver.stats();
+        let resolver = resolver.stats();
         result.and(polled).context("recording stopped")?;
         tracing::info!(
             events = counters.events,

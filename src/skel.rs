@@ -30,6 +30,12 @@ pub use snapshot::types::task_record;
 unsafe impl plain::Plain for connect_event {}
 unsafe impl plain::Plain for exec_event {}
 unsafe impl plain::Plain for task_record {}
+unsafe impl plain::Plain for enforce::types::identity_key {}
+unsafe impl plain::Plain for enforce::types::identity_value {}
+unsafe impl plain::Plain for enforce::types::dest_key {}
+unsafe impl plain::Plain for enforce::types::span_range {}
+unsafe impl plain::Plain for enforce::types::port_span {}
+unsafe impl plain::Plain for enforce::types::app_info {}
 
 // Each skeleton generates its own copy of `struct exe_identity` from bpf/pinhole.h.
 impl From<&record::types::exe_identity> for ExeKey {

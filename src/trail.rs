@@ -19,7 +19,6 @@ use crate::status::Counters;
 /// Turns captured records into dataset rows.
 pub struct Writer<'s> {
     pub sink: &'s mut Sink,
-    pub resolver: Resolver,
     /// Enforcer only: the policy behind each generation's app ids and rule numbers.
     pub labels: HashMap<u32, Arc<Compiled>>,
     clock: BootClock,
@@ -31,7 +30,6 @@ impl<'s> Writer<'s> {
     pub fn new(sink: &'s mut Sink) -> Self {
         Writer {
             sink,
-            resolver: Resolver::default(),
             labels: HashMap::new(),
             clock: BootClock::now(),
             events: 0,
@@ -62,22 +60,25 @@ impl<'s> Writer<'s> {
         }
     }
 
-    pub fn handle(&mut self, msg: Captured) -> Result<()> {
+    pub fn handle(&mut self, resolver: &mut Resolver, msg: Captured) -> Result<()> {
         match msg {
-            Captured::Exec(c) => self.resolver.offer(c),
-            Captured::Connects(batch) => {
-                for e in &batch {
-                    self.append(e)?;
-                }
-                self.events += batch.len() as u64;
-            }
+            Captured::Exec(c) => resolver.offer(c),
+            Captured::Connects(batch) => self.append_all(resolver, &batch)?,
         }
         Ok(())
     }
 
-    pub fn append(&mut self, e: &connect_event) -> Result<()> {
+    pub fn append_all(&mut self, resolver: &mut Resolver, batch: &[connect_event]) -> Result<()> {
+        for e in batch {
+            self.append(resolver, e)?;
+        }
+        self.events += batch.len() as u64;
+        Ok(())
+    }
+
+    pub fn append(&mut self, resolver: &mut Resolver, e: &connect_event) -> Result<()> {
         let key = ExeKey::from(&e.exe);
-        let exe = self.resolver.resolve(e.pid, key);
+        let exe = resolver.resolve(e.pid, key);
         let comm = c_str(&e.comm);
         let (app, rule) = label(&self.labels, e);
         let row = Event {

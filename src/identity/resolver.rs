@@ -68,6 +68,18 @@ impl Resolver {
         self.stats
     }
 
+    /// The hash of this version of a file, if it was hashed.
+    pub fn sha256_of(&self, key: &ExeKey) -> Option<[u8; 32]> {
+        self.cache.get(key).and_then(|i| i.sha256)
+    }
+
+    /// Every file version hashed so far.
+    pub fn hashed(&self) -> impl Iterator<Item = (&ExeKey, [u8; 32])> {
+        self.cache
+            .iter()
+            .filter_map(|(k, i)| i.sha256.map(|h| (k, h)))
+    }
+
     /// Hashes a newly seen executable right away, so its handle can be closed and the
     /// hash is ready even if the process exits before its first connect.
     pub fn offer(&mut self, mut c: Candidate) {

@@ -1,0 +1,88 @@
+//! pinhole-probe: makes one connect, send or socket per argument and prints what the
+//! kernel answered, so tests can see an enforcer's EPERM. Destinations off loopback
+//! are refused unless this process sits in a network namespace with no interface but
+//! `lo`, where nothing can leave the machine.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
+fn usage() -> ExitCode {
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp}}:ADDR:PORT ... | raw4 | raw6");
+    ExitCode::from(2)
+}
+
+fn only_loopback_interfaces() -> bool {
+    nix::ifaddrs::getifaddrs().is_ok_and(|mut it| it.all(|i| i.interface_name == "lo"))
+}
+
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!("{:?}", nix::errno::Errno::from_raw(n)),
+        None => e.to_string(),
+    }
+}
+
+fn probe(kind: &str, addr: SocketAddr) -> std::io::Result<()> {
+    let domain = Domain::for_address(addr);
+    let dst = SockAddr::from(addr);
+    match kind {
+        "tcp" => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?.connect(&dst),
+        "udp" => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?.connect(&dst),
+        "sendto" => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?
+            .send_to(b"p", &dst)
+            .map(|_| ()),
+        "icmp" => {
+            let proto = match addr {
+                SocketAddr::V4(_) => Protocol::ICMPV4,
+                SocketAddr::V6(_) => Protocol::ICMPV6,
+            };
+            Socket::new(domain, Type::DGRAM, Some(proto))?.connect(&dst)
+        }
+        _ => Err(std::io::Error::other(format!("unknown probe kind {kind}"))),
+    }
+}
+
+fn raw(domain: Domain) -> std::io::Result<()> {
+    let proto = if domain == Domain::IPV6 { Protocol::ICMPV6 } else { Protocol::ICMPV4 };
+    Socket::new(domain, Type::RAW, Some(proto)).map(drop)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        return usage();
+    }
+    let isolated = only_loopback_interfaces();
+    for arg in &args {
+        let outcome = match arg.as_str() {
+            "raw4" => raw(Domain::IPV4),
+            "raw6" => raw(Domain::IPV6),
+            _ => {
+                let Some((kind, rest)) = arg.split_once(':') else {
+                    return usage();
+                };
+                let Ok(addr) = rest.parse::<SocketAddr>() else {
+                    eprintln!("pinhole-probe: {rest} is not ADDR:PORT");
+                    return usage();
+                };
+                let ip = match addr.ip() {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                    v4 => v4,
+                };
+                if !ip.is_loopback() && !isolated {
+                    eprintln!("pinhole-probe: refusing {arg}: not loopback, and this network namespace has interfaces besides lo");
+                    return ExitCode::from(2);
+                }
+                probe(kind, addr)
+            }
+        };
+        match outcome {
+            Ok(()) => println!("{arg} ok"),
+            Err(e) => println!("{arg} {}", errno_name(&e)),
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,215 @@
+//! One loaded policy: the enforcer's programs with their own policy tables, sharing
+//! the event rings and loss counters with every other generation, so a reload swaps
+//! programs under live links while the reader keeps draining the same rings.
+
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapHandle, OpenObject, ProgramMut};
+use pinhole_policygen::compile::Compiled;
+use pinhole_policygen::UnknownAction;
+
+use super::tables;
+use crate::capture::map_handle;
+use crate::skel::enforce::{EnforceSkel, EnforceSkelBuilder};
+
+/// How decisions are made and reported, fixed per generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `--mode audit`: never deny; record would-deny.
+    pub force_audit: bool,
+    /// Send allowed decisions too (the audit trail wants every decision).
+    pub send_allowed: bool,
+    pub ring_bytes: u32,
+}
+
+/// The maps every generation shares.
+pub struct Shared {
+    pub connect_events: MapHandle,
+    pub exec_events: MapHandle,
+    pub lost_events: MapHandle,
+}
+
+pub struct Generation {
+    pub number: u32,
+    pub compiled: Arc<Compiled>,
+    pub skel: EnforceSkel<'static>,
+}
+
+/// The cgroup hooks, in the order links are created and pinned.
+pub const CGROUP_HOOKS: [&str; 5] = ["connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create"];
+
+pub fn load(
+    number: u32,
+    compiled: Arc<Compiled>,
+    opts: Options,
+    shared: Option<&Shared>,
+) -> Result<Generation> {
+    // The skeleton borrows its object storage for its whole life; a generation lives
+    // until it is replaced, and one small allocation per reload is the price.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = EnforceSkelBuilder::default()
+        .open(storage)
+        .context("opening the enforcer's BPF object")?;
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the enforcer object has no read-only data section")?;
+    ro.generation = number;
+    ro.force_audit = u8::from(opts.force_audit);
+    ro.send_allowed = u8::from(opts.send_allowed);
+    ro.unknown_action = match compiled.unknown_binary {
+        UnknownAction::Allow => 0,
+        UnknownAction::Deny => 1,
+        UnknownAction::Audit => 2,
+    };
+    let sizes = tables::sizes(&compiled);
+    let m = &mut open.maps;
+    m.apps.set_max_entries(sizes.apps)?;
+    m.counters.set_max_entries(sizes.apps)?;
+    m.dests.set_max_entries(sizes.dests)?;
+    m.port_spans.set_max_entries(sizes.spans)?;
+    match shared {
+        Some(s) => {
+            m.connect_events.reuse_fd(s.connect_events.as_fd())?;
+            m.exec_events.reuse_fd(s.exec_events.as_fd())?;
+            m.lost_events.reuse_fd(s.lost_events.as_fd())?;
+        }
+        None => m
+            .connect_events
+            .set_max_entries(opts.ring_bytes)
+            .context("sizing the decision ring buffer")?,
+    }
+    let skel = open.load().context(
+        "loading the enforcer's BPF programs into the kernel (needs root, BTF and cgroup BPF support)",
+    )?;
+    tables::fill_policy(&skel, &compiled).context("filling the policy tables")?;
+    Ok(Generation {
+        number,
+        compiled,
+        skel,
+    })
+}
+
+impl Generation {
+    pub fn shared(&self) -> Result<Shared> {
+        let m = &self.skel.maps;
+        Ok(Shared {
+            connect_events: map_handle(&m.connect_events)?,
+            exec_events: map_handle(&m.exec_events)?,
+            lost_events: map_handle(&m.lost_events)?,
+        })
+    }
+
+    fn cgroup_prog(&self, hook: &str) -> &ProgramMut<'static> {
+        let p = &self.skel.progs;
+        match hook {
+            "connect4" => &p.enforce_connect4,
+            "connect6" => &p.enforce_connect6,
+            "sendmsg4" => &p.enforce_sendmsg4,
+            "sendmsg6" => &p.enforce_sendmsg6,
+            _ => &p.enforce_sock_create,
+        }
+    }
+}
+
+/// The enforcer's links: one per cgroup hook, plus the exec tracepoint.
+pub struct Links {
+    pub cgroup: Vec<Link>,
+    pub exec: Link,
+}
+
+impl Links {
+    pub fn attach(gen: &Generation, cgroup: &Path) -> Result<Links> {
+        let dir = std::fs::File::open(cgroup)
+            .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+        let mut links = Vec::new();
+        for hook in CGROUP_HOOKS {
+            links.push(
+                gen.cgroup_prog(hook)
+                    .attach_cgroup(std::os::fd::AsRawFd::as_raw_fd(&dir))
+                    .with_context(|| format!("attaching cgroup/{hook} to {}", cgroup.display()))?,
+            );
+        }
+        Ok(Links {
+            cgroup: links,
+            exec: attach_exec(gen)?,
+        })
+    }
+
+    /// Links pinned by an earlier `--persist` run, still enforcing its policy.
+    pub fn open_pinned(dir: &Path) -> Result<Links> {
+        let open = |name: &str| {
+            let path = dir.join(name);
+            Link::open(&path).with_context(|| format!("opening pinned link {}", path.display()))
+        };
+        Ok(Links {
+            cgroup: CGROUP_HOOKS.iter().map(|h| open(h)).collect::<Result<_>>()?,
+            exec: open("exec")?,
+        })
+    }
+
+    /// Moves every hook to `gen`'s programs. Each cgroup link switches atomically, so a
+    /// connect is decided by either the old policy or the new, never by none.
+    pub fn swap_to(&mut self, gen: &Generation) -> Result<()> {
+        for (link, hook) in self.cgroup.iter_mut().zip(CGROUP_HOOKS) {
+            link.update_prog(gen.cgroup_prog(hook))
+                .with_context(|| format!("switching cgroup/{hook} to the new policy"))?;
+        }
+        // Tracepoint links cannot switch programs: attach the new one before the old
+        // goes, so no exec is missed (one may be reported twice).
+        let mut old = std::mem::replace(&mut self.exec, attach_exec(gen)?);
+        if old.pin_path().is_some() {
+            old.unpin().context("unpinning the old exec link")?;
+        }
+        Ok(())
+    }
+
+    pub fn pin(&mut self, dir: &Path) -> Result<()> {
+        for (link, hook) in self.cgroup.iter_mut().zip(CGROUP_HOOKS) {
+            pin_link(link, &dir.join(hook))?;
+        }
+        pin_link(&mut self.exec, &dir.join("exec"))
+    }
+
+    /// Keeps the pinned links (and so enforcement) after this process exits.
+    pub fn leave_pinned(mut self) {
+        for link in self.cgroup.iter_mut().chain(std::iter::once(&mut self.exec)) {
+            link.disconnect();
+        }
+    }
+
+    /// Removes the pins (if any); the links go when this value is dropped.
+    pub fn unpin(&mut self) -> Result<()> {
+        for link in self.cgroup.iter_mut().chain(std::iter::once(&mut self.exec)) {
+            if link.pin_path().is_some() {
+                link.unpin().context("unpinning a link")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pin_link(link: &mut Link, path: &Path) -> Result<()> {
+    if link.pin_path().is_some_and(|p| p == path) {
+        return Ok(());
+    }
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("replacing pin {}", path.display()))?;
+    }
+    link.pin(path)
+        .with_context(|| format!("pinning {}", path.display()))
+}
+
+fn attach_exec(gen: &Generation) -> Result<Link> {
+    gen.skel
+        .progs
+        .enforce_exec
+        .attach()
+        .context("attaching the sched_process_exec tracepoint")
+}

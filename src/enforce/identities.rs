@@ -1,0 +1,119 @@
+//! Keeps the kernel's identity table true: which (device, inode) at which change time
+//! holds the bytes of which app. Files are hashed at load (the policy's paths and
+//! every running process) and whenever the kernel reports an executable it does not
+//! know (a fresh copy, a reinstall, a renamed binary whose change time moved).
+
+use std::collections::HashMap;
+use std::fs::File;
+
+use anyhow::Result;
+use libbpf_rs::MapCore;
+use pinhole_policygen::compile::Compiled;
+
+use super::tables::set_identity;
+use crate::identity::{Candidate, ExeKey, Resolver};
+
+/// App ids by hash, for one compiled policy.
+pub struct AppsByHash(HashMap<[u8; 32], u32>);
+
+impl AppsByHash {
+    pub fn new(c: &Compiled) -> Self {
+        AppsByHash(
+            c.apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.sha256, i as u32 + 1))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, sha: &[u8; 32]) -> Option<u32> {
+        self.0.get(sha).copied()
+    }
+}
+
+/// Hashes the files the policy names (paths are hints; only the bytes count).
+pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Resolver) {
+    for app in &policy.apps {
+        for path in &app.paths {
+            let Ok(file) = File::open(path) else {
+                tracing::debug!(app = app.name, path, "policy path not present here");
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            resolver.offer(Candidate {
+                pid: 0,
+                key: ExeKey::from_metadata(&meta),
+                file: Some(file),
+                path: Some(path.clone()),
+            });
+        }
+    }
+}
+
+/// Writes every hashed file whose bytes are an app into `map`; returns how many files
+/// each app got (by app id).
+pub fn seed(map: &dyn MapCore, apps: &AppsByHash, resolver: &Resolver) -> Result<HashMap<u32, usize>> {
+    // The newest version of each file wins: older change times can no longer match.
+    let mut newest: HashMap<(u64, u64), (&ExeKey, [u8; 32])> = HashMap::new();
+    for (key, sha) in resolver.hashed() {
+        let slot = newest.entry((key.dev, key.ino)).or_insert((key, sha));
+        if (key.ctime_sec, key.ctime_nsec) > (slot.0.ctime_sec, slot.0.ctime_nsec) {
+            *slot = (key, sha);
+        }
+    }
+    let mut per_app: HashMap<u32, usize> = HashMap::new();
+    for (key, sha) in newest.values() {
+        if let Some(app) = apps.get(sha) {
+            set_identity(map, key, app)?;
+            *per_app.entry(app).or_default() += 1;
+        }
+    }
+    Ok(per_app)
+}
+
+/// Warns about apps no file on this host matched: their rules cannot apply yet.
+pub fn report_seeding(c: &Compiled, per_app: &HashMap<u32, usize>) {
+    let missing: Vec<&str> = c
+        .apps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !per_app.contains_key(&(*i as u32 + 1)))
+        .map(|(_, a)| a.name.as_str())
+        .collect();
+    if !c.apps.is_empty() && missing.len() == c.apps.len() {
+        tracing::warn!(
+            apps = c.apps.len(),
+            "NO app of this policy matched a binary on this host (its paths and every running process were hashed): \
+             until one is executed with the pinned bytes, every connect is an unknown binary's"
+        );
+    } else if !missing.is_empty() {
+        tracing::warn!(
+            apps = %missing.join(", "),
+            "no binary with these apps' hashes was found yet (they are recognised when executed)"
+        );
+    }
+    tracing::info!(
+        apps = c.apps.len(),
+        matched = c.apps.len() - missing.len(),
+        files = per_app.values().sum::<usize>(),
+        "identity table loaded"
+    );
+}
+
+/// Hashes an executable the kernel reported and, if its bytes are an app, tells the
+/// kernel. Returns the app id it was recognised as.
+pub fn learn(
+    map: &dyn MapCore,
+    apps: &AppsByHash,
+    resolver: &mut Resolver,
+    c: Candidate,
+) -> Result<Option<u32>> {
+    let key = c.key;
+    resolver.offer(c);
+    let Some(app) = resolver.sha256_of(&key).and_then(|sha| apps.get(&sha)) else {
+        return Ok(None);
+    };
+    set_identity(map, &key, app)?;
+    Ok(Some(app))
+}

@@ -1,0 +1,82 @@
+//! `pinhole enforce`: the kernel applies a policy per binary, and every decision lands
+//! in the audit trail.
+
+mod control;
+mod generation;
+mod identities;
+mod run;
+mod state;
+mod tables;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+/// Options of `pinhole enforce POLICY` and its subcommands.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EnforceArgs {
+    #[command(subcommand)]
+    command: Option<EnforceCommand>,
+    /// The policy to enforce (checked before anything is loaded).
+    policy: Option<PathBuf>,
+    /// Write every decision into this dataset (the recorder's format, with verdicts).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// `enforce` denies; `audit` decides but only records would-deny.
+    #[arg(long, value_enum, default_value_t = RunMode::Enforce)]
+    mode: RunMode,
+    /// Keep enforcing after this process exits (programs pinned in /sys/fs/bpf/pinhole).
+    #[arg(long)]
+    persist: bool,
+    /// Enforce only in this cgroup-v2 subtree (absolute, or relative to the cgroup-v2 mount).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// Stop after this long (e.g. 30s); otherwise run until SIGINT or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Make buffered decisions durable this often (with --out).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    flush_interval: Duration,
+    /// Decision ring buffer size; a power of two.
+    #[arg(long, default_value = "8MiB")]
+    ring_size: bytesize::ByteSize,
+    /// How often the ring buffer is drained.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunMode {
+    Enforce,
+    Audit,
+}
+
+impl RunMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Enforce => "enforce",
+            RunMode::Audit => "audit",
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EnforceCommand {
+    /// What is loaded: policy hash, mode, cgroup, and per-app counters from the kernel.
+    Status(control::StatusArgs),
+    /// Swap in a new policy atomically (SIGHUP to the enforcer does the same).
+    Reload(control::ReloadArgs),
+    /// Stop the enforcer and remove persisted programs and maps.
+    Stop,
+}
+
+pub fn run(args: EnforceArgs) -> Result<()> {
+    match args.command {
+        Some(EnforceCommand::Status(a)) => control::status(a),
+        Some(EnforceCommand::Reload(a)) => control::reload(a),
+        Some(EnforceCommand::Stop) => control::stop(),
+        None => run::run(args),
+    }
+}

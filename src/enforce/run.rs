@@ -1,0 +1,455 @@
+//! `pinhole enforce POLICY`: loads the policy into the kernel, keeps the identity table
+//! current as binaries run, swaps policies on reload, and writes every decision to the
+//! audit trail (or at least logs denials).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapHandle};
+use pinhole_policygen::compile::{compile, Compiled};
+use pinhole_recorder::{Sink, SinkConfig};
+use sha2::{Digest, Sha256};
+
+use super::generation::{self, Generation, Links, Options, Shared};
+use super::identities::{self, AppsByHash};
+use super::state::{self, State};
+use super::EnforceArgs;
+use crate::capture::{self, Captured};
+use crate::identity::Resolver;
+use crate::mounts;
+use crate::record::require_root;
+use crate::skel::connect_event;
+use crate::status::StatusLine;
+use crate::trail::{self, Writer};
+
+/// A checked, compiled policy and where it came from.
+struct Loaded {
+    text: String,
+    policy: pinhole_policygen::Policy,
+    compiled: Arc<Compiled>,
+}
+
+fn load(path: &Path, consequence: &str) -> Result<Loaded> {
+    let (text, policy) = crate::policy::load_checked(path, consequence)?;
+    let compiled = Arc::new(compile(&policy));
+    Ok(Loaded {
+        text,
+        policy,
+        compiled,
+    })
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+pub fn run(args: EnforceArgs) -> Result<()> {
+    let path = args
+        .policy
+        .clone()
+        .context("no policy file given (pinhole enforce POLICY.toml)")?;
+    // A bad file is refused before anything touches the kernel.
+    let loaded = load(&path, "nothing was loaded")?;
+    require_root("pinhole enforce")?;
+    let previous = state::read()?;
+    if let Some(s) = previous.as_ref().filter(|s| state::is_running(s.pid)) {
+        bail!(
+            "an enforcer is already running (pid {}); use `pinhole enforce reload` or `pinhole enforce stop`",
+            s.pid
+        );
+    }
+    let cg_root = mounts::cgroup2_root(Path::new("/run/pinhole/cgroup2"))?;
+    let target = match &args.cgroup {
+        Some(c) => mounts::resolve_cgroup(&cg_root, c)?,
+        None => cg_root,
+    };
+    let takeover = state::has_pins();
+    let previous = if takeover {
+        let prev = previous.with_context(|| {
+            format!(
+                "pinned enforcer links exist in {} but no state in {}; `pinhole enforce stop` removes them",
+                state::PIN_DIR,
+                state::STATE_DIR
+            )
+        })?;
+        if Path::new(&prev.cgroup) != target {
+            bail!(
+                "a persisted enforcer is attached to {}, not {}; `pinhole enforce stop` first",
+                prev.cgroup,
+                target.display()
+            );
+        }
+        Some(prev)
+    } else {
+        None
+    };
+    mounts::ensure_tracefs()?;
+    if args.persist {
+        mounts::ensure_bpffs()?;
+    }
+    let mut sink = match &args.out {
+        Some(out) => {
+            let host = gethostname::gethostname().to_string_lossy().into_owned();
+            let mut cfg = SinkConfig::new(out, host);
+            cfg.flush_interval = args.flush_interval;
+            Some(Sink::open(cfg).context("opening the dataset")?.0)
+        }
+        None => None,
+    };
+
+    let mut resolver = Resolver::default();
+    identities::offer_policy_paths(&loaded.policy, &mut resolver);
+    match crate::snapshot::running_processes() {
+        Ok(procs) => procs.into_iter().for_each(|c| resolver.offer(c)),
+        Err(e) => tracing::warn!("no snapshot of running processes: {e:#}"),
+    }
+
+    let opts = Options {
+        force_audit: args.mode == super::RunMode::Audit,
+        send_allowed: args.out.is_some(),
+        ring_bytes: crate::record::ring_bytes(args.ring_size)?,
+    };
+    let shared = match takeover {
+        true => Some(pinned_shared()?),
+        false => None,
+    };
+    let number = previous.as_ref().map_or(1, |s| s.generation + 1);
+    let gen = generation::load(number, loaded.compiled.clone(), opts, shared.as_ref())?;
+    let shared = match shared {
+        Some(s) => s,
+        None => gen.shared()?,
+    };
+    let mut apps = AppsByHash::new(&loaded.compiled);
+    let per_app = identities::seed(&gen.skel.maps.identities, &apps, &resolver)?;
+    identities::report_seeding(&loaded.compiled, &per_app);
+
+    let mut labels: HashMap<u32, Arc<Compiled>> = HashMap::new();
+    if let Some(prev) = &previous {
+        // Decisions the persisted programs queued while no process read them.
+        if let Ok(text) = std::fs::read_to_string(state::policy_copy()) {
+            if let Ok(p) = pinhole_policygen::check(&text, Default::default()) {
+                labels.insert(prev.generation, Arc::new(compile(&p)));
+            }
+        }
+    }
+    labels.insert(number, loaded.compiled.clone());
+
+    let mut links = match takeover {
+        true => {
+            let mut l = Links::open_pinned(&state::pin_dir())?;
+            l.swap_to(&gen)?;
+            tracing::info!("took over the persisted enforcer without a gap");
+            l
+        }
+        false => Links::attach(&gen, &target)?,
+    };
+    if args.persist {
+        links.pin(&state::pin_dir())?;
+        pin_maps(&gen, &shared)?;
+    }
+    let mut st = State {
+        pid: std::process::id(),
+        persisted: args.persist,
+        cgroup: target.display().to_string(),
+        mode: args.mode.as_str().to_owned(),
+        generation: number,
+        policy_sha256: sha256_hex(&loaded.text),
+        policy_path: path.display().to_string(),
+        out: args.out.as_ref().map(|o| o.display().to_string()),
+        counters_map_id: gen.skel.maps.counters.info()?.info.id,
+        loaded_at: chrono::Utc::now().to_rfc3339(),
+        reload_error: None,
+    };
+    state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
+    state::write(&st)?;
+    tracing::info!(
+        cgroup = %target.display(),
+        mode = args.mode.as_str(),
+        apps = loaded.compiled.apps.len(),
+        rules = loaded.compiled.rules.len(),
+        persist = args.persist,
+        "enforcing {}",
+        path.display()
+    );
+    if !args.persist {
+        tracing::info!("enforcement ends when this process exits (fail-open); --persist keeps it");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing the SIGHUP handler")?;
+
+    let poll_stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    let deadline = args.duration.map(|d| Instant::now() + d);
+    let mut current = gen;
+    let result = std::thread::scope(|s| -> Result<()> {
+        let rings = (
+            MapHandle::try_from(&shared.connect_events)?,
+            MapHandle::try_from(&shared.exec_events)?,
+        );
+        let (poll_stop, interval) = (&poll_stop, args.poll_interval);
+        let poller =
+            s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
+        let mut writer = sink.as_mut().map(Writer::new);
+        if let Some(w) = writer.as_mut() {
+            w.labels = labels.clone();
+        }
+        let mut denials = DenialLog::default();
+        let mut status = StatusLine::new("enforcing");
+        let mut attached = true;
+        let mut result = Ok(());
+        let mut last_lost = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Captured::Exec(c)) => {
+                    if let Err(e) =
+                        identities::learn(&current.skel.maps.identities, &apps, &mut resolver, c)
+                    {
+                        tracing::warn!("{e:#}");
+                    }
+                }
+                Ok(Captured::Connects(batch)) => {
+                    denials.note(&batch, &labels, writer.is_none());
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.append_all(&mut resolver, &batch) {
+                            result = Err(e);
+                            stop.store(true, Ordering::Release);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if reload.swap(false, Ordering::AcqRel) && attached {
+                match reload_policy(&path, opts, &shared, &current, &mut links, &resolver, args.persist) {
+                    Ok((gen, text)) => {
+                        labels.insert(gen.number, gen.compiled.clone());
+                        if let Some(w) = writer.as_mut() {
+                            w.labels.insert(gen.number, gen.compiled.clone());
+                        }
+                        apps = AppsByHash::new(&gen.compiled);
+                        st.generation = gen.number;
+                        st.policy_sha256 = sha256_hex(&text);
+                        st.counters_map_id = gen.skel.maps.counters.info()?.info.id;
+                        st.loaded_at = chrono::Utc::now().to_rfc3339();
+                        st.reload_error = None;
+                        current = gen;
+                        tracing::info!(generation = current.number, "reloaded the policy");
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, the previous policy stays in force: {e:#}");
+                        st.reload_error = Some(format!("{e:#}"));
+                    }
+                }
+                std::fs::remove_file(state::reload_request()).ok();
+                state::write(&st)?;
+            }
+            if now.duration_since(last_lost) >= Duration::from_millis(500) {
+                last_lost = now;
+                match capture::lost_events(&shared.lost_events) {
+                    Ok(n) => match writer.as_mut() {
+                        Some(w) => w.set_lost(n),
+                        None => denials.lost = n,
+                    },
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
+            }
+            if let Some(w) = writer.as_mut().filter(|_| result.is_ok()) {
+                if let Err(e) = w.sink.tick(now) {
+                    result = Err(e.into());
+                    stop.store(true, Ordering::Release);
+                }
+            }
+            status.update(match writer.as_ref() {
+                Some(w) => w.counters(),
+                None => denials.counters(),
+            });
+            let expired = deadline.is_some_and(|d| now >= d);
+            if (stop.load(Ordering::Acquire) || expired) && attached {
+                attached = false;
+                // Persisted links stay; otherwise detaching ends enforcement (fail-open).
+                // Either way nothing new arrives for this process: drain and stop.
+                poll_stop.store(true, Ordering::Release);
+            }
+        }
+        status.finish();
+        poller
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))??;
+        if let Some(w) = writer.as_mut() {
+            w.set_lost(capture::lost_events(&shared.lost_events)?);
+        }
+        result
+    });
+    let finish = if args.persist {
+        links.leave_pinned();
+        st.pid = 0;
+        state::write(&st)?;
+        eprintln!(
+            "pinhole: the policy stays enforced (pinned in {}); `pinhole enforce stop` removes it",
+            state::PIN_DIR
+        );
+        Ok(())
+    } else {
+        links.unpin()?;
+        drop(links);
+        state::remove_all().map(|_| ())
+    };
+    if let Some(sink) = sink {
+        let stats = sink.close().context("publishing the last file")?;
+        eprintln!(
+            "pinhole: {} decisions written, {} files published",
+            stats.events_written.load(Ordering::Relaxed),
+            stats.files_published.load(Ordering::Relaxed)
+        );
+    }
+    result.context("enforcement stopped")?;
+    finish
+}
+
+/// Opens the rings and loss counters a persisted enforcer left pinned.
+fn pinned_shared() -> Result<Shared> {
+    let open = |name: &str| {
+        let p = state::pin_dir().join(name);
+        MapHandle::from_pinned_path(&p).with_context(|| format!("opening pinned map {}", p.display()))
+    };
+    Ok(Shared {
+        connect_events: open("connect_events")?,
+        exec_events: open("exec_events")?,
+        lost_events: open("lost_events")?,
+    })
+}
+
+/// Pins the shared maps (once) and this generation's counters (replacing the last).
+fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
+    let dir = state::pin_dir();
+    for (name, map) in [
+        ("connect_events", &shared.connect_events),
+        ("exec_events", &shared.exec_events),
+        ("lost_events", &shared.lost_events),
+    ] {
+        let p = dir.join(name);
+        if !p.exists() {
+            MapHandle::try_from(map)?
+                .pin(&p)
+                .with_context(|| format!("pinning {}", p.display()))?;
+        }
+    }
+    let p = dir.join("counters");
+    if p.exists() {
+        std::fs::remove_file(&p).with_context(|| format!("replacing {}", p.display()))?;
+    }
+    MapHandle::try_from(&gen.skel.maps.counters)?
+        .pin(&p)
+        .with_context(|| format!("pinning {}", p.display()))
+}
+
+/// Loads the requested policy as a new generation and moves every hook to it.
+fn reload_policy(
+    started_with: &Path,
+    opts: Options,
+    shared: &Shared,
+    current: &Generation,
+    links: &mut Links,
+    resolver: &Resolver,
+    persist: bool,
+) -> Result<(Generation, String)> {
+    let request = state::reload_request();
+    let path: PathBuf = match request.exists() {
+        true => request,
+        false => started_with.to_owned(),
+    };
+    let loaded = load(&path, "the previous policy stays in force")?;
+    let gen = generation::load(current.number + 1, loaded.compiled.clone(), opts, Some(shared))?;
+    let apps = AppsByHash::new(&loaded.compiled);
+    let per_app = identities::seed(&gen.skel.maps.identities, &apps, resolver)?;
+    identities::report_seeding(&loaded.compiled, &per_app);
+    links.swap_to(&gen)?;
+    if persist {
+        links.pin(&state::pin_dir())?;
+        pin_maps(&gen, shared)?;
+    }
+    state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
+    Ok((gen, loaded.text))
+}
+
+/// Without a dataset, denials still reach the log, at a bounded rate.
+#[derive(Default)]
+struct DenialLog {
+    decisions: u64,
+    denied: u64,
+    lost: u64,
+    window: (u64, u64),
+    suppressed: u64,
+}
+
+const DENIAL_LINES_PER_SECOND: u64 = 20;
+
+impl DenialLog {
+    fn note(&mut self, batch: &[connect_event], labels: &HashMap<u32, Arc<Compiled>>, log: bool) {
+        let second = unix_seconds();
+        for e in batch {
+            self.decisions += 1;
+            let v = trail::verdict(e.verdict);
+            if v == pinhole_recorder::Verdict::Allowed {
+                continue;
+            }
+            self.denied += 1;
+            if self.window.0 != second {
+                if self.suppressed > 0 {
+                    tracing::warn!(count = self.suppressed, "further denials not logged");
+                }
+                self.window = (second, 0);
+                self.suppressed = 0;
+            }
+            self.window.1 += 1;
+            if self.window.1 > DENIAL_LINES_PER_SECOND {
+                self.suppressed += 1;
+                continue;
+            }
+            let (app, _) = trail::label(labels, e);
+            let fields = format!(
+                "{} {}:{} pid {} ({}) app {}",
+                pinhole_recorder::event::Protocol::from_ipproto(e.protocol).as_str(),
+                trail::dst_addr(e),
+                e.dst_port,
+                e.pid,
+                crate::skel::c_str(&e.comm),
+                app.unwrap_or("(unknown binary)")
+            );
+            match (log, v) {
+                (true, pinhole_recorder::Verdict::Denied) => tracing::warn!("denied {fields}"),
+                (true, _) => tracing::info!("would deny {fields}"),
+                (false, _) => tracing::debug!("{} {fields}", v.as_str()),
+            }
+        }
+    }
+
+    fn counters(&self) -> crate::status::Counters {
+        crate::status::Counters {
+            events: self.decisions,
+            written: self.denied,
+            lost: self.lost,
+            files: 0,
+        }
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,144 @@
+//! Writes a compiled policy and the hashed executables into a loaded enforcer's maps.
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
+use pinhole_policygen::compile::Compiled;
+use pinhole_policygen::Mode;
+
+use crate::identity::ExeKey;
+use crate::skel::enforce::types::{
+    app_info, dest_key, identity_key, identity_value, port_span, span_range,
+};
+use crate::skel::enforce::EnforceSkel;
+
+/// PINHOLE_DEST_FIXED_BITS of bpf/pinhole.h: app id, protocol, family and padding.
+const DEST_FIXED_BITS: u32 = 64;
+
+fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
+    // SAFETY: Plain types are integers and byte arrays without padding holes that
+    // matter to the kernel (every padding field is explicit and zeroed).
+    unsafe { plain::as_bytes(v) }
+}
+
+/// Sizes of the policy maps, set before load.
+pub struct Sizes {
+    pub apps: u32,
+    pub dests: u32,
+    pub spans: u32,
+}
+
+pub fn sizes(c: &Compiled) -> Sizes {
+    Sizes {
+        apps: c.apps.len() as u32 + 1,
+        dests: (c.dests.len() as u32).max(1),
+        spans: (c.spans.len() as u32).max(1),
+    }
+}
+
+/// Fills the apps, destination trie and port spans of a freshly loaded program.
+pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
+    let maps = &skel.maps;
+    for (i, app) in c.apps.iter().enumerate() {
+        let id = i as u32 + 1;
+        let info = app_info {
+            mode: match app.mode {
+                Mode::Enforce => 0,
+                Mode::Audit => 1,
+            },
+        };
+        maps.apps
+            .update(&id.to_ne_bytes(), bytes(&info), MapFlags::ANY)
+            .with_context(|| format!("writing app {}", app.name))?;
+    }
+    for (i, s) in c.spans.iter().enumerate() {
+        let span = port_span {
+            lo: s.lo,
+            hi: s.hi,
+            rule: s.rule,
+        };
+        maps.port_spans
+            .update(&(i as u32).to_ne_bytes(), bytes(&span), MapFlags::ANY)
+            .context("writing port spans")?;
+    }
+    for (k, range) in &c.dests {
+        let key = dest_key {
+            prefixlen: DEST_FIXED_BITS + u32::from(k.prefix_len),
+            app_id: k.app_id,
+            protocol: k.protocol,
+            family: k.family,
+            addr: k.addr,
+            ..Default::default()
+        };
+        let value = span_range {
+            start: range.start,
+            count: range.count,
+        };
+        maps.dests
+            .update(bytes(&key), bytes(&value), MapFlags::ANY)
+            .context("writing the destination trie")?;
+    }
+    Ok(())
+}
+
+/// The inverse of the kernel's `new_decode_dev`: user st_dev to `s_dev` encoding.
+fn kernel_dev(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+/// Tells the kernel that this version of this file is `app_id`'s bytes.
+pub fn set_identity(map: &dyn MapCore, key: &ExeKey, app_id: u32) -> Result<()> {
+    let k = identity_key {
+        ino: key.ino,
+        dev: kernel_dev(key.dev),
+        ..Default::default()
+    };
+    let v = identity_value {
+        ctime_sec: key.ctime_sec,
+        ctime_nsec: key.ctime_nsec,
+        app_id,
+    };
+    map.update(bytes(&k), bytes(&v), MapFlags::ANY)
+        .context("writing the identity table")
+}
+
+/// Per-app decision counts (index 0: unknown binaries), summed over CPUs.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub would_deny: u64,
+}
+
+pub fn read_counters(map: &dyn MapCore, entries: u32) -> Result<Vec<Counts>> {
+    (0..entries)
+        .map(|i| {
+            let per_cpu = map
+                .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the decision counters")?
+                .unwrap_or_default();
+            let mut total = Counts::default();
+            for v in per_cpu {
+                let word = |n: usize| {
+                    u64::from_ne_bytes(v[n * 8..n * 8 + 8].try_into().unwrap_or_default())
+                };
+                total.allowed += word(0);
+                total.denied += word(1);
+                total.would_deny += word(2);
+            }
+            Ok(total)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_round_trip_through_the_kernel_encoding() {
+        for (major, minor) in [(8, 1), (259, 3), (0, 45), (253, 0x12345)] {
+            let dev = libc::makedev(major, minor);
+            assert_eq!(crate::identity::kernel_dev_to_user(kernel_dev(dev)), dev);
+        }
+    }
+}
