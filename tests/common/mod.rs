@@ -296,3 +296,135 @@ impl Drop for TestCgroup {
         eprintln!("could not remove test cgroup {}", self.path.display());
     }
 }
+
+pub const PROBE: &str = env!("CARGO_BIN_EXE_pinhole-probe");
+
+/// A running `pinhole enforce`, always confined to a cgroup the test made.
+pub struct Enforcer {
+    child: Option<Child>,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+    programs_before: BTreeSet<String>,
+}
+
+impl Enforcer {
+    /// Starts enforcing `policy` in `cgroup` and returns once it reports enforcing.
+    pub fn start(policy: &Path, cgroup: &TestCgroup, extra: &[&str]) -> Enforcer {
+        let programs_before = loaded_programs("enforce_");
+        let mut child = Command::new(PINHOLE)
+            .arg("enforce")
+            .arg(policy)
+            .arg("--cgroup")
+            .arg(&cgroup.path)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("PINHOLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pinhole enforce");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(" enforcing ") => {
+                    log.push(line);
+                    break;
+                }
+                Ok(line) => log.push(line),
+                Err(_) => panic!("pinhole enforce did not start:\n{}", log.join("\n")),
+            }
+        }
+        Enforcer {
+            child: Some(child),
+            stderr: rx,
+            log,
+            programs_before,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGINT, wait; returns the exit status and the whole log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().expect("wait for pinhole enforce");
+        self.log.extend(self.stderr.iter());
+        (status, self.log.join("\n"))
+    }
+
+    /// SIGKILL: what a crash looks like.
+    pub fn kill9(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        self.log.extend(self.stderr.iter());
+        self.log.join("\n")
+    }
+
+    /// Enforcer programs loaded now that were not before this enforcer started.
+    pub fn programs_left(&self) -> Vec<String> {
+        loaded_programs("enforce_")
+            .difference(&self.programs_before)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+/// Runs pinhole-probe (or a copy of it) in `cgroup`, inside a fresh network namespace
+/// with only loopback, and returns its answer per probe.
+pub fn probe_isolated(cgroup: &TestCgroup, probe: &Path, probes: &[String]) -> Vec<String> {
+    let script = "ip link set lo up; echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range; exec \"$@\"";
+    let mut cmd = cgroup.command(Path::new("unshare"));
+    cmd.args(["-n", "sh", "-c", script, "sh"]).arg(probe).args(probes);
+    answers(run(&mut cmd), probes.len())
+}
+
+/// Runs a probe binary in `cgroup` in the host's network namespace (loopback targets).
+pub fn probe_in(cgroup: &TestCgroup, probe: &Path, probes: &[&str]) -> Vec<String> {
+    let mut cmd = cgroup.command(probe);
+    cmd.args(probes);
+    answers(run(&mut cmd), probes.len())
+}
+
+fn answers(out: std::process::Output, n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ').map(|(_, a)| a.to_owned()))
+        .collect();
+    assert_eq!(got.len(), n, "probe output: {text}");
+    got
+}
+
+/// Makes sure nothing an enforcer test pinned is left behind.
+pub fn assert_nothing_pinned() {
+    let pins = Path::new("/sys/fs/bpf/pinhole/enforce");
+    let left: Vec<_> = fs::read_dir(pins)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+}
