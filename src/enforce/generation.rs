@@ -171,6 +171,7 @@ impl Links {
     }
 
     pub fn pin(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (link, hook) in self.cgroup.iter_mut().zip(CGROUP_HOOKS) {
             pin_link(link, &dir.join(hook))?;
         }

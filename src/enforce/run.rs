@@ -149,8 +149,11 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         false => Links::attach(&gen, &target)?,
     };
     if args.persist {
-        links.pin(&state::pin_dir())?;
-        pin_maps(&gen, &shared)?;
+        if let Err(e) = links.pin(&state::pin_dir()).and_then(|_| pin_maps(&gen, &shared)) {
+            // Half-pinned state would outlive us: remove it, and fail open.
+            state::remove_all().ok();
+            return Err(e);
+        }
     }
     let mut st = State {
         pid: std::process::id(),
