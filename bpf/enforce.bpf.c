@@ -12,7 +12,6 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "pinhole.h"
-#include "sock_addr.h"
 #include "task_identity.h"
 #include "enforce_decide.h"
 
@@ -114,72 +113,97 @@ static __always_inline void report_exe(const struct exe_identity *id, __u32 reas
 	bpf_map_update_elem(&reported, id, &one, BPF_ANY);
 }
 
+/*
+ * What a hook knows before deciding: the caller's executable and the destination.
+ * The rest of the record (process fields, comm, cookie) is read only when the decision
+ * is sent, straight into the ring buffer: most allowed connects are never sent.
+ */
+struct pending {
+	struct exe_identity exe;
+	__u32 dst_addr[4]; /* as the socket saw it (network order) */
+	__u16 dst_port;
+	__u8 ip_version;
+	__u8 protocol;
+	__u8 hook;
+};
+
 /* Counts the decision and sends it on when user space wants it; returns the hook result. */
-static __always_inline int conclude(struct connect_event *e, const struct decision *d)
+static __always_inline int conclude(const struct pending *p, const struct decision *d, __u64 cookie)
 {
 	count(d);
 	if (d->identity_unknown)
-		report_exe(&e->exe, PINHOLE_EXEC_UNKNOWN, NULL);
+		report_exe(&p->exe, PINHOLE_EXEC_UNKNOWN, NULL);
 	if (send_allowed || d->verdict != PINHOLE_VERDICT_ALLOWED) {
-		struct connect_event *out = bpf_ringbuf_reserve(&connect_events, sizeof(*out), 0);
+		struct connect_event *e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);
 
-		if (out) {
+		if (!e) {
+			count_lost(PINHOLE_LOST_CONNECT);
+		} else {
+			__builtin_memset(e, 0, sizeof(*e));
+			e->boot_ns = bpf_ktime_get_boot_ns();
+			e->sock_cookie = cookie;
+			read_current_task(e);
+			e->exe = p->exe;
+			__builtin_memcpy(e->dst_addr, p->dst_addr, sizeof(e->dst_addr));
+			e->dst_port = p->dst_port;
+			e->ip_version = p->ip_version;
+			e->protocol = p->protocol;
+			e->hook = p->hook;
 			e->verdict = d->verdict;
 			e->app_id = d->app_id;
 			e->rule = d->rule;
 			e->generation = generation;
-			__builtin_memcpy(out, e, sizeof(*out));
-			bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
-		} else {
-			count_lost(PINHOLE_LOST_CONNECT);
+			bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		}
 	}
 	return d->verdict != PINHOLE_VERDICT_DENIED;
 }
 
-/*
- * The record is built on the stack (not reserved up front) because most decisions
- * are not sent when allowed decisions are not wanted.
- */
-static __always_inline void start_event(void *ctx, struct connect_event *e, __u8 hook)
+static __always_inline void start_pending(struct pending *p, __u8 hook)
 {
-	__builtin_memset(e, 0, sizeof(*e));
-	e->boot_ns = bpf_ktime_get_boot_ns();
-	e->hook = hook;
-	read_current_task(e);
+	__builtin_memset(p, 0, sizeof(*p));
+	p->hook = hook;
+	read_exe_identity(bpf_get_current_task_btf(), &p->exe);
 }
 
 static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct connect_event e;
+	struct pending p;
 	struct decision d = {};
 
-	start_event(ctx, &e, hook);
-	e.sock_cookie = bpf_get_socket_cookie(ctx);
-	read_dst4(ctx, &e);
-	decide_connect(&e.exe, e.protocol, PINHOLE_FAMILY_V4, e.dst_addr, e.dst_port, &d);
-	return conclude(&e, &d);
+	start_pending(&p, hook);
+	p.ip_version = 4;
+	p.dst_addr[0] = ctx->user_ip4;
+	p.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	p.protocol = ctx->protocol;
+	decide_connect(&p.exe, p.protocol, PINHOLE_FAMILY_V4, p.dst_addr, p.dst_port, &d);
+	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
 }
 
 static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct connect_event e;
+	struct pending p;
 	struct decision d = {};
 	__u32 addr[4] = {};
 	__u8 family = PINHOLE_FAMILY_V6;
 
-	start_event(ctx, &e, hook);
-	e.sock_cookie = bpf_get_socket_cookie(ctx);
-	read_dst6(ctx, &e);
+	start_pending(&p, hook);
+	p.ip_version = 6;
+	p.dst_addr[0] = ctx->user_ip6[0];
+	p.dst_addr[1] = ctx->user_ip6[1];
+	p.dst_addr[2] = ctx->user_ip6[2];
+	p.dst_addr[3] = ctx->user_ip6[3];
+	p.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	p.protocol = ctx->protocol;
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
-	if (e.dst_addr[0] == 0 && e.dst_addr[1] == 0 && e.dst_addr[2] == bpf_htonl(0xffff)) {
+	if (p.dst_addr[0] == 0 && p.dst_addr[1] == 0 && p.dst_addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;
-		addr[0] = e.dst_addr[3];
+		addr[0] = p.dst_addr[3];
 	} else {
-		__builtin_memcpy(addr, e.dst_addr, sizeof(addr));
+		__builtin_memcpy(addr, p.dst_addr, sizeof(addr));
 	}
-	decide_connect(&e.exe, e.protocol, family, addr, e.dst_port, &d);
-	return conclude(&e, &d);
+	decide_connect(&p.exe, p.protocol, family, addr, p.dst_port, &d);
+	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
 }
 
 SEC("cgroup/connect4")
@@ -210,16 +234,16 @@ int enforce_sendmsg6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_create")
 int enforce_sock_create(struct bpf_sock *sk)
 {
-	struct connect_event e;
+	struct pending p;
 	struct decision d = {};
 
 	if (sk->type != SOCK_RAW_TYPE)
 		return 1;
-	start_event(sk, &e, PINHOLE_HOOK_SOCK_CREATE);
-	e.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
-	e.protocol = sk->protocol;
-	decide_raw_socket(&e.exe, &d);
-	return conclude(&e, &d);
+	start_pending(&p, PINHOLE_HOOK_SOCK_CREATE);
+	p.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
+	p.protocol = sk->protocol;
+	decide_raw_socket(&p.exe, &d);
+	return conclude(&p, &d, 0);
 }
 
 /* A new executable may be a known app's bytes under a new inode: user space hashes it. */

@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use pinhole_recorder::{Sink, SinkConfig};
 
 use crate::capture;
+use crate::identity::Resolver;
 use crate::mounts;
 use crate::status::StatusLine;
-use crate::identity::Resolver;
 use crate::trail::Writer;
 
 /// Options of `pinhole record`.

@@ -27,7 +27,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_listening(addr: &str) {
@@ -40,13 +44,24 @@ fn wait_listening(addr: &str) {
 
 fn http_server(bind: &str, port: u16, dir: &Path) -> Server {
     let child = Command::new(PYTHON)
-        .args(["-m", "http.server", &port.to_string(), "--bind", bind, "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            bind,
+            "--directory",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let addr = if bind.contains(':') { format!("[{bind}]:{port}") } else { format!("{bind}:{port}") };
+    let addr = if bind.contains(':') {
+        format!("[{bind}]:{port}")
+    } else {
+        format!("{bind}:{port}")
+    };
     wait_listening(&addr);
     Server(child)
 }
@@ -167,10 +182,17 @@ fn record_generate_enforce_and_audit_the_full_loop() {
         "--unknown-binary",
         "deny",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&policy).unwrap();
     let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
-    assert!(text.contains(&sha256_of(&python)), "python3 pinned:\n{text}");
+    assert!(
+        text.contains(&sha256_of(&python)),
+        "python3 pinned:\n{text}"
+    );
     assert!(text.contains(&sha256_of(&curl)), "curl pinned:\n{text}");
 
     // 3. Enforce in the same cgroup: the workloads still work.
@@ -182,7 +204,11 @@ fn record_generate_enforce_and_audit_the_full_loop() {
 
     // 4. What the policy does not allow.
     let closed = free_port();
-    assert_eq!(python_connect(&cg, closed), "EPERM", "new destination of an allowed binary");
+    assert_eq!(
+        python_connect(&cg, closed),
+        "EPERM",
+        "new destination of an allowed binary"
+    );
     let modified = dir.path().join("curl-modified");
     flip_last_byte(&curl, &modified);
     let m = cg
@@ -191,7 +217,10 @@ fn record_generate_enforce_and_audit_the_full_loop() {
         .arg(format!("http://127.0.0.1:{}/", ports.http4))
         .output()
         .unwrap();
-    assert!(!m.status.success(), "a one-byte-changed curl is an unknown binary, denied");
+    assert!(
+        !m.status.success(),
+        "a one-byte-changed curl is an unknown binary, denied"
+    );
     let copy = dir.path().join("curl-copy");
     std::fs::copy(&curl, &copy).unwrap();
     let c = cg
@@ -210,7 +239,11 @@ fn record_generate_enforce_and_audit_the_full_loop() {
         "import socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); print('ok')\n\
          except PermissionError: print('EPERM')",
     ]));
-    assert_eq!(String::from_utf8_lossy(&raw.stdout).trim(), "EPERM", "raw socket");
+    assert_eq!(
+        String::from_utf8_lossy(&raw.stdout).trim(),
+        "EPERM",
+        "raw socket"
+    );
 
     let status = pinhole(["enforce", "status"]);
     let status_text = String::from_utf8_lossy(&status.stdout);
@@ -226,7 +259,9 @@ fn record_generate_enforce_and_audit_the_full_loop() {
         .filter(|r| py_name(r) && r["verdict"] == "allowed")
         .collect();
     assert!(allowed_py.len() >= 3, "python's allowed connects recorded");
-    assert!(allowed_py.iter().all(|r| r["rule_id"] != "NULL" && r["app"] != "NULL"));
+    assert!(allowed_py
+        .iter()
+        .all(|r| r["rule_id"] != "NULL" && r["app"] != "NULL"));
     let closed_rows: Vec<&Row> = rows
         .iter()
         .filter(|r| r["dst_port"] == closed.to_string())
@@ -254,15 +289,31 @@ fn record_generate_enforce_and_audit_the_full_loop() {
     let enforcer = Enforcer::start(&policy, &cg, &["--persist"]);
     let persisted = enforcer.kill9();
     assert!(persisted.contains(" enforcing "), "{persisted}");
-    assert_eq!(python_connect(&cg, closed), "EPERM", "still enforced after kill -9");
+    assert_eq!(
+        python_connect(&cg, closed),
+        "EPERM",
+        "still enforced after kill -9"
+    );
     for (name, ok) in workloads(&cg, &ports, &curl) {
         assert!(ok, "{name} failed under the persisted policy");
     }
     let status = pinhole(["enforce", "status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("persisted"));
     let stop = pinhole(["enforce", "stop"]);
-    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
-    assert_eq!(python_connect(&cg, closed), "ECONNREFUSED", "nothing enforced after stop");
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_eq!(
+        python_connect(&cg, closed),
+        "ECONNREFUSED",
+        "nothing enforced after stop"
+    );
     assert_nothing_pinned();
-    assert!(loaded_programs("enforce_").is_empty(), "programs left after stop");
+    assert_eq!(
+        enforcer_programs_left(),
+        Vec::<String>::new(),
+        "programs left after stop"
+    );
 }

@@ -124,9 +124,19 @@ fn every_semantics_case_holds_in_the_kernel() {
                 .filter(|r| r["hook"] != "sock_create")
                 .collect();
             mine.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
-            assert_eq!(mine.len(), events.len(), "{}: rows of {}", suite.name, exe.display());
+            assert_eq!(
+                mine.len(),
+                events.len(),
+                "{}: rows of {}",
+                suite.name,
+                exe.display()
+            );
             for (c, r) in events.iter().zip(mine) {
-                let want_rule = if c.rule.is_empty() { "NULL" } else { c.rule.as_str() };
+                let want_rule = if c.rule.is_empty() {
+                    "NULL"
+                } else {
+                    c.rule.as_str()
+                };
                 assert_eq!(
                     (r["verdict"].as_str(), r["rule_id"].as_str()),
                     (c.verdict.as_str(), want_rule),

@@ -46,7 +46,11 @@ fn probe(kind: &str, addr: SocketAddr) -> std::io::Result<()> {
 }
 
 fn raw(domain: Domain) -> std::io::Result<()> {
-    let proto = if domain == Domain::IPV6 { Protocol::ICMPV6 } else { Protocol::ICMPV4 };
+    let proto = if domain == Domain::IPV6 {
+        Protocol::ICMPV6
+    } else {
+        Protocol::ICMPV4
+    };
     Socket::new(domain, Type::RAW, Some(proto)).map(drop)
 }
 

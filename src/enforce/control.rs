@@ -69,8 +69,12 @@ pub fn status(args: StatusArgs) -> Result<()> {
     };
     let text = std::fs::read_to_string(state::policy_copy())
         .with_context(|| format!("reading {}", state::policy_copy().display()))?;
-    let policy = pinhole_policygen::check(&text, Default::default())
-        .map_err(|_| anyhow::anyhow!("the active policy copy in {} does not check", state::STATE_DIR))?;
+    let policy = pinhole_policygen::check(&text, Default::default()).map_err(|_| {
+        anyhow::anyhow!(
+            "the active policy copy in {} does not check",
+            state::STATE_DIR
+        )
+    })?;
     let compiled = compile(&policy);
     let counts = read_counters(&counters, compiled.apps.len() as u32 + 1)?;
     let mut apps = vec![AppStatus {
@@ -108,11 +112,17 @@ fn print_status(s: &Status) {
         (false, false) => "not running".into(),
     };
     println!("enforcer:   {who}");
-    println!("policy:     {} (sha256 {})", st.policy_path, st.policy_sha256);
+    println!(
+        "policy:     {} (sha256 {})",
+        st.policy_path, st.policy_sha256
+    );
     println!("generation: {} loaded {}", st.generation, st.loaded_at);
     println!("mode:       {}", st.mode);
     println!("cgroup:     {}", st.cgroup);
-    println!("audit trail: {}", st.out.as_deref().unwrap_or("(none: denials are logged)"));
+    println!(
+        "audit trail: {}",
+        st.out.as_deref().unwrap_or("(none: denials are logged)")
+    );
     if let Some(e) = &st.reload_error {
         println!("last reload refused: {e}");
     }
@@ -137,7 +147,8 @@ fn print_status(s: &Status) {
 pub fn reload(args: ReloadArgs) -> Result<()> {
     let (text, _) = crate::policy::load_checked(&args.policy, "nothing was changed")?;
     crate::record::require_root("pinhole enforce reload")?;
-    let st = state::read()?.context("no enforcer is loaded (start one with `pinhole enforce POLICY`)")?;
+    let st = state::read()?
+        .context("no enforcer is loaded (start one with `pinhole enforce POLICY`)")?;
     if !state::is_running(st.pid) {
         bail!(
             "no enforcer process is running (persisted programs keep the last policy); \
@@ -150,7 +161,11 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
     state::write_atomic(&request, text.as_bytes())?;
     // SAFETY: kill with a valid signal number has no memory effects.
     if unsafe { libc::kill(st.pid as libc::pid_t, libc::SIGHUP) } != 0 {
-        bail!("signalling pid {}: {}", st.pid, std::io::Error::last_os_error());
+        bail!(
+            "signalling pid {}: {}",
+            st.pid,
+            std::io::Error::last_os_error()
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while request.exists() && Instant::now() < deadline {
@@ -158,11 +173,17 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
     }
     let now = state::read()?.context("the enforcer's state disappeared during reload")?;
     if now.policy_sha256 == want {
-        println!("reloaded {} (generation {})", args.policy.display(), now.generation);
+        println!(
+            "reloaded {} (generation {})",
+            args.policy.display(),
+            now.generation
+        );
         return Ok(());
     }
     match now.reload_error {
-        Some(e) => bail!("the enforcer refused the new policy; the previous one stays in force: {e}"),
+        Some(e) => {
+            bail!("the enforcer refused the new policy; the previous one stays in force: {e}")
+        }
         None => bail!("the enforcer did not confirm the reload within 30 s"),
     }
 }

@@ -41,7 +41,13 @@ pub struct Generation {
 }
 
 /// The cgroup hooks, in the order links are created and pinned.
-pub const CGROUP_HOOKS: [&str; 5] = ["connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create"];
+pub const CGROUP_HOOKS: [&str; 5] = [
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    "sock_create",
+];
 
 pub fn load(
     number: u32,
@@ -149,7 +155,10 @@ impl Links {
             Link::open(&path).with_context(|| format!("opening pinned link {}", path.display()))
         };
         Ok(Links {
-            cgroup: CGROUP_HOOKS.iter().map(|h| open(h)).collect::<Result<_>>()?,
+            cgroup: CGROUP_HOOKS
+                .iter()
+                .map(|h| open(h))
+                .collect::<Result<_>>()?,
             exec: open("exec")?,
         })
     }
@@ -180,14 +189,22 @@ impl Links {
 
     /// Keeps the pinned links (and so enforcement) after this process exits.
     pub fn leave_pinned(mut self) {
-        for link in self.cgroup.iter_mut().chain(std::iter::once(&mut self.exec)) {
+        for link in self
+            .cgroup
+            .iter_mut()
+            .chain(std::iter::once(&mut self.exec))
+        {
             link.disconnect();
         }
     }
 
     /// Removes the pins (if any); the links go when this value is dropped.
     pub fn unpin(&mut self) -> Result<()> {
-        for link in self.cgroup.iter_mut().chain(std::iter::once(&mut self.exec)) {
+        for link in self
+            .cgroup
+            .iter_mut()
+            .chain(std::iter::once(&mut self.exec))
+        {
             if link.pin_path().is_some() {
                 link.unpin().context("unpinning a link")?;
             }

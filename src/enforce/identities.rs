@@ -53,7 +53,11 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
 
 /// Writes every hashed file whose bytes are an app into `map`; returns how many files
 /// each app got (by app id).
-pub fn seed(map: &dyn MapCore, apps: &AppsByHash, resolver: &Resolver) -> Result<HashMap<u32, usize>> {
+pub fn seed(
+    map: &dyn MapCore,
+    apps: &AppsByHash,
+    resolver: &Resolver,
+) -> Result<HashMap<u32, usize>> {
     // The newest version of each file wins: older change times can no longer match.
     let mut newest: HashMap<(u64, u64), (&ExeKey, [u8; 32])> = HashMap::new();
     for (key, sha) in resolver.hashed() {

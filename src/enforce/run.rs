@@ -149,7 +149,10 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         false => Links::attach(&gen, &target)?,
     };
     if args.persist {
-        if let Err(e) = links.pin(&state::pin_dir()).and_then(|_| pin_maps(&gen, &shared)) {
+        if let Err(e) = links
+            .pin(&state::pin_dir())
+            .and_then(|_| pin_maps(&gen, &shared))
+        {
             // Half-pinned state would outlive us: remove it, and fail open.
             state::remove_all().ok();
             return Err(e);
@@ -237,7 +240,15 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
             let now = Instant::now();
             if reload.swap(false, Ordering::AcqRel) && attached {
-                match reload_policy(&path, opts, &shared, &current, &mut links, &resolver, args.persist) {
+                match reload_policy(
+                    &path,
+                    opts,
+                    &shared,
+                    &current,
+                    &mut links,
+                    &resolver,
+                    args.persist,
+                ) {
                     Ok((gen, text)) => {
                         labels.insert(gen.number, gen.compiled.clone());
                         if let Some(w) = writer.as_mut() {
@@ -253,7 +264,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         tracing::info!(generation = current.number, "reloaded the policy");
                     }
                     Err(e) => {
-                        tracing::error!("reload refused, the previous policy stays in force: {e:#}");
+                        tracing::error!(
+                            "reload refused, the previous policy stays in force: {e:#}"
+                        );
                         st.reload_error = Some(format!("{e:#}"));
                     }
                 }
@@ -327,7 +340,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
 fn pinned_shared() -> Result<Shared> {
     let open = |name: &str| {
         let p = state::pin_dir().join(name);
-        MapHandle::from_pinned_path(&p).with_context(|| format!("opening pinned map {}", p.display()))
+        MapHandle::from_pinned_path(&p)
+            .with_context(|| format!("opening pinned map {}", p.display()))
     };
     Ok(Shared {
         connect_events: open("connect_events")?,
@@ -376,7 +390,12 @@ fn reload_policy(
         false => started_with.to_owned(),
     };
     let loaded = load(&path, "the previous policy stays in force")?;
-    let gen = generation::load(current.number + 1, loaded.compiled.clone(), opts, Some(shared))?;
+    let gen = generation::load(
+        current.number + 1,
+        loaded.compiled.clone(),
+        opts,
+        Some(shared),
+    )?;
     let apps = AppsByHash::new(&loaded.compiled);
     let per_app = identities::seed(&gen.skel.maps.identities, &apps, resolver)?;
     identities::report_seeding(&loaded.compiled, &per_app);

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 pub const STATE_DIR: &str = "/run/pinhole/enforce";
 pub const PIN_DIR: &str = "/sys/fs/bpf/pinhole/enforce";
 
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     /// The enforcing process; 0 once it has exited leaving pinned programs behind.
@@ -59,7 +58,10 @@ pub fn read() -> Result<Option<State>> {
 }
 
 pub fn write(state: &State) -> Result<()> {
-    write_atomic(&dir().join("state.json"), &serde_json::to_vec_pretty(state)?)
+    write_atomic(
+        &dir().join("state.json"),
+        &serde_json::to_vec_pretty(state)?,
+    )
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -72,8 +74,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Whether `pid` is a live pinhole process (not a recycled pid).
 pub fn is_running(pid: u32) -> bool {
-    pid != 0
-        && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pinhole")
+    pid != 0 && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pinhole")
 }
 
 pub fn has_pins() -> bool {

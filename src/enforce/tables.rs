@@ -5,7 +5,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use pinhole_policygen::compile::Compiled;
 use pinhole_policygen::Mode;
 
-use crate::identity::ExeKey;
+use crate::identity::{user_dev_to_kernel, ExeKey};
 use crate::skel::enforce::types::{
     app_info, dest_key, identity_key, identity_value, port_span, span_range,
 };
@@ -80,16 +80,11 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
     Ok(())
 }
 
-/// The inverse of the kernel's `new_decode_dev`: user st_dev to `s_dev` encoding.
-fn kernel_dev(dev: u64) -> u32 {
-    (libc::major(dev) << 20) | libc::minor(dev)
-}
-
 /// Tells the kernel that this version of this file is `app_id`'s bytes.
 pub fn set_identity(map: &dyn MapCore, key: &ExeKey, app_id: u32) -> Result<()> {
     let k = identity_key {
         ino: key.ino,
-        dev: kernel_dev(key.dev),
+        dev: user_dev_to_kernel(key.dev),
         ..Default::default()
     };
     let v = identity_value {
@@ -128,17 +123,4 @@ pub fn read_counters(map: &dyn MapCore, entries: u32) -> Result<Vec<Counts>> {
             Ok(total)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_numbers_round_trip_through_the_kernel_encoding() {
-        for (major, minor) in [(8, 1), (259, 3), (0, 45), (253, 0x12345)] {
-            let dev = libc::makedev(major, minor);
-            assert_eq!(crate::identity::kernel_dev_to_user(kernel_dev(dev)), dev);
-        }
-    }
 }

@@ -59,9 +59,22 @@ pub fn kernel_dev_to_user(kdev: u32) -> u64 {
     libc::makedev(kdev >> 20, kdev & 0xfffff)
 }
 
+/// The inverse, for keys user space writes into kernel maps.
+pub fn user_dev_to_kernel(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_numbers_round_trip_through_the_kernel_encoding() {
+        for (major, minor) in [(8, 1), (259, 3), (0, 45), (253, 0x12345)] {
+            let dev = libc::makedev(major, minor);
+            assert_eq!(kernel_dev_to_user(user_dev_to_kernel(dev)), dev);
+        }
+    }
 
     #[test]
     fn dev_encoding_matches_stat() {

@@ -6,5 +6,5 @@ mod key;
 mod resolver;
 
 pub use exec_watch::ExecWatch;
-pub use key::ExeKey;
+pub use key::{user_dev_to_kernel, ExeKey};
 pub use resolver::{Candidate, Resolver};

@@ -397,9 +397,12 @@ impl Drop for Enforcer {
 /// Runs pinhole-probe (or a copy of it) in `cgroup`, inside a fresh network namespace
 /// with only loopback, and returns its answer per probe.
 pub fn probe_isolated(cgroup: &TestCgroup, probe: &Path, probes: &[String]) -> Vec<String> {
-    let script = "ip link set lo up; echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range; exec \"$@\"";
+    let script =
+        "ip link set lo up; echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range; exec \"$@\"";
     let mut cmd = cgroup.command(Path::new("unshare"));
-    cmd.args(["-n", "sh", "-c", script, "sh"]).arg(probe).args(probes);
+    cmd.args(["-n", "sh", "-c", script, "sh"])
+        .arg(probe)
+        .args(probes);
     answers(run(&mut cmd), probes.len())
 }
 
@@ -427,4 +430,17 @@ pub fn assert_nothing_pinned() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "pins left behind: {left:?}");
+}
+
+/// Enforcer programs still loaded after up to 3 s (the kernel frees programs after an
+/// RCU grace period once their last link or pin is gone).
+pub fn enforcer_programs_left() -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<String> = loaded_programs("enforce_").into_iter().collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -1,0 +1,302 @@
+//! The enforcer's failure modes and identity rules, against the real kernel, each in a
+//! cgroup the test creates: bad policies refused before loading, audit mode, atomic
+//! reload, takeover of a persisted enforcer, and identity pinned to the bytes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A probe copy with its own hash, and a policy pinning it with `rules` (TOML bodies).
+fn setup(dir: &Path, unknown: &str, mode: &str, ports: &[u16]) -> (PathBuf, PathBuf) {
+    let exe = dir.join("probe");
+    fs::copy(PROBE, &exe).unwrap();
+    let policy = dir.join("policy.toml");
+    fs::write(&policy, policy_text(&exe, unknown, mode, ports)).unwrap();
+    (exe, policy)
+}
+
+fn policy_text(exe: &Path, unknown: &str, mode: &str, ports: &[u16]) -> String {
+    let mut t = format!(
+        "version = 1\n[defaults]\nunknown_binary = \"{unknown}\"\n\n[[app]]\nname = \"probe\"\n\
+         sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"{mode}\"\n",
+        sha256_of(exe),
+        exe.display()
+    );
+    for p in ports {
+        t += &format!("\n[[app.allow]]\nid = \"port-{p}\"\nprotocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {p}\n");
+    }
+    t
+}
+
+fn tcp(port: u16) -> String {
+    format!("tcp:127.0.0.1:{port}")
+}
+
+/// Closed loopback ports: a connect that passes the enforcer is refused by the stack.
+const P1: u16 = 39101;
+const P2: u16 = 39102;
+const P3: u16 = 39103;
+
+#[test]
+fn a_bad_policy_is_refused_before_anything_is_loaded() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cg = TestCgroup::new("pinhole-bad");
+    let before = loaded_programs("enforce_");
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        "version = 1\n[[app]]\nname = \"x\"\nsha256 = \"abc\"\n\n[[app.allow]]\nid = \"r\"\nprotocol = \"tcp\"\ndst = \"10.0.0.0/33\"\nports = 80\n",
+    )
+    .unwrap();
+    for (file, want) in [
+        (bad.clone(), "bad.toml:4:"),
+        (dir.path().join("missing.toml"), "missing.toml"),
+    ] {
+        let out = pinhole([
+            "enforce".as_ref(),
+            file.as_os_str(),
+            "--cgroup".as_ref(),
+            cg.path.as_os_str(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = pinhole([
+        "enforce".as_ref(),
+        bad.as_os_str(),
+        "--cgroup".as_ref(),
+        cg.path.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing was loaded") && err.contains("/33"),
+        "{err}"
+    );
+    assert_eq!(loaded_programs("enforce_"), before, "nothing was loaded");
+    assert_nothing_pinned();
+}
+
+#[test]
+fn audit_mode_never_denies_and_records_would_deny() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let cg = TestCgroup::new("pinhole-audit");
+    let trail = dir.path().join("trail");
+    let e = Enforcer::start(
+        &policy,
+        &cg,
+        &["--mode", "audit", "--out", trail.to_str().unwrap()],
+    );
+    let got = probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2), "raw4"]);
+    assert_eq!(got, ["ECONNREFUSED", "ECONNREFUSED", "ok"]);
+    let (status, log) = e.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&trail);
+    let mine = rows_of(&rows, &exe);
+    let verdicts: Vec<(&str, &str)> = mine
+        .iter()
+        .map(|r| (r["verdict"].as_str(), r["rule_id"].as_str()))
+        .collect();
+    assert!(
+        verdicts.contains(&("allowed", "port-39101")),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|v| v.0 == "would-deny").count(),
+        2,
+        "the closed port and the raw socket: {verdicts:?}"
+    );
+    assert!(!verdicts.iter().any(|v| v.0 == "denied"));
+}
+
+/// Runs probes in the cgroup over and over on a thread until `stop`, returning every
+/// answer per probe.
+fn hammer(
+    cg: &TestCgroup,
+    exe: &Path,
+    probes: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<Vec<String>> {
+    let mut answers = vec![Vec::new(); probes.len()];
+    let args: Vec<&str> = probes.iter().map(String::as_str).collect();
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        for (i, a) in probe_in(cg, exe, &args).into_iter().enumerate() {
+            answers[i].push(a);
+        }
+    }
+    answers
+}
+
+#[test]
+fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy_a) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let policy_b = dir.path().join("b.toml");
+    fs::write(&policy_b, policy_text(&exe, "deny", "enforce", &[P1, P2])).unwrap();
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        "version = 1\n[defaults]\nunknown_binary = \"sometimes\"\n",
+    )
+    .unwrap();
+    let cg = TestCgroup::new("pinhole-reload");
+    let e = Enforcer::start(&policy_a, &cg, &[]);
+    assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["EPERM"]);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let probes = vec![tcp(P1), tcp(P3)];
+    let answers = std::thread::scope(|s| {
+        let h = s.spawn(|| hammer(&cg, &exe, &probes, &stop));
+        for i in 0..6 {
+            let p = if i % 2 == 0 { &policy_b } else { &policy_a };
+            let out = pinhole(["enforce".as_ref(), "reload".as_ref(), p.as_os_str()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        h.join().unwrap()
+    });
+    assert!(answers[0].len() >= 6, "probed throughout the reloads");
+    assert!(
+        answers[0].iter().all(|a| a == "ECONNREFUSED"),
+        "allowed in both: never denied"
+    );
+    assert!(
+        answers[1].iter().all(|a| a == "EPERM"),
+        "denied in both: never allowed"
+    );
+    // Ended on policy A. Now B, then a broken file: refused, B stays.
+    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), policy_b.as_os_str()]);
+    assert!(out.status.success());
+    assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["ECONNREFUSED"]);
+    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), bad.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"));
+    assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["ECONNREFUSED"]);
+    // SIGHUP re-reads the file the enforcer was started with (policy A).
+    unsafe { libc::kill(e.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe_in(&cg, &exe, &[&tcp(P2)]) != ["EPERM"] {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Counters are per loaded policy: exactly the decisions made since the last reload.
+    let status = pinhole(["enforce", "status", "--format", "json"]);
+    let before: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let got = probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2), &tcp(P3), &tcp(P3)]);
+    assert_eq!(got, ["ECONNREFUSED", "EPERM", "EPERM", "EPERM"]);
+    let status = pinhole(["enforce", "status", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        json["generation"], 9,
+        "1 + 7 reloads + SIGHUP; the refused one loads nothing"
+    );
+    let count = |j: &serde_json::Value, k: &str| j["apps"][1][k].as_u64().unwrap();
+    assert_eq!(json["apps"][1]["app"], "probe");
+    assert_eq!(count(&json, "denied") - count(&before, "denied"), 3);
+    assert_eq!(count(&json, "allowed") - count(&before, "allowed"), 1);
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+    assert_eq!(enforcer_programs_left(), Vec::<String>::new());
+}
+
+#[test]
+fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let cg = TestCgroup::new("pinhole-takeover");
+    let log = Enforcer::start(&policy, &cg, &["--persist"]).kill9();
+    assert!(log.contains(" enforcing "));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let probes = vec![tcp(P1), tcp(P3)];
+    let answers = std::thread::scope(|s| {
+        let h = s.spawn(|| hammer(&cg, &exe, &probes, &stop));
+        std::thread::sleep(Duration::from_millis(200));
+        let e = Enforcer::start(&policy, &cg, &["--persist"]);
+        assert!(
+            e.kill9().contains("took over the persisted enforcer"),
+            "the second enforcer took over the pinned links"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        h.join().unwrap()
+    });
+    assert!(answers[0].iter().all(|a| a == "ECONNREFUSED"));
+    assert!(
+        answers[1].iter().all(|a| a == "EPERM"),
+        "enforced throughout"
+    );
+    let out = pinhole(["enforce", "stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(probe_in(&cg, &exe, &[&tcp(P3)]), ["ECONNREFUSED"]);
+    assert_nothing_pinned();
+    assert_eq!(enforcer_programs_left(), Vec::<String>::new());
+}
+
+/// Retries until the answer is `want` (a fresh inode is hashed after its exec).
+fn eventually(cg: &TestCgroup, exe: &Path, probe: &str, want: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut tries = 1;
+    while probe_in(cg, exe, &[probe]) != [want] {
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered {want}",
+            exe.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        tries += 1;
+    }
+    tries
+}
+
+#[test]
+fn identity_follows_the_bytes_not_the_path() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let cg = TestCgroup::new("pinhole-identity");
+    let e = Enforcer::start(&policy, &cg, &[]);
+    assert_eq!(probe_in(&cg, &exe, &[&tcp(P1)]), ["ECONNREFUSED"]);
+    // Renamed: same bytes, same inode, new change time; recognised again after a rehash.
+    let moved = dir.path().join("moved-probe");
+    fs::rename(&exe, &moved).unwrap();
+    eventually(&cg, &moved, &tcp(P1), "ECONNREFUSED");
+    // Copied: a new inode with the same bytes.
+    let copy = dir.path().join("copied-probe");
+    fs::copy(&moved, &copy).unwrap();
+    eventually(&cg, &copy, &tcp(P1), "ECONNREFUSED");
+    // Modified in place: same inode and path, other bytes: an unknown binary, for good.
+    let mut f = fs::OpenOptions::new().append(true).open(&moved).unwrap();
+    std::io::Write::write_all(&mut f, b"\0changed").unwrap();
+    drop(f);
+    for _ in 0..5 {
+        assert_eq!(probe_in(&cg, &moved, &[&tcp(P1)]), ["EPERM"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The untouched copy keeps its rules.
+    assert_eq!(probe_in(&cg, &copy, &[&tcp(P1)]), ["ECONNREFUSED"]);
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+}
