@@ -14,6 +14,7 @@ use super::tables::set_identity;
 use crate::identity::{Candidate, ExeKey, Resolver};
 
 /// App ids by hash, for one compiled policy.
+#[derive(Clone)]
 pub struct AppsByHash(HashMap<[u8; 32], u32>);
 
 impl AppsByHash {

@@ -2,6 +2,7 @@
 //! in the audit trail.
 
 mod control;
+mod exec_gate;
 mod generation;
 mod identities;
 mod run;
@@ -42,6 +43,10 @@ pub struct EnforceArgs {
     /// Decision ring buffer size; a power of two.
     #[arg(long, default_value = "8MiB")]
     ring_size: bytesize::ByteSize,
+    /// Do not hold execs of unhashed files until they are hashed (fanotify permission
+    /// events); a fresh copy of an app is then unknown for its first connects.
+    #[arg(long)]
+    no_exec_gate: bool,
     /// How often the ring buffer is drained.
     #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,

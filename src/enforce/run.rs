@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +15,7 @@ use pinhole_policygen::compile::{compile, Compiled};
 use pinhole_recorder::{Sink, SinkConfig};
 use sha2::{Digest, Sha256};
 
+use super::exec_gate::{self, ExecGate};
 use super::generation::{self, Generation, Links, Options, Shared};
 use super::identities::{self, AppsByHash};
 use super::state::{self, State};
@@ -127,6 +128,14 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let mut apps = AppsByHash::new(&loaded.compiled);
     let per_app = identities::seed(&gen.skel.maps.identities, &apps, &resolver)?;
     identities::report_seeding(&loaded.compiled, &per_app);
+    let gate_target = Arc::new(Mutex::new(exec_gate::Target::new(
+        apps.clone(),
+        MapHandle::try_from(&gen.skel.maps.identities)?,
+    )));
+    let _gate = match args.no_exec_gate {
+        true => None,
+        false => ExecGate::start(gate_target.clone()),
+    };
 
     let mut labels: HashMap<u32, Arc<Compiled>> = HashMap::new();
     if let Some(prev) = &previous {
@@ -240,15 +249,15 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
             let now = Instant::now();
             if reload.swap(false, Ordering::AcqRel) && attached {
-                match reload_policy(
-                    &path,
+                let ctx = Reload {
+                    started_with: &path,
                     opts,
-                    &shared,
-                    &current,
-                    &mut links,
-                    &resolver,
-                    args.persist,
-                ) {
+                    shared: &shared,
+                    resolver: &resolver,
+                    gate: &gate_target,
+                    persist: args.persist,
+                };
+                match ctx.run(&current, &mut links) {
                     Ok((gen, text)) => {
                         labels.insert(gen.number, gen.compiled.clone());
                         if let Some(w) = writer.as_mut() {
@@ -374,38 +383,47 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
         .with_context(|| format!("pinning {}", p.display()))
 }
 
-/// Loads the requested policy as a new generation and moves every hook to it.
-fn reload_policy(
-    started_with: &Path,
+/// What a reload needs from the running enforcer.
+struct Reload<'a> {
+    started_with: &'a Path,
     opts: Options,
-    shared: &Shared,
-    current: &Generation,
-    links: &mut Links,
-    resolver: &Resolver,
+    shared: &'a Shared,
+    resolver: &'a Resolver,
+    gate: &'a Mutex<exec_gate::Target>,
     persist: bool,
-) -> Result<(Generation, String)> {
-    let request = state::reload_request();
-    let path: PathBuf = match request.exists() {
-        true => request,
-        false => started_with.to_owned(),
-    };
-    let loaded = load(&path, "the previous policy stays in force")?;
-    let gen = generation::load(
-        current.number + 1,
-        loaded.compiled.clone(),
-        opts,
-        Some(shared),
-    )?;
-    let apps = AppsByHash::new(&loaded.compiled);
-    let per_app = identities::seed(&gen.skel.maps.identities, &apps, resolver)?;
-    identities::report_seeding(&loaded.compiled, &per_app);
-    links.swap_to(&gen)?;
-    if persist {
-        links.pin(&state::pin_dir())?;
-        pin_maps(&gen, shared)?;
+}
+
+impl Reload<'_> {
+    /// Loads the requested policy as a new generation with complete tables, then moves
+    /// every hook to it.
+    fn run(&self, current: &Generation, links: &mut Links) -> Result<(Generation, String)> {
+        let request = state::reload_request();
+        let path: PathBuf = match request.exists() {
+            true => request,
+            false => self.started_with.to_owned(),
+        };
+        let loaded = load(&path, "the previous policy stays in force")?;
+        let gen = generation::load(
+            current.number + 1,
+            loaded.compiled.clone(),
+            self.opts,
+            Some(self.shared),
+        )?;
+        let apps = AppsByHash::new(&loaded.compiled);
+        let per_app = identities::seed(&gen.skel.maps.identities, &apps, self.resolver)?;
+        identities::report_seeding(&loaded.compiled, &per_app);
+        self.gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retarget(apps, MapHandle::try_from(&gen.skel.maps.identities)?);
+        links.swap_to(&gen)?;
+        if self.persist {
+            links.pin(&state::pin_dir())?;
+            pin_maps(&gen, self.shared)?;
+        }
+        state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
+        Ok((gen, loaded.text))
     }
-    state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
-    Ok((gen, loaded.text))
 }
 
 /// Without a dataset, denials still reach the log, at a bounded rate.

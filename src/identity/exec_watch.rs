@@ -39,6 +39,25 @@ const PSEUDO_FS: &[&str] = &[
 /// How long an unmatched descriptor waits for its exec record.
 const KEEP_UNMATCHED: Duration = Duration::from_secs(2);
 
+/// One mount point per mounted filesystem that can hold executables.
+pub fn exec_filesystems() -> Vec<String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split_whitespace().collect();
+        let fstype = post.split_whitespace().next().unwrap_or_default();
+        if fields.len() < 5 || PSEUDO_FS.contains(&fstype) || !seen.insert(fields[2]) {
+            continue;
+        }
+        out.push(fields[4].replace("\\040", " "));
+    }
+    out
+}
+
 pub struct ExecWatch {
     fan: Fanotify,
     unmatched: HashMap<u32, Vec<(File, Instant)>>,
@@ -61,19 +80,8 @@ impl ExecWatch {
                 return None;
             }
         };
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut seen = std::collections::HashSet::new();
         let mut marked = 0;
-        for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let fields: Vec<&str> = pre.split_whitespace().collect();
-            let fstype = post.split_whitespace().next().unwrap_or_default();
-            if fields.len() < 5 || PSEUDO_FS.contains(&fstype) || !seen.insert(fields[2]) {
-                continue;
-            }
-            let mount_point = fields[4].replace("\\040", " ");
+        for mount_point in exec_filesystems() {
             match fan.mark(
                 MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
                 MaskFlags::FAN_OPEN_EXEC,
@@ -81,9 +89,7 @@ impl ExecWatch {
                 Some(mount_point.as_str()),
             ) {
                 Ok(()) => marked += 1,
-                Err(e) => {
-                    tracing::debug!(mount = mount_point, fstype, "not watching execs here: {e}")
-                }
+                Err(e) => tracing::debug!(mount = mount_point, "not watching execs here: {e}"),
             }
         }
         tracing::debug!(filesystems = marked, "watching execs with fanotify");

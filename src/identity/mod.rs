@@ -5,6 +5,7 @@ mod hash;
 mod key;
 mod resolver;
 
-pub use exec_watch::ExecWatch;
+pub use exec_watch::{exec_filesystems, ExecWatch};
+pub use hash::sha256_file;
 pub use key::{user_dev_to_kernel, ExeKey};
 pub use resolver::{Candidate, Resolver};
