@@ -61,9 +61,16 @@ case "$cmd" in
     cargo clippy --workspace --all-targets --locked -- -D warnings
     before=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
     cargo test --workspace --locked "$@"
-    after=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
+    # The kernel frees a program an RCU grace period after its last reference goes.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        after=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
+        [ "$after" -le "$before" ] && break
+        sleep 0.3
+    done
     [ "$after" -le "$before" ] || die "tests left $((after - before)) pinhole BPF programs loaded"
     if ls /sys/fs/bpf 2>/dev/null | grep -qi pinhole; then die "tests left something pinned under /sys/fs/bpf"; fi
+    [ ! -e /run/pinhole/enforce ] || die "tests left enforcer state in /run/pinhole/enforce"
+    if bpftool cgroup tree 2>/dev/null | grep -qE 'enforce_|record_'; then die "tests left a program attached to a cgroup"; fi
     echo "setup.sh: all tests passed; nothing left attached or pinned"
     ;;
   *)

@@ -56,8 +56,8 @@ echo "| rules | decisions written | no BPF (connects/s, median) | enforcer (conn
 echo "|---|---|---|---|---|---|"
 for cfg in "10" "1000" "100000" "100000 out"; do
   set -- $cfg
-  n=$1; extra=()
-  [ "${2:-}" = out ] && extra=(--out "$WORK/trail")
+  n=$1; extra=(); written="denials only"
+  if [ "${2:-}" = out ]; then extra=(--out "$WORK/trail"); written="all (--out)"; fi
   start_enforcer "$WORK/p$n.toml" "${extra[@]}"
   : > "$WORK/pairs"
   for i in $(seq 1 "$PAIRS"); do
@@ -67,7 +67,7 @@ for cfg in "10" "1000" "100000" "100000 out"; do
   stop_enforcer
   b=$(cut -d' ' -f1 "$WORK/pairs" | median); w=$(cut -d' ' -f2 "$WORK/pairs" | median)
   ratios=$(awk '{printf "%.4f\n", $2 / $1}' "$WORK/pairs")
-  printf "| %s | %s | %.0f | %.0f | %.3f (%.3f-%.3f) | %.1f / %.1f |\n" "$n" "${2:+all (--out)}${2:-denials only}" "$b" "$w" \
+  printf "| %s | %s | %.0f | %.0f | %.3f (%.3f-%.3f) | %.1f / %.1f |\n" "$n" "$written" "$b" "$w" \
     "$(echo "$ratios" | median)" "$(echo "$ratios" | sort -g | head -1)" "$(echo "$ratios" | sort -g | tail -1)" \
     "$(echo "$(cut -d' ' -f3 "$WORK/pairs" | median) / 1000" | bc -l)" "$(echo "$(cut -d' ' -f4 "$WORK/pairs" | median) / 1000" | bc -l)"
 done

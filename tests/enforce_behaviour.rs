@@ -226,23 +226,40 @@ fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
     assert!(log.contains(" enforcing "));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let probes = vec![tcp(P1), tcp(P3)];
+    let trail = dir.path().join("trail");
     let answers = std::thread::scope(|s| {
         let h = s.spawn(|| hammer(&cg, &exe, &probes, &stop));
         std::thread::sleep(Duration::from_millis(200));
-        let e = Enforcer::start(&policy, &cg, &["--persist"]);
-        assert!(
-            e.kill9().contains("took over the persisted enforcer"),
-            "the second enforcer took over the pinned links"
+        let e = Enforcer::start(
+            &policy,
+            &cg,
+            &["--persist", "--out", trail.to_str().unwrap()],
         );
         std::thread::sleep(Duration::from_millis(200));
         stop.store(true, std::sync::atomic::Ordering::Release);
-        h.join().unwrap()
+        let answers = h.join().unwrap();
+        let (status, log) = e.stop();
+        assert!(status.success(), "{log}");
+        assert!(
+            log.contains("took over the persisted enforcer"),
+            "the second enforcer took over the pinned links: {log}"
+        );
+        answers
     });
     assert!(answers[0].iter().all(|a| a == "ECONNREFUSED"));
     assert!(
         answers[1].iter().all(|a| a == "EPERM"),
         "enforced throughout"
     );
+    // Denials made while no process ran waited in the pinned ring: the one that took
+    // over wrote them, with the first policy's names, next to its own.
+    let rows = rows(&trail);
+    let denied = rows
+        .iter()
+        .filter(|r| r["dst_port"] == P3.to_string() && r["verdict"] == "denied")
+        .filter(|r| r["app"] == "probe")
+        .count();
+    assert_eq!(denied, answers[1].len());
     let out = pinhole(["enforce", "stop"]);
     assert!(
         out.status.success(),
@@ -309,4 +326,28 @@ fn identity_follows_the_bytes_not_the_path() {
     eventually(&cg, &late, &tcp(P1), "ECONNREFUSED");
     let (st, log) = e.stop();
     assert!(st.success(), "{log}");
+}
+
+#[test]
+fn a_policy_that_matches_no_binary_here_warns_loudly() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("elsewhere.toml");
+    fs::write(
+        &policy,
+        format!(
+            "version = 1\n[[app]]\nname = \"elsewhere\"\nsha256 = \"{}\"\npaths = [\"/nonexistent/bin/x\"]\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let cg = TestCgroup::new("pinhole-nomatch");
+    let e = Enforcer::start(&policy, &cg, &[]);
+    let (status, log) = e.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("NO app of this policy matched"),
+        "{log}"
+    );
 }
