@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "pinhole.h"
+#include "event_rings.h" /* one set for every generation: user space reuses them on reload */
 #include "task_identity.h"
 #include "enforce_decide.h"
 
@@ -22,24 +23,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Which loaded policy this program belongs to, and whether allowed decisions are sent. */
 const volatile __u32 generation = 0;
 const volatile __u8 send_allowed = 0;
-
-/* Shared by every generation of the program (user space reuses the maps on reload). */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} connect_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} exec_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PINHOLE_LOST_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_events SEC(".maps");
 
 /* Per app id (0: unknown binaries); sized to the policy before load. */
 struct {
@@ -56,17 +39,6 @@ struct {
 	__type(key, struct exe_identity);
 	__type(value, __u8);
 } reported SEC(".maps");
-
-struct connect_event _connect_event = {};
-struct exec_event _exec_event = {};
-
-static __always_inline void count_lost(__u32 slot)
-{
-	__u64 *n = bpf_map_lookup_elem(&lost_events, &slot);
-
-	if (n)
-		*n += 1;
-}
 
 static __always_inline void count(const struct decision *d)
 {

@@ -8,42 +8,11 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "pinhole.h"
+#include "event_rings.h"
 #include "sock_addr.h"
 #include "task_identity.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Connects are frequent: submitted without wakeup, drained on a user-space timer. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} connect_events SEC(".maps");
-
-/* Execs are rare and urgent: user space must open /proc/<pid>/exe while it lives. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} exec_events SEC(".maps");
-
-/* The kernel keeps no count of failed reservations; this map is that count. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PINHOLE_LOST_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_events SEC(".maps");
-
-/* Dummy instances put the record layouts into BTF so the skeleton generates them. */
-struct connect_event _connect_event = {};
-struct exec_event _exec_event = {};
-
-static __always_inline void count_lost(__u32 slot)
-{
-	__u64 *n = bpf_map_lookup_elem(&lost_events, &slot);
-
-	if (n)
-		*n += 1;
-}
 
 /* Reserves a connect record and fills everything but the destination. */
 static __always_inline struct connect_event *start_connect_event(struct bpf_sock_addr *ctx, __u8 hook)

@@ -10,29 +10,11 @@ use std::fs;
 use std::path::PathBuf;
 
 use common::*;
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Cases {
-    suite: Vec<Suite>,
-}
+#[path = "../policygen/tests/cases/cases.rs"]
+mod cases;
 
-#[derive(Deserialize)]
-struct Suite {
-    name: String,
-    policy: String,
-    events: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    sha256: String,
-    protocol: String,
-    addr: String,
-    port: u16,
-    verdict: String,
-    rule: String,
-}
+use cases::Case;
 
 /// A copy of pinhole-probe with bytes appended, so each stands for a different binary.
 fn probe_copy(dir: &std::path::Path, name: &str, tag: u8) -> (PathBuf, String) {
@@ -60,12 +42,7 @@ fn probe_arg(c: &Case) -> String {
 fn every_semantics_case_holds_in_the_kernel() {
     require_root();
     let _guard = serial();
-    let text = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policygen/tests/cases/semantics.toml"
-    ))
-    .unwrap();
-    let cases: Cases = toml::from_str(&text).unwrap();
+    let cases = cases::load();
     let mut checked = 0;
     for (s, suite) in cases.suite.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();

@@ -4,38 +4,13 @@ use pinhole_policygen::check::{check, Limits};
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
 use pinhole_policygen::matcher::{Matcher, Query};
 use pinhole_policygen::Protocol;
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Cases {
-    suite: Vec<Suite>,
-}
-
-#[derive(Deserialize)]
-struct Suite {
-    name: String,
-    policy: String,
-    events: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    sha256: String,
-    protocol: String,
-    addr: String,
-    port: u16,
-    verdict: String,
-    rule: String,
-}
+#[path = "cases/cases.rs"]
+mod cases;
 
 #[test]
 fn every_semantics_case_holds() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/cases/semantics.toml"
-    ))
-    .unwrap();
-    let cases: Cases = toml::from_str(&text).unwrap();
+    let cases = cases::load();
     let mut n = 0;
     for suite in cases.suite {
         let policy = check(&suite.policy, Limits::default())

@@ -14,13 +14,11 @@ use std::thread::JoinHandle;
 
 use libbpf_rs::MapHandle;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::fanotify::{
-    EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
-};
+use nix::sys::fanotify::{EventFFlags, Fanotify, FanotifyResponse, InitFlags, MaskFlags, Response};
 
 use super::identities::AppsByHash;
 use super::tables::set_identity;
-use crate::identity::{exec_filesystems, sha256_file, ExeKey};
+use crate::identity::{mark_exec_filesystems, sha256_file, ExeKey};
 
 /// Bound on remembered file versions; past it the memory starts over (files are rehashed).
 const MAX_REMEMBERED: usize = 200_000;
@@ -75,18 +73,7 @@ impl ExecGate {
                 return None;
             }
         };
-        let mut marked = 0;
-        for mount in exec_filesystems() {
-            match fan.mark(
-                MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
-                MaskFlags::FAN_OPEN_EXEC_PERM,
-                nix::fcntl::AT_FDCWD,
-                Some(mount.as_str()),
-            ) {
-                Ok(()) => marked += 1,
-                Err(e) => tracing::debug!(mount, "no exec gate here: {e}"),
-            }
-        }
+        let marked = mark_exec_filesystems(&fan, MaskFlags::FAN_OPEN_EXEC_PERM);
         if marked == 0 {
             tracing::warn!("no exec gate: no filesystem could be marked");
             return None;

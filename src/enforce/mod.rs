@@ -2,6 +2,7 @@
 //! in the audit trail.
 
 mod control;
+mod denials;
 mod exec_gate;
 mod generation;
 mod identities;

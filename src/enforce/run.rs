@@ -15,6 +15,7 @@ use pinhole_policygen::compile::{compile, Compiled};
 use pinhole_recorder::{Sink, SinkConfig};
 use sha2::{Digest, Sha256};
 
+use super::denials::DenialLog;
 use super::exec_gate::{self, ExecGate};
 use super::generation::{self, Generation, Links, Options, Shared};
 use super::identities::{self, AppsByHash};
@@ -24,9 +25,8 @@ use crate::capture::{self, Captured};
 use crate::identity::Resolver;
 use crate::mounts;
 use crate::record::require_root;
-use crate::skel::connect_event;
 use crate::status::StatusLine;
-use crate::trail::{self, Writer};
+use crate::trail::Writer;
 
 /// A checked, compiled policy and where it came from.
 struct Loaded {
@@ -424,72 +424,4 @@ impl Reload<'_> {
         state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
         Ok((gen, loaded.text))
     }
-}
-
-/// Without a dataset, denials still reach the log, at a bounded rate.
-#[derive(Default)]
-struct DenialLog {
-    decisions: u64,
-    denied: u64,
-    lost: u64,
-    window: (u64, u64),
-    suppressed: u64,
-}
-
-const DENIAL_LINES_PER_SECOND: u64 = 20;
-
-impl DenialLog {
-    fn note(&mut self, batch: &[connect_event], labels: &HashMap<u32, Arc<Compiled>>, log: bool) {
-        let second = unix_seconds();
-        for e in batch {
-            self.decisions += 1;
-            let v = trail::verdict(e.verdict);
-            if v == pinhole_recorder::Verdict::Allowed {
-                continue;
-            }
-            self.denied += 1;
-            if self.window.0 != second {
-                if self.suppressed > 0 {
-                    tracing::warn!(count = self.suppressed, "further denials not logged");
-                }
-                self.window = (second, 0);
-                self.suppressed = 0;
-            }
-            self.window.1 += 1;
-            if self.window.1 > DENIAL_LINES_PER_SECOND {
-                self.suppressed += 1;
-                continue;
-            }
-            let (app, _) = trail::label(labels, e);
-            let fields = format!(
-                "{} {}:{} pid {} ({}) app {}",
-                pinhole_recorder::event::Protocol::from_ipproto(e.protocol).as_str(),
-                trail::dst_addr(e),
-                e.dst_port,
-                e.pid,
-                crate::skel::c_str(&e.comm),
-                app.unwrap_or("(unknown binary)")
-            );
-            match (log, v) {
-                (true, pinhole_recorder::Verdict::Denied) => tracing::warn!("denied {fields}"),
-                (true, _) => tracing::info!("would deny {fields}"),
-                (false, _) => tracing::debug!("{} {fields}", v.as_str()),
-            }
-        }
-    }
-
-    fn counters(&self) -> crate::status::Counters {
-        crate::status::Counters {
-            events: self.decisions,
-            written: self.denied,
-            lost: self.lost,
-            files: 0,
-        }
-    }
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -39,8 +39,25 @@ const PSEUDO_FS: &[&str] = &[
 /// How long an unmatched descriptor waits for its exec record.
 const KEEP_UNMATCHED: Duration = Duration::from_secs(2);
 
+/// Marks every filesystem that can hold executables for `mask`; returns how many.
+pub fn mark_exec_filesystems(fan: &Fanotify, mask: MaskFlags) -> usize {
+    let mut marked = 0;
+    for mount in exec_filesystems() {
+        match fan.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+            mask,
+            nix::fcntl::AT_FDCWD,
+            Some(mount.as_str()),
+        ) {
+            Ok(()) => marked += 1,
+            Err(e) => tracing::debug!(mount, ?mask, "cannot mark this filesystem: {e}"),
+        }
+    }
+    marked
+}
+
 /// One mount point per mounted filesystem that can hold executables.
-pub fn exec_filesystems() -> Vec<String> {
+fn exec_filesystems() -> Vec<String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -80,18 +97,7 @@ impl ExecWatch {
                 return None;
             }
         };
-        let mut marked = 0;
-        for mount_point in exec_filesystems() {
-            match fan.mark(
-                MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
-                MaskFlags::FAN_OPEN_EXEC,
-                nix::fcntl::AT_FDCWD,
-                Some(mount_point.as_str()),
-            ) {
-                Ok(()) => marked += 1,
-                Err(e) => tracing::debug!(mount = mount_point, "not watching execs here: {e}"),
-            }
-        }
+        let marked = mark_exec_filesystems(&fan, MaskFlags::FAN_OPEN_EXEC);
         tracing::debug!(filesystems = marked, "watching execs with fanotify");
         Some(ExecWatch {
             fan,

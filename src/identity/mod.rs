@@ -5,7 +5,7 @@ mod hash;
 mod key;
 mod resolver;
 
-pub use exec_watch::{exec_filesystems, ExecWatch};
+pub use exec_watch::{mark_exec_filesystems, ExecWatch};
 pub use hash::sha256_file;
 pub use key::{user_dev_to_kernel, ExeKey};
 pub use resolver::{Candidate, Resolver};

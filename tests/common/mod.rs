@@ -49,6 +49,46 @@ pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Spawns a pinhole command with its log on a reader thread and returns once a log line
+/// contains `ready`, with every line seen so far.
+fn spawn_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<String>, Vec<String>) {
+    let mut child = cmd
+        .env(
+            "RUST_LOG",
+            std::env::var("PINHOLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let done = line.contains(ready);
+                seen.push(line);
+                if done {
+                    return (child, rx, seen);
+                }
+            }
+            Err(_) => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("{cmd:?} did not start:\n{}", seen.join("\n"))
+            }
+        }
+    }
+}
+
 /// A running `pinhole record`.
 pub struct Recording {
     child: Child,
@@ -63,40 +103,13 @@ impl Recording {
     /// Starts recording into `out` and returns once the programs are attached.
     pub fn start(out: &Path, extra: &[&str]) -> Recording {
         let programs_before = loaded_programs("record_");
-        let mut child = Command::new(PINHOLE)
-            .arg("record")
-            .arg("--out")
-            .arg(out)
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("PINHOLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pinhole record");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.contains("attached; recording") => break,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("pinhole record did not start: {}", seen.join("\n")),
-            }
-        }
+        let mut cmd = Command::new(PINHOLE);
+        cmd.arg("record").arg("--out").arg(out).args(extra);
+        let (child, stderr, seen) = spawn_until(cmd, "attached; recording");
         Recording {
             child,
             out: out.to_owned(),
-            stderr: rx,
+            stderr,
             startup_log: seen,
             programs_before,
         }
@@ -304,52 +317,22 @@ pub struct Enforcer {
     child: Option<Child>,
     stderr: mpsc::Receiver<String>,
     log: Vec<String>,
-    programs_before: BTreeSet<String>,
 }
 
 impl Enforcer {
     /// Starts enforcing `policy` in `cgroup` and returns once it reports enforcing.
     pub fn start(policy: &Path, cgroup: &TestCgroup, extra: &[&str]) -> Enforcer {
-        let programs_before = loaded_programs("enforce_");
-        let mut child = Command::new(PINHOLE)
-            .arg("enforce")
+        let mut cmd = Command::new(PINHOLE);
+        cmd.arg("enforce")
             .arg(policy)
             .arg("--cgroup")
             .arg(&cgroup.path)
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("PINHOLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pinhole enforce");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut log = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.contains(" enforcing ") => {
-                    log.push(line);
-                    break;
-                }
-                Ok(line) => log.push(line),
-                Err(_) => panic!("pinhole enforce did not start:\n{}", log.join("\n")),
-            }
-        }
+            .args(extra);
+        let (child, stderr, log) = spawn_until(cmd, " enforcing ");
         Enforcer {
             child: Some(child),
-            stderr: rx,
+            stderr,
             log,
-            programs_before,
         }
     }
 
@@ -374,14 +357,6 @@ impl Enforcer {
         child.wait().unwrap();
         self.log.extend(self.stderr.iter());
         self.log.join("\n")
-    }
-
-    /// Enforcer programs loaded now that were not before this enforcer started.
-    pub fn programs_left(&self) -> Vec<String> {
-        loaded_programs("enforce_")
-            .difference(&self.programs_before)
-            .cloned()
-            .collect()
     }
 }
 
