@@ -38,6 +38,12 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Enforce a policy in the kernel and record every decision.
     Enforce(enforce::EnforceArgs),
+    /// Print the SHA-256 of files as pinhole records them (sha256sum's format).
+    Hash {
+        /// Files to hash.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Enforce(args) => enforce::run(args),
+        Command::Hash { files } => identity::print_hashes(&files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
