@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REL = ROOT / "target" / "release"
 PH, LG = REL / "pinhole", REL / "pinhole-loadgen"
 CLOSED_PORT = 9
+LISTEN_PORT = 39999  # the load generator listens there itself (--listen)
 
 
 def sh(cmd, check=True, **kw):
@@ -63,9 +64,9 @@ class Cgroups:
                     time.sleep(0.1)
 
 
-def load(cgroup, secs, procs=1, port=CLOSED_PORT, core="1", count=None):
+def load(cgroup, secs, procs=1, port=CLOSED_PORT, core="1", count=None, listen=False):
     """Connects from `procs` processes in `cgroup`; the load generator's JSON result."""
-    args = [str(LG), "--port", str(port), "--procs", str(procs)]
+    args = [str(LG), "--port", str(port), "--procs", str(procs)] + (["--listen"] if listen else [])
     args += ["--count", str(count)] if count else ["--duration", f"{secs}s"]
     pin = ["taskset", "-c", core] if core else []
     script = 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"'
@@ -101,16 +102,17 @@ class Daemon:
         return Path(self.logfile).read_text()
 
 
-def pairs(n, secs, base_cg, test_cg, enable=None, disable=None):
+def pairs(n, secs, base_cg, test_cg, enable=None, disable=None, listen=False):
     """n alternated (baseline, configuration) runs; enable/disable switch a host-wide tool."""
     rows = []
+    port = LISTEN_PORT if listen else CLOSED_PORT
     for _ in range(n):
         if disable:
             disable()
-        b = load(base_cg, secs)
+        b = load(base_cg, secs, port=port, listen=listen)
         if enable:
             enable()
-        w = load(test_cg, secs)
+        w = load(test_cg, secs, port=port, listen=listen)
         rows.append((b, w))
     if disable:
         disable()
@@ -118,6 +120,7 @@ def pairs(n, secs, base_cg, test_cg, enable=None, disable=None):
     med = lambda xs: statistics.median(xs)
     return {
         "pairs": n,
+        "with_connects": sum(w["connects"] for _, w in rows),
         "base_per_sec": round(med([b["per_sec"] for b, _ in rows])),
         "with_per_sec": round(med([w["per_sec"] for _, w in rows])),
         "ratio_median": round(med(ratios), 3),
@@ -150,8 +153,13 @@ def apt_install(pkgs):
             if not had_rc:
                 rc.unlink()
         if r.returncode != 0:
-            return None, f"apt-get install {' '.join(missing)} failed: {r.stderr.strip()[-300:]}"
+            return None, f"apt-get install {' '.join(missing)} failed: {plain(r.stderr)[-300:]}"
     return missing, None
+
+
+def plain(text):
+    """Log text without colour codes, on one line."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
 
 
 def apt_purge(pkgs):
@@ -209,6 +217,7 @@ def connect_cost(a, cg, work, results):
     n, secs = a.pairs, a.secs
     rec = Daemon([PH, "record", "--out", work / "rec", "--cgroup", cg.test], "attached; recording", work / "rec.log")
     results["record"] = pairs(n, secs, cg.base, cg.test)
+    results["record_listening"] = pairs(n, secs, cg.base, cg.test, listen=True)
     rec.stop()
     shutil.copy(LG, work / "loadgen")
     sha = sh(["sha256sum", str(LG)]).stdout.split()[0]
@@ -220,6 +229,8 @@ def connect_cost(a, cg, work, results):
         policy.write_text(sh(["python3", str(ROOT / "bench/policy_of_size.py"), str(rules), str(apps), sha, str(LG), str(CLOSED_PORT)]).stdout)
         enf = Daemon([PH, "enforce", policy, "--cgroup", cg.test], " enforcing ", work / "enf.log")
         results[f"enforce_{rules}"] = pairs(n, secs, cg.base, cg.test)
+        if rules == 100000:
+            results["enforce_100000_listening"] = pairs(n, secs, cg.base, cg.test, listen=True)
         enf.stop()
     # Host-wide tools: the baseline is the same cgroup with the tool switched off.
     missing, err = apt_install(["iptables", "nftables"])
@@ -239,11 +250,15 @@ def opensnitch(a, cg, work, results):
     if a.quick:
         results["opensnitch"] = {"skipped": "not in --quick"}
         return
-    installed, err = apt_install(["opensnitch"])
+    # Its default configuration drives iptables (NFQUEUE), which it only recommends.
+    installed, err = apt_install(["opensnitch", "iptables"])
     if err:
         results["opensnitch"] = {"skipped": err}
         return
     daemon = shutil.which("opensnitchd") or "/usr/bin/opensnitchd"
+    rules_dir = Path("/etc/opensnitchd/rules")  # the package ships none; the daemon needs it
+    made_rules_dir = not rules_dir.exists()
+    rules_dir.mkdir(parents=True, exist_ok=True)
     state = {}
 
     def on():
@@ -261,7 +276,7 @@ def opensnitch(a, cg, work, results):
         alive = state["d"].p.poll() is None
         off()
         if not alive:
-            results["opensnitch"] = {"skipped": "opensnitchd exited at start: " + (work / "snitch.log").read_text()[-300:]}
+            results["opensnitch"] = {"skipped": "opensnitchd exited at start: " + plain((work / "snitch.log").read_text())[-300:]}
         else:
             results["opensnitch"] = pairs(3, a.secs, cg.base, cg.base, on, off)
     finally:
@@ -272,6 +287,8 @@ def opensnitch(a, cg, work, results):
         if shutil.which("nft"):
             sh(["nft", "delete", "table", "inet", "opensnitch"], check=False)
         apt_purge(installed)
+        if made_rules_dir:
+            shutil.rmtree(rules_dir.parent, ignore_errors=True)
 
 
 def auditd(a, cg, work, results):
@@ -284,7 +301,8 @@ def auditd(a, cg, work, results):
         results["auditd"] = {"skipped": err}
         return
     log("connect cost: auditd with a rule on connect (last)")
-    d = Daemon(["/usr/sbin/auditd", "-f"], None, work / "auditd.log", cpu="0")
+    Path("/var/log/audit").mkdir(parents=True, exist_ok=True)
+    sh(["/usr/sbin/auditd"])  # daemonizes; in the foreground (-f) it would log to stderr
     time.sleep(1)
     rule = ["-a", "always,exit", "-F", "arch=b64", "-S", "connect", "-k", "pinhole_bench"]
     try:
@@ -293,13 +311,26 @@ def auditd(a, cg, work, results):
             lambda: sh(["auditctl", *rule]),
             lambda: sh(["auditctl", "-d", *rule[1:]], check=False),
         )
-        log_bytes = sum(f.stat().st_size for f in Path("/var/log/audit").glob("audit.log*"))
-        results["auditd"]["log_bytes"] = log_bytes
+        # Bytes written per connect: a fresh log (SIGUSR1 rotates), 5,000 audited connects.
+        pid = int(Path("/var/run/auditd.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1)
+        logf = Path("/var/log/audit/audit.log")
+        before = logf.stat().st_size
+        sh(["auditctl", *rule])
+        load(cg.base, 0, count=5000)
+        sh(["auditctl", "-d", *rule[1:]], check=False)
+        time.sleep(1)
+        results["auditd"]["log_bytes_per_connect"] = round((logf.stat().st_size - before) / 5000)
     finally:
         sh(["auditctl", "-D"], check=False)
         sh(["auditctl", "-e", "0"], check=False)
-        d.stop(signal.SIGTERM)
+        pidfile = Path("/var/run/auditd.pid")
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+            time.sleep(1)
         apt_purge(installed)
+        shutil.rmtree("/var/log/audit", ignore_errors=True)
 
 
 def recorder_loss(a, cg, work, results):
@@ -445,6 +476,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a smoke run: fewer pairs, smaller data, no peers that take long")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     ap.add_argument("--no-audit", action="store_true", help="skip auditd (it changes the machine until reboot)")
+    ap.add_argument("--only", default="connect,loss,dataset,analysis,hashing,audit",
+                    help="comma-separated sections to run (default: all)")
     a = ap.parse_args()
     a.pairs, a.secs = (3, 1) if a.quick else (9, 1)
     if os.geteuid() != 0:
@@ -454,12 +487,22 @@ def main():
     cg = Cgroups()
     started = time.time()
     try:
-        connect_cost(a, cg, work, results.setdefault("connect", {}))
-        recorder_loss(a, cg, work, results)
-        dataset_cost(a, cg, work, results)
-        analysis(a, work, results)
-        hashing(a, work, results)
-        auditd(a, cg, work, results["connect"])
+        only = set(a.only.split(","))
+        connect = results.setdefault("connect", {})
+        if "connect" in only:
+            connect_cost(a, cg, work, connect)
+        elif "opensnitch" in only:
+            opensnitch(a, cg, work, connect)
+        if "loss" in only:
+            recorder_loss(a, cg, work, results)
+        if "dataset" in only:
+            dataset_cost(a, cg, work, results)
+        if "analysis" in only:
+            analysis(a, work, results)
+        if "hashing" in only:
+            hashing(a, work, results)
+        if "audit" in only:
+            auditd(a, cg, work, connect)
     finally:
         iptables_off()
         nft_off()

@@ -22,6 +22,8 @@ for a in range(apps):
     for r in range(per_app):
         if a == 0 and r == per_app // 2:
             dst, ports, proto = "127.0.0.1", str(port), "tcp"
+        elif a == 0 and r == per_app // 2 + 1:
+            dst, ports, proto = "127.0.0.1", "39999", "tcp"  # the harness's listening port
         elif r % 4 == 3:
             dst = "2001:db8:%x:%x::%x/%d" % (rng.getrandbits(16), rng.getrandbits(16), r, 128)
             ports, proto = str(rng.randint(1, 65535)), "tcp"

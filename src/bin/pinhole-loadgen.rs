@@ -43,6 +43,10 @@ struct Args {
     /// Run this many processes in parallel and sum their results.
     #[arg(long, default_value_t = 1)]
     procs: u32,
+    /// Listen on the destination port(s) and accept every connection (TCP), so connects
+    /// complete a handshake instead of being refused.
+    #[arg(long)]
+    listen: bool,
     /// Internal: print totals and raw latencies for a parent process.
     #[arg(long, hide = true)]
     raw: bool,
@@ -138,6 +142,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Accepts and closes every connection on the port range, on background threads.
+fn accept_all(addr: IpAddr, (lo, hi): (u16, u16)) -> Result<()> {
+    for port in lo..=hi {
+        let at = SocketAddr::new(addr, port);
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&at.into())
+            .with_context(|| format!("listening on {addr} port {port}"))?;
+        // A deep backlog: a full one drops SYNs, and each retry waits a second.
+        sock.listen(4096)?;
+        let listener: std::net::TcpListener = sock.into();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        });
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let args = Args::parse();
     if !is_loopback(args.addr) {
@@ -148,6 +176,12 @@ fn run() -> Result<()> {
     }
     if args.count.is_none() && args.duration.is_none() {
         bail!("give --count or --duration");
+    }
+    if args.listen {
+        if args.mode != Mode::Tcp {
+            bail!("--listen is for --mode tcp");
+        }
+        accept_all(args.addr, ports(&args.port)?)?;
     }
     let mut total = if args.procs <= 1 {
         run_here(&args)?
