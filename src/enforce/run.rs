@@ -266,7 +266,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         apps = AppsByHash::new(&gen.compiled);
                         st.generation = gen.number;
                         st.policy_sha256 = sha256_hex(&text);
-                        st.counters_map_id = gen.skel.maps.counters.info()?.info.id;
+                        // Errors inside this loop must not leave it: the poll thread
+                        // only stops when told to, and the scope waits for it.
+                        st.counters_map_id = gen.skel.maps.counters.info().map_or(0, |i| i.info.id);
                         st.loaded_at = chrono::Utc::now().to_rfc3339();
                         st.reload_error = None;
                         current = gen;
@@ -280,7 +282,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     }
                 }
                 std::fs::remove_file(state::reload_request()).ok();
-                state::write(&st)?;
+                if let Err(e) = state::write(&st) {
+                    tracing::warn!("{e:#}");
+                }
             }
             if now.duration_since(last_lost) >= Duration::from_millis(500) {
                 last_lost = now;
@@ -416,7 +420,11 @@ impl Reload<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retarget(apps, MapHandle::try_from(&gen.skel.maps.identities)?);
-        links.swap_to(&gen)?;
+        if let Err(e) = links.swap_to(&gen) {
+            // Put back the hooks that did switch: one policy decides, never two.
+            links.swap_to(current).ok();
+            return Err(e);
+        }
         if self.persist {
             links.pin(&state::pin_dir())?;
             pin_maps(&gen, self.shared)?;
