@@ -196,12 +196,22 @@ fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Counters are per loaded policy: exactly the decisions made since the last reload.
-    let status = pinhole(["enforce", "status", "--format", "json"]);
-    let before: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // (The state file names the new policy's counters just after the hooks switch.)
+    let status_json = || -> serde_json::Value {
+        serde_json::from_slice(&pinhole(["enforce", "status", "--format", "json"]).stdout).unwrap()
+    };
+    let mut before = status_json();
+    while before["generation"] != 9 {
+        assert!(
+            Instant::now() < deadline,
+            "the state never showed the SIGHUP reload"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        before = status_json();
+    }
     let got = probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2), &tcp(P3), &tcp(P3)]);
     assert_eq!(got, ["ECONNREFUSED", "EPERM", "EPERM", "EPERM"]);
-    let status = pinhole(["enforce", "status", "--format", "json"]);
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let json = status_json();
     assert_eq!(
         json["generation"], 9,
         "1 + 7 reloads + SIGHUP; the refused one loads nothing"
