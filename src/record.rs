@@ -72,6 +72,14 @@ pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
 
 pub fn run(args: RecordArgs) -> Result<()> {
     require_root("pinhole record")?;
+    // Handlers first: a signal during set-up must find them installed.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal exits at once; what was staged is recovered by the next run.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
     let ring = ring_bytes(args.ring_size)?;
     let host = match &args.host {
         Some(h) => h.clone(),
@@ -105,13 +113,6 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let links = capture::attach(&skel, &target)?;
     tracing::info!(cgroup = %target.display(), out = %args.out.display(), "attached; recording");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal exits at once; what was staged is recovered by the next run.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing signal handlers")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);

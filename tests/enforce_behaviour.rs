@@ -119,6 +119,16 @@ fn audit_mode_never_denies_and_records_would_deny() {
     assert!(!verdicts.iter().any(|v| v.0 == "denied"));
 }
 
+/// Sets the flag when dropped: a failing assertion must stop the hammer thread too, or
+/// the test's thread scope would wait for it forever.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Runs probes in the cgroup over and over on a thread until `stop`, returning every
 /// answer per probe.
 fn hammer(
@@ -159,6 +169,7 @@ fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
     let probes = vec![tcp(P1), tcp(P3)];
     let answers = std::thread::scope(|s| {
         let h = s.spawn(|| hammer(&cg, &exe, &probes, &stop));
+        let _stop = StopOnDrop(&stop);
         for i in 0..6 {
             let p = if i % 2 == 0 { &policy_b } else { &policy_a };
             let out = pinhole(["enforce".as_ref(), "reload".as_ref(), p.as_os_str()]);
@@ -239,6 +250,7 @@ fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
     let trail = dir.path().join("trail");
     let answers = std::thread::scope(|s| {
         let h = s.spawn(|| hammer(&cg, &exe, &probes, &stop));
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(200));
         let e = Enforcer::start(
             &policy,

@@ -57,6 +57,18 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     // A bad file is refused before anything touches the kernel.
     let loaded = load(&path, "nothing was loaded")?;
     require_root("pinhole enforce")?;
+    // Handlers first: a signal that arrives during set-up must not kill the process
+    // half-way (SIGHUP's default action is to terminate).
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing the SIGHUP handler")?;
+
     let previous = state::read()?;
     if let Some(s) = previous.as_ref().filter(|s| state::is_running(s.pid)) {
         bail!(
@@ -195,16 +207,6 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         tracing::info!("enforcement ends when this process exits (fail-open); --persist keeps it");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing signal handlers")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
-        .context("installing the SIGHUP handler")?;
-
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);
@@ -217,6 +219,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller =
             s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
+        // However this closure ends (a panic included), the poll thread is told to stop,
+        // or the scope would wait for it forever with the programs attached.
+        let _stop_poller = StopOnDrop(poll_stop);
         let mut writer = sink.as_mut().map(Writer::new);
         if let Some(w) = writer.as_mut() {
             w.labels = labels.clone();
@@ -347,6 +352,15 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     }
     result.context("enforcement stopped")?;
     finish
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Opens the rings and loss counters a persisted enforcer left pinned.

@@ -365,6 +365,9 @@ impl Drop for Enforcer {
         if let Some(mut c) = self.child.take() {
             c.kill().ok();
             c.wait().ok();
+            // A test failed while this enforcer ran: its log says what it saw.
+            self.log.extend(self.stderr.try_iter());
+            eprintln!("pinhole enforce log:\n{}", self.log.join("\n"));
         }
     }
 }
