@@ -167,24 +167,28 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             std::io::Error::last_os_error()
         );
     }
+    // Done when the enforcer reports having taken this request (or a later identical one).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while request.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let now = state::read()?.context("the enforcer's state disappeared during reload")?;
-    if now.policy_sha256 == want {
-        println!(
-            "reloaded {} (generation {})",
-            args.policy.display(),
-            now.generation
-        );
-        return Ok(());
-    }
-    match now.reload_error {
-        Some(e) => {
-            bail!("the enforcer refused the new policy; the previous one stays in force: {e}")
+    loop {
+        let now = state::read()?.context("the enforcer's state disappeared during reload")?;
+        if now.last_request.as_deref() == Some(want.as_str()) {
+            if now.policy_sha256 == want {
+                println!(
+                    "reloaded {} (generation {})",
+                    args.policy.display(),
+                    now.generation
+                );
+                return Ok(());
+            }
+            bail!(
+                "the enforcer refused the new policy; the previous one stays in force: {}",
+                now.reload_error.unwrap_or_default()
+            );
         }
-        None => bail!("the enforcer did not confirm the reload within 30 s"),
+        if Instant::now() > deadline {
+            bail!("the enforcer did not take the reload request within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -3,7 +3,7 @@
 //! audit trail (or at least logs denials).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -191,6 +191,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         counters_map_id: gen.skel.maps.counters.info()?.info.id,
         loaded_at: chrono::Utc::now().to_rfc3339(),
         reload_error: None,
+        last_request: None,
     };
     state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
     state::write(&st)?;
@@ -254,8 +255,13 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
             let now = Instant::now();
             if reload.swap(false, Ordering::AcqRel) && attached {
+                let taken = state::take_reload_request();
+                let requested = taken
+                    .as_ref()
+                    .and_then(|t| std::fs::read_to_string(t).ok())
+                    .map(|t| sha256_hex(&t));
                 let ctx = Reload {
-                    started_with: &path,
+                    policy: taken.as_deref().unwrap_or(&path),
                     opts,
                     shared: &shared,
                     resolver: &resolver,
@@ -286,7 +292,10 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         st.reload_error = Some(format!("{e:#}"));
                     }
                 }
-                std::fs::remove_file(state::reload_request()).ok();
+                if let Some(t) = &taken {
+                    std::fs::remove_file(t).ok();
+                }
+                st.last_request = requested;
                 if let Err(e) = state::write(&st) {
                     tracing::warn!("{e:#}");
                 }
@@ -403,7 +412,8 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
 
 /// What a reload needs from the running enforcer.
 struct Reload<'a> {
-    started_with: &'a Path,
+    /// The taken request, or the file the enforcer was started with (SIGHUP alone).
+    policy: &'a Path,
     opts: Options,
     shared: &'a Shared,
     resolver: &'a Resolver,
@@ -415,12 +425,7 @@ impl Reload<'_> {
     /// Loads the requested policy as a new generation with complete tables, then moves
     /// every hook to it.
     fn run(&self, current: &Generation, links: &mut Links) -> Result<(Generation, String)> {
-        let request = state::reload_request();
-        let path: PathBuf = match request.exists() {
-            true => request,
-            false => self.started_with.to_owned(),
-        };
-        let loaded = load(&path, "the previous policy stays in force")?;
+        let loaded = load(self.policy, "the previous policy stays in force")?;
         let gen = generation::load(
             current.number + 1,
             loaded.compiled.clone(),

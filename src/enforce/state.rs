@@ -26,6 +26,9 @@ pub struct State {
     pub loaded_at: String,
     /// Set when a reload was refused; the previous policy stays in force.
     pub reload_error: Option<String>,
+    /// sha256 of the last `reload` request taken (what the requester waits for).
+    #[serde(default)]
+    pub last_request: Option<String>,
 }
 
 pub fn dir() -> PathBuf {
@@ -44,6 +47,13 @@ pub fn policy_copy() -> PathBuf {
 /// Where `pinhole enforce reload FILE` leaves the checked policy for the daemon.
 pub fn reload_request() -> PathBuf {
     dir().join("reload.toml")
+}
+
+/// Takes the pending reload request, if any, so a newer one written meanwhile waits
+/// for its own SIGHUP instead of being deleted unread. Returns the taken file.
+pub fn take_reload_request() -> Option<PathBuf> {
+    let taken = dir().join("reload.taken");
+    fs::rename(reload_request(), &taken).ok().map(|_| taken)
 }
 
 pub fn read() -> Result<Option<State>> {
