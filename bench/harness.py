@@ -56,12 +56,17 @@ class Cgroups:
 
     def remove(self):
         for d in (self.test, self.base):
-            for _ in range(50):
+            for _ in range(100):
                 try:
                     d.rmdir()
                     break
+                except FileNotFoundError:
+                    break
                 except OSError:
                     time.sleep(0.1)
+            else:
+                left = (d / "cgroup.procs").read_text().split()
+                log(f"could not remove {d}: processes {left} still in it")
 
 
 def load(cgroup, secs, procs=1, port=CLOSED_PORT, core="1", count=None, listen=False):
@@ -504,9 +509,12 @@ def main():
         if "audit" in only:
             auditd(a, cg, work, connect)
     finally:
-        iptables_off()
-        nft_off()
-        cg.remove()
+        # Each clean-up runs even if another fails: no rule or cgroup may outlive the run.
+        for cleanup in (iptables_off, nft_off, cg.remove):
+            try:
+                cleanup()
+            except Exception as e:  # noqa: BLE001 - report and go on cleaning
+                log(f"clean-up {cleanup.__name__} failed: {e}")
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.time() - started)
     sys.path.insert(0, str(ROOT / "bench"))
