@@ -13,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include "pinhole.h"
 #include "event_rings.h" /* one set for every generation: user space reuses them on reload */
+#include "sock_addr.h"
 #include "task_identity.h"
 #include "enforce_decide.h"
 
@@ -92,10 +93,7 @@ static __always_inline void report_exe(const struct exe_identity *id, __u32 reas
  */
 struct pending {
 	struct exe_identity exe;
-	__u32 dst_addr[4]; /* as the socket saw it (network order) */
-	__u16 dst_port;
-	__u8 ip_version;
-	__u8 protocol;
+	struct sock_dst dst; /* as the socket saw it; sock_create leaves the address zero */
 	__u8 hook;
 };
 
@@ -116,10 +114,7 @@ static __always_inline int conclude(const struct pending *p, const struct decisi
 			e->sock_cookie = cookie;
 			read_current_task(e);
 			e->exe = p->exe;
-			__builtin_memcpy(e->dst_addr, p->dst_addr, sizeof(e->dst_addr));
-			e->dst_port = p->dst_port;
-			e->ip_version = p->ip_version;
-			e->protocol = p->protocol;
+			e->dst = p->dst;
 			e->hook = p->hook;
 			e->verdict = d->verdict;
 			e->app_id = d->app_id;
@@ -144,11 +139,8 @@ static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 	struct decision d = {};
 
 	start_pending(&p, hook);
-	p.ip_version = 4;
-	p.dst_addr[0] = ctx->user_ip4;
-	p.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	p.protocol = ctx->protocol;
-	decide_connect(&p.exe, p.protocol, PINHOLE_FAMILY_V4, p.dst_addr, p.dst_port, &d);
+	read_dst4(ctx, &p.dst);
+	decide_connect(&p.exe, p.dst.protocol, PINHOLE_FAMILY_V4, p.dst.addr, p.dst.port, &d);
 	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
 }
 
@@ -160,21 +152,15 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 	__u8 family = PINHOLE_FAMILY_V6;
 
 	start_pending(&p, hook);
-	p.ip_version = 6;
-	p.dst_addr[0] = ctx->user_ip6[0];
-	p.dst_addr[1] = ctx->user_ip6[1];
-	p.dst_addr[2] = ctx->user_ip6[2];
-	p.dst_addr[3] = ctx->user_ip6[3];
-	p.dst_port = bpf_ntohs((__u16)ctx->user_port);
-	p.protocol = ctx->protocol;
+	read_dst6(ctx, &p.dst);
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
-	if (p.dst_addr[0] == 0 && p.dst_addr[1] == 0 && p.dst_addr[2] == bpf_htonl(0xffff)) {
+	if (p.dst.addr[0] == 0 && p.dst.addr[1] == 0 && p.dst.addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;
-		addr[0] = p.dst_addr[3];
+		addr[0] = p.dst.addr[3];
 	} else {
-		__builtin_memcpy(addr, p.dst_addr, sizeof(addr));
+		__builtin_memcpy(addr, p.dst.addr, sizeof(addr));
 	}
-	decide_connect(&p.exe, p.protocol, family, addr, p.dst_port, &d);
+	decide_connect(&p.exe, p.dst.protocol, family, addr, p.dst.port, &d);
 	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
 }
 
@@ -212,8 +198,8 @@ int enforce_sock_create(struct bpf_sock *sk)
 	if (sk->type != SOCK_RAW_TYPE)
 		return 1;
 	start_pending(&p, PINHOLE_HOOK_SOCK_CREATE);
-	p.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
-	p.protocol = sk->protocol;
+	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
+	p.dst.protocol = sk->protocol;
 	decide_raw_socket(&p.exe, &d);
 	return conclude(&p, &d, 0);
 }

@@ -42,6 +42,14 @@ struct exe_identity {
 	__u32 dev;
 };
 
+/* Where a connect or send goes, as the sock_addr hook saw it. */
+struct sock_dst {
+	__u32 addr[4]; /* network byte order; IPv4 uses addr[0] */
+	__u16 port; /* host byte order */
+	__u8 ip_version; /* 4 or 6: the socket's family */
+	__u8 protocol; /* IPPROTO_* */
+};
+
 /* One outbound connect or unconnected UDP send. */
 struct connect_event {
 	__u64 boot_ns; /* CLOCK_BOOTTIME */
@@ -54,10 +62,7 @@ struct connect_event {
 	__u32 uid;
 	__u32 gid;
 	__u32 netns; /* inode number of the task's network namespace */
-	__u32 dst_addr[4]; /* network byte order; IPv4 uses dst_addr[0] */
-	__u16 dst_port; /* host byte order */
-	__u8 ip_version; /* 4 or 6: the socket's family */
-	__u8 protocol; /* IPPROTO_* */
+	struct sock_dst dst;
 	__u8 hook; /* enum pinhole_hook */
 	__u8 verdict; /* enum pinhole_verdict */
 	__u16 _pad;

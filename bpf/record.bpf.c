@@ -37,7 +37,7 @@ static __always_inline int record4(struct bpf_sock_addr *ctx, __u8 hook)
 	struct connect_event *e = start_connect_event(ctx, hook);
 
 	if (e) {
-		read_dst4(ctx, e);
+		read_dst4(ctx, &e->dst);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -48,7 +48,7 @@ static __always_inline int record6(struct bpf_sock_addr *ctx, __u8 hook)
 	struct connect_event *e = start_connect_event(ctx, hook);
 
 	if (e) {
-		read_dst6(ctx, e);
+		read_dst6(ctx, &e->dst);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Destination of a sock_addr hook call. The verifier only lets a program read the
+ * Destination of a sock_addr hook call, read by the recorder and the enforcer alike.
+ * The verifier only lets a program read the
  * address fields of its own family, so IPv4 and IPv6 each get a reader.
  */
 #ifndef PINHOLE_SOCK_ADDR_H
@@ -10,23 +11,23 @@
 #include <bpf/bpf_endian.h>
 #include <linux/bpf.h>
 
-static __always_inline void read_dst4(struct bpf_sock_addr *ctx, struct connect_event *e)
+static __always_inline void read_dst4(struct bpf_sock_addr *ctx, struct sock_dst *d)
 {
-	e->ip_version = 4;
-	e->dst_addr[0] = ctx->user_ip4;
-	e->dst_port = bpf_ntohs((__u16)ctx->user_port);
-	e->protocol = ctx->protocol;
+	d->ip_version = 4;
+	d->addr[0] = ctx->user_ip4;
+	d->port = bpf_ntohs((__u16)ctx->user_port);
+	d->protocol = ctx->protocol;
 }
 
-static __always_inline void read_dst6(struct bpf_sock_addr *ctx, struct connect_event *e)
+static __always_inline void read_dst6(struct bpf_sock_addr *ctx, struct sock_dst *d)
 {
-	e->ip_version = 6;
-	e->dst_addr[0] = ctx->user_ip6[0];
-	e->dst_addr[1] = ctx->user_ip6[1];
-	e->dst_addr[2] = ctx->user_ip6[2];
-	e->dst_addr[3] = ctx->user_ip6[3];
-	e->dst_port = bpf_ntohs((__u16)ctx->user_port);
-	e->protocol = ctx->protocol;
+	d->ip_version = 6;
+	d->addr[0] = ctx->user_ip6[0];
+	d->addr[1] = ctx->user_ip6[1];
+	d->addr[2] = ctx->user_ip6[2];
+	d->addr[3] = ctx->user_ip6[3];
+	d->port = bpf_ntohs((__u16)ctx->user_port);
+	d->protocol = ctx->protocol;
 }
 
 #endif /* PINHOLE_SOCK_ADDR_H */

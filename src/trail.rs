@@ -19,8 +19,6 @@ use crate::status::Counters;
 /// Turns captured records into dataset rows.
 pub struct Writer<'s> {
     pub sink: &'s mut Sink,
-    /// Enforcer only: the policy behind each generation's app ids and rule numbers.
-    pub labels: HashMap<u32, Arc<Compiled>>,
     clock: BootClock,
     events: u64,
     lost: u64,
@@ -30,7 +28,6 @@ impl<'s> Writer<'s> {
     pub fn new(sink: &'s mut Sink) -> Self {
         Writer {
             sink,
-            labels: HashMap::new(),
             clock: BootClock::now(),
             events: 0,
             lost: 0,
@@ -60,27 +57,38 @@ impl<'s> Writer<'s> {
         }
     }
 
+    /// The recorder's path: observed events carry no policy labels.
     pub fn handle(&mut self, resolver: &mut Resolver, msg: Captured) -> Result<()> {
         match msg {
             Captured::Exec(c) => resolver.offer(c),
-            Captured::Connects(batch) => self.append_all(resolver, &batch)?,
+            Captured::Connects(batch) => self.append_all(resolver, &Labels::new(), &batch)?,
         }
         Ok(())
     }
 
-    pub fn append_all(&mut self, resolver: &mut Resolver, batch: &[connect_event]) -> Result<()> {
+    pub fn append_all(
+        &mut self,
+        resolver: &mut Resolver,
+        labels: &Labels,
+        batch: &[connect_event],
+    ) -> Result<()> {
         for e in batch {
-            self.append(resolver, e)?;
+            self.append(resolver, labels, e)?;
         }
         self.events += batch.len() as u64;
         Ok(())
     }
 
-    pub fn append(&mut self, resolver: &mut Resolver, e: &connect_event) -> Result<()> {
+    pub fn append(
+        &mut self,
+        resolver: &mut Resolver,
+        labels: &Labels,
+        e: &connect_event,
+    ) -> Result<()> {
         let key = ExeKey::from(&e.exe);
         let exe = resolver.resolve(e.pid, key);
         let comm = c_str(&e.comm);
-        let (app, rule) = label(&self.labels, e);
+        let (app, rule) = label(labels, e);
         let row = Event {
             ts_ns: self.clock.to_unix_ns(e.boot_ns),
             pid: e.pid,
@@ -99,8 +107,8 @@ impl<'s> Writer<'s> {
             cgroup_id: e.cgroup_id,
             netns: e.netns,
             dst_addr: dst_addr(e),
-            dst_port: e.dst_port,
-            protocol: Protocol::from_ipproto(e.protocol),
+            dst_port: e.dst.port,
+            protocol: Protocol::from_ipproto(e.dst.protocol),
             hook: match e.hook {
                 2 => Hook::Sendmsg,
                 3 => Hook::SockCreate,
@@ -116,11 +124,11 @@ impl<'s> Writer<'s> {
     }
 }
 
+/// The enforcer's policies by generation: what its app ids and rule numbers mean.
+pub type Labels = HashMap<u32, Arc<Compiled>>;
+
 /// The app name and rule id an enforcer decision carries (none for the recorder).
-pub fn label<'l>(
-    labels: &'l HashMap<u32, Arc<Compiled>>,
-    e: &connect_event,
-) -> (Option<&'l str>, Option<&'l str>) {
+pub fn label<'l>(labels: &'l Labels, e: &connect_event) -> (Option<&'l str>, Option<&'l str>) {
     let Some(policy) = labels.get(&e.generation) else {
         return (None, None);
     };
@@ -143,11 +151,11 @@ pub fn verdict(v: u8) -> Verdict {
 /// The kernel stores addresses in network byte order, word by word.
 pub fn dst_addr(e: &connect_event) -> std::net::IpAddr {
     let bytes = |w: u32| w.to_ne_bytes();
-    if e.ip_version == 4 {
-        std::net::Ipv4Addr::from(bytes(e.dst_addr[0])).into()
+    if e.dst.ip_version == 4 {
+        std::net::Ipv4Addr::from(bytes(e.dst.addr[0])).into()
     } else {
         let mut b = [0u8; 16];
-        for (i, w) in e.dst_addr.iter().enumerate() {
+        for (i, w) in e.dst.addr.iter().enumerate() {
             b[i * 4..i * 4 + 4].copy_from_slice(&bytes(*w));
         }
         std::net::Ipv6Addr::from(b).into()

@@ -1,11 +1,6 @@
 //! Without a dataset, denials still reach the log, at a bounded rate; the counts feed
 //! the status line.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use pinhole_policygen::compile::Compiled;
-
 use crate::skel::connect_event;
 use crate::trail;
 
@@ -22,12 +17,7 @@ pub struct DenialLog {
 const DENIAL_LINES_PER_SECOND: u64 = 20;
 
 impl DenialLog {
-    pub fn note(
-        &mut self,
-        batch: &[connect_event],
-        labels: &HashMap<u32, Arc<Compiled>>,
-        log: bool,
-    ) {
+    pub fn note(&mut self, batch: &[connect_event], labels: &trail::Labels, log: bool) {
         let second = unix_seconds();
         for e in batch {
             self.decisions += 1;
@@ -51,9 +41,9 @@ impl DenialLog {
             let (app, _) = trail::label(labels, e);
             let fields = format!(
                 "{} {}:{} pid {} ({}) app {}",
-                pinhole_recorder::event::Protocol::from_ipproto(e.protocol).as_str(),
+                pinhole_recorder::event::Protocol::from_ipproto(e.dst.protocol).as_str(),
                 trail::dst_addr(e),
-                e.dst_port,
+                e.dst.port,
                 e.pid,
                 crate::skel::c_str(&e.comm),
                 app.unwrap_or("(unknown binary)")

@@ -2,7 +2,6 @@
 //! current as binaries run, swaps policies on reload, and writes every decision to the
 //! audit trail (or at least logs denials).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -26,7 +25,7 @@ use crate::identity::Resolver;
 use crate::mounts;
 use crate::record::require_root;
 use crate::status::StatusLine;
-use crate::trail::Writer;
+use crate::trail::{Labels, Writer};
 
 /// A checked, compiled policy and where it came from.
 struct Loaded {
@@ -149,7 +148,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         false => ExecGate::start(gate_target.clone()),
     };
 
-    let mut labels: HashMap<u32, Arc<Compiled>> = HashMap::new();
+    let mut labels = Labels::new();
     if let Some(prev) = &previous {
         // Decisions the persisted programs queued while no process read them.
         if let Ok(text) = std::fs::read_to_string(state::policy_copy()) {
@@ -224,9 +223,6 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         // or the scope would wait for it forever with the programs attached.
         let _stop_poller = StopOnDrop(poll_stop);
         let mut writer = sink.as_mut().map(Writer::new);
-        if let Some(w) = writer.as_mut() {
-            w.labels = labels.clone();
-        }
         let mut denials = DenialLog::default();
         let mut status = StatusLine::new("enforcing");
         let mut attached = true;
@@ -244,7 +240,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 Ok(Captured::Connects(batch)) => {
                     denials.note(&batch, &labels, writer.is_none());
                     if let Some(w) = writer.as_mut() {
-                        if let Err(e) = w.append_all(&mut resolver, &batch) {
+                        if let Err(e) = w.append_all(&mut resolver, &labels, &batch) {
                             result = Err(e);
                             stop.store(true, Ordering::Release);
                         }
@@ -271,9 +267,6 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 match ctx.run(&current, &mut links) {
                     Ok((gen, text)) => {
                         labels.insert(gen.number, gen.compiled.clone());
-                        if let Some(w) = writer.as_mut() {
-                            w.labels.insert(gen.number, gen.compiled.clone());
-                        }
                         apps = AppsByHash::new(&gen.compiled);
                         st.generation = gen.number;
                         st.policy_sha256 = sha256_hex(&text);
