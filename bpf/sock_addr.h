@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Destination of a sock_addr hook call, read by the recorder and the enforcer alike.
- * The verifier only lets a program read the
- * address fields of its own family, so IPv4 and IPv6 each get a reader.
+ * The verifier only lets a program read the address fields of its own family, so
+ * IPv4 and IPv6 each get a reader.
  */
 #ifndef PINHOLE_SOCK_ADDR_H
 #define PINHOLE_SOCK_ADDR_H
