@@ -11,6 +11,8 @@ use pinhole_policygen::replay::{replay, ReplayReport};
 use pinhole_policygen::write::to_toml;
 use pinhole_policygen::{Mode, UnknownAction};
 
+use pinhole_recorder::printable::printable;
+
 use crate::analyze::parse_time;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -184,8 +186,7 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
             min_v4_prefix,
             min_v6_prefix,
         } => {
-            let src = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let src = read_policy_text(&file)?;
             match check(
                 &src,
                 Limits {
@@ -279,14 +280,22 @@ fn load_policy(path: &std::path::Path) -> Result<pinhole_policygen::Policy> {
     Ok(load_checked(path, "nothing was replayed")?.1)
 }
 
+/// The largest policy file read: about 3 million rules.
+const MAX_POLICY_BYTES: u64 = 512 << 20;
+
+/// A policy file's text; a FIFO, device or oversized file is refused, never waited on.
+fn read_policy_text(path: &std::path::Path) -> Result<String> {
+    pinhole_recorder::regular::read_text(path, MAX_POLICY_BYTES)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
 /// Reads and checks a policy file; on problems prints each as FILE:LINE:COL and fails
 /// saying what was not done.
 pub fn load_checked(
     path: &std::path::Path,
     consequence: &str,
 ) -> Result<(String, pinhole_policygen::Policy)> {
-    let src =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let src = read_policy_text(path)?;
     let policy = check(&src, Limits::default()).map_err(|diags| {
         for d in &diags {
             eprintln!("{}:{d}", path.display());
@@ -306,11 +315,11 @@ fn print_replay(r: &ReplayReport, top: usize, seconds: f64) {
         "APP", "EVENTS", "DENIED", "RATE", "DESTS"
     );
     for (app, a) in &r.apps {
-        let name = app.as_deref().unwrap_or("(binaries not in the policy)");
+        let name = printable(app.as_deref().unwrap_or("(binaries not in the policy)"));
         let tops: Vec<String> = a
             .top(top)
             .iter()
-            .map(|(d, n)| format!("{d} x{n}"))
+            .map(|(d, n)| format!("{} x{n}", printable(d)))
             .collect();
         println!(
             "{:<32} {:>10} {:>10} {:>8.3}% {:>7}  {}",

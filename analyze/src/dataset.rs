@@ -10,9 +10,11 @@ use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use pinhole_recorder::readback::key_value_metadata;
+use pinhole_recorder::regular::open_regular;
 use pinhole_recorder::schema::{meta, schema, SCHEMA_VERSION};
 
 use crate::error::AnalyzeError;
+use crate::guard::decode_guarded;
 use crate::scan::{FileScan, Window};
 use crate::summary::Summary;
 
@@ -100,7 +102,7 @@ pub fn dataset_files(root: &Path, filter: &Filter) -> Result<Vec<PathBuf>, Analy
 /// Checks the footer: a pinhole file, a schema version this build knows, and the
 /// columns the analyzer needs with the types it expects.
 fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, AnalyzeError> {
-    let file = File::open(path).map_err(|e| AnalyzeError::corrupt(path, e))?;
+    let file = open_regular(path).map_err(|e| AnalyzeError::corrupt(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| AnalyzeError::corrupt(path, e))?;
     let version = key_value_metadata(builder.metadata().file_metadata())
@@ -189,7 +191,7 @@ pub fn summarize(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
-                let r = summarize_file(path, &opts.filter);
+                let r = decode_guarded(path, || summarize_file(path, &opts.filter));
                 progress.file_done(r.as_ref().map_or(0, |s| s.events));
                 let failed = r.is_err();
                 results.lock().expect("results lock").push((i, r));

@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod guard;
 pub mod profile;
 mod scan;
 pub mod summary;

@@ -63,6 +63,10 @@ pub struct AppProfile {
     /// bytes (an upgrade, or tampering) shows up here on both sides.
     pub path_shared_with: Vec<String>,
     pub events: u64,
+    /// Events whose protocol or destination could not be read (a damaged or foreign
+    /// file): not in `destinations`, and not counted as evidence for learning.
+    #[serde(default)]
+    pub unreadable_events: u64,
     pub first_seen: String,
     pub last_seen: String,
     pub destinations: Vec<Destination>,
@@ -232,7 +236,8 @@ pub fn learning(app: &AppSummary, end_ns: i64) -> Learning {
     }
     let quiet = end_ns - last_new;
     let observed = end_ns - app.first_ns;
-    let verdict = if app.events < MIN_EVENTS || observed < MIN_SPAN_NS {
+    let readable = app.events - app.unreadable.min(app.events);
+    let verdict = if readable < MIN_EVENTS || observed < MIN_SPAN_NS {
         "too little data"
     } else if quiet * 4 >= observed && quiet >= MIN_SPAN_NS {
         "stable"
@@ -282,6 +287,7 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
         processes: app.pids.len(),
         path_shared_with: Vec::new(),
         events: app.events,
+        unreadable_events: app.unreadable,
         first_seen: rfc3339(app.first_ns),
         last_seen: rfc3339(app.last_ns),
         destinations,

@@ -68,6 +68,13 @@ fn primitive<'a, T: ArrowPrimitiveType>(
         .as_primitive::<T>()
 }
 
+/// The protocol names the recorder writes (`tcp`, `udp`, `icmp`, `ipproto-N`).
+fn known_protocol(p: &str) -> bool {
+    matches!(p, "tcp" | "udp" | "icmp")
+        || p.strip_prefix("ipproto-")
+            .is_some_and(|n| n.parse::<u8>().is_ok())
+}
+
 /// Time window applied row by row (files are pruned by partition date before).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Window {
@@ -230,22 +237,25 @@ impl FileScan {
                 users: acc.users.iter().copied().collect(),
                 pids: acc.pids.iter().copied().collect(),
                 dests: Default::default(),
+                unreadable: 0,
             };
             out.apps.entry(key).or_default().merge(app);
         }
         for ((app, proto, addr, port), d) in self.dests {
-            let Ok(ip) = s(addr).parse::<IpAddr>() else {
-                continue;
-            };
-            let key = DestKey {
-                protocol: s(proto),
-                addr: ip,
-                port,
-            };
             let app = out
                 .apps
                 .get_mut(&keys[app as usize])
                 .expect("app of a destination");
+            let (protocol, ip) = (s(proto), s(addr).parse::<IpAddr>());
+            let Ok(ip) = ip.ok().filter(|_| known_protocol(&protocol)).ok_or(()) else {
+                app.unreadable += d.sum.events;
+                continue;
+            };
+            let key = DestKey {
+                protocol,
+                addr: ip,
+                port,
+            };
             match app.dests.entry(key) {
                 std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(d.sum),
                 std::collections::btree_map::Entry::Vacant(e) => {

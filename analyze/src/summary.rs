@@ -63,6 +63,9 @@ pub struct AppSummary {
     pub users: BTreeSet<u32>,
     pub pids: BTreeSet<u32>,
     pub dests: BTreeMap<DestKey, DestSummary>,
+    /// Events whose protocol or destination address could not be understood: counted
+    /// here, never silently dropped, never turned into a destination.
+    pub unreadable: u64,
 }
 
 impl AppSummary {
@@ -75,6 +78,7 @@ impl AppSummary {
             self.last_ns = self.last_ns.max(o.last_ns);
         }
         self.events += o.events;
+        self.unreadable += o.unreadable;
         self.paths.extend(o.paths);
         self.comms.extend(o.comms);
         self.users.extend(o.users);

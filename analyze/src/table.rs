@@ -2,20 +2,28 @@
 
 use std::fmt::Write;
 
+use pinhole_recorder::printable::printable;
+
 use crate::profile::{AppProfile, ProfileDoc};
 
 fn name(a: &AppProfile) -> String {
-    a.paths
-        .first()
-        .or(a.comms.first())
-        .cloned()
-        .unwrap_or_else(|| a.id.clone())
+    let n = a.paths.first().or(a.comms.first()).unwrap_or(&a.id);
+    printable(n).into_owned()
+}
+
+/// A list of names chosen by whoever named the binaries, escaped for the terminal.
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| printable(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn short_id(a: &AppProfile) -> String {
     match &a.sha256 {
         Some(h) => h[..12].to_owned(),
-        None => a.exe_status.clone(),
+        None => printable(&a.exe_status).into_owned(),
     }
 }
 
@@ -44,6 +52,20 @@ pub fn overview(doc: &ProfileDoc) -> String {
             a.learning.last_new_destination
         );
     }
+    let unreadable: Vec<&AppProfile> = doc
+        .apps
+        .iter()
+        .chain(&doc.unresolved)
+        .filter(|a| a.unreadable_events > 0)
+        .collect();
+    if !unreadable.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWARNING: {} events of {} app(s) have a protocol or destination that could not be read; they are not in DESTS (see --app for each)",
+            unreadable.iter().map(|a| a.unreadable_events).sum::<u64>(),
+            unreadable.len()
+        );
+    }
     if !doc.unresolved.is_empty() {
         let _ = writeln!(
             out,
@@ -58,8 +80,8 @@ pub fn overview(doc: &ProfileDoc) -> String {
 pub fn detail(a: &AppProfile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n  id:        {}", name(a), a.id);
-    let _ = writeln!(out, "  paths:     {}", a.paths.join(", "));
-    let _ = writeln!(out, "  names:     {}", a.comms.join(", "));
+    let _ = writeln!(out, "  paths:     {}", list(&a.paths));
+    let _ = writeln!(out, "  names:     {}", list(&a.comms));
     let _ = writeln!(
         out,
         "  users:     {}",
@@ -73,7 +95,7 @@ pub fn detail(a: &AppProfile) -> String {
         let _ = writeln!(
             out,
             "  WARNING:   the same path ran with other bytes: {}",
-            a.path_shared_with.join(", ")
+            list(&a.path_shared_with)
         );
     }
     let _ = writeln!(
@@ -81,6 +103,13 @@ pub fn detail(a: &AppProfile) -> String {
         "  processes: {}   events: {}   seen: {} to {}",
         a.processes, a.events, a.first_seen, a.last_seen
     );
+    if a.unreadable_events > 0 {
+        let _ = writeln!(
+            out,
+            "  WARNING:   {} events with a protocol or destination that could not be read",
+            a.unreadable_events
+        );
+    }
     let l = &a.learning;
     let _ = writeln!(
         out,
@@ -104,7 +133,14 @@ pub fn detail(a: &AppProfile) -> String {
         let _ = writeln!(
             out,
             "  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  {}",
-            d.protocol, d.address, d.port, d.scope, d.events, d.days, d.hours, d.last_seen
+            printable(&d.protocol),
+            printable(&d.address),
+            d.port,
+            d.scope,
+            d.events,
+            d.days,
+            d.hours,
+            d.last_seen
         );
     }
     let _ = writeln!(

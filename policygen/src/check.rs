@@ -45,28 +45,45 @@ impl Default for Limits {
 
 struct Checker<'a> {
     src: &'a str,
+    /// Byte offset where each line starts, so a position costs a binary search.
+    line_starts: Vec<usize>,
     diags: Vec<Diagnostic>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(src: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Checker {
+            src,
+            line_starts,
+            diags: Vec::new(),
+        }
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset)
+    }
+
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let before = &self.src[..span.start.min(self.src.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let offset = span.start.min(self.src.len());
+        let line = self.line_of(offset);
+        let column = self.src[self.line_starts[line - 1]..offset].chars().count() + 1;
+        // Messages quote the file's text, which may hold control characters.
+        let message = pinhole_recorder::printable::printable(&message.into()).into_owned();
         self.diags.push(Diagnostic {
             line,
             column,
-            message: message.into(),
+            message,
         });
     }
 }
 
 /// Validates `src`; on success the policy, else every problem found, in file order.
 pub fn check(src: &str, limits: Limits) -> Result<Policy, Vec<Diagnostic>> {
-    let mut c = Checker {
-        src,
-        diags: Vec::new(),
-    };
+    let mut c = Checker::new(src);
     let file: PolicyFile = match toml::from_str(src) {
         Ok(f) => f,
         Err(e) => {
@@ -203,7 +220,7 @@ fn rules(
             );
         }
         if let Some(first) = ids.get(id).cloned() {
-            let line = c.src[..first.start].matches('\n').count() + 1;
+            let line = c.line_of(first.start);
             c.at(
                 r.id.span(),
                 format!("duplicate rule id \"{id}\" (first used on line {line})"),
@@ -231,45 +248,42 @@ fn rules(
                 ports,
                 evidence: r.evidence.clone(),
             };
-            if allow {
-                if let Some((other, _)) = out.iter().find(|(o, _)| o.covers(&rule)) {
-                    let what = if rule.covers(other) {
-                        "duplicates"
-                    } else {
-                        "is shadowed by"
-                    };
-                    c.at(
-                        item.span(),
-                        format!(
-                            "rule \"{}\" {what} rule \"{}\" ({} {} port {})",
-                            rule.id,
-                            other.id,
-                            other.protocol.as_str(),
-                            other.dst,
-                            other.ports
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(i) = out.iter().position(|(o, _)| rule.covers(o)) {
-                    let (o, span) = out.remove(i);
-                    c.at(
-                        span,
-                        format!(
-                            "rule \"{}\" is shadowed by rule \"{}\" ({} {} port {})",
-                            o.id,
-                            rule.id,
-                            rule.protocol.as_str(),
-                            rule.dst,
-                            rule.ports
-                        ),
-                    );
-                }
-            }
             out.push((rule, item.span()));
         }
     }
+    if allow {
+        report_shadowed(c, &mut out);
+    }
     out.into_iter().map(|(r, _)| r).collect()
+}
+
+/// Reports, at the covered rule, every allow rule another one makes redundant, and drops it.
+fn report_shadowed(c: &mut Checker<'_>, out: &mut Vec<(Rule, Range<usize>)>) {
+    let rules: Vec<Rule> = out.iter().map(|(r, _)| r.clone()).collect();
+    let shadowed = crate::shadow::find(&rules);
+    for s in &shadowed {
+        let (rule, other) = (&rules[s.covered], &rules[s.by]);
+        let what = if rule.covers(other) {
+            "duplicates"
+        } else {
+            "is shadowed by"
+        };
+        c.at(
+            out[s.covered].1.clone(),
+            format!(
+                "rule \"{}\" {what} rule \"{}\" ({} {} port {})",
+                rule.id,
+                other.id,
+                other.protocol.as_str(),
+                other.dst,
+                other.ports
+            ),
+        );
+    }
+    let mut keep = vec![true; out.len()];
+    shadowed.iter().for_each(|s| keep[s.covered] = false);
+    let mut flags = keep.into_iter();
+    out.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// An address (a /32 or /128) or a prefix, canonical, and no wider than the limits.

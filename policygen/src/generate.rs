@@ -144,6 +144,17 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
             // The same name under several hashes: tell them apart in ids.
             name = format!("{name}.{}", &hex::encode(sha)[..8]);
         }
+        if a.dests.is_empty() {
+            // Zero rules would deny the app everything on the word of unreadable rows.
+            explain.insert(
+                name,
+                vec![format!(
+                    "not written: none of its {} events has a destination that could be read ({} unreadable)",
+                    a.events, a.unreadable
+                )],
+            );
+            continue;
+        }
         let (app, notes) = app_policy(&name, sha, a, knobs);
         explain.insert(name, notes);
         apps.push(app);

@@ -10,6 +10,7 @@ pub mod matcher;
 pub mod model;
 pub mod policy;
 pub mod replay;
+pub mod shadow;
 pub mod write;
 
 pub use check::{check, Diagnostic};

@@ -10,12 +10,13 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type};
 use arrow_array::Array;
 use pinhole_analyze::dataset::{dataset_files, read_columns};
+use pinhole_analyze::guard::decode_guarded;
 use pinhole_analyze::{AnalyzeError, Filter};
 
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
 
-/// A distinct (binary, protocol, address, port) of one file...
+/// A distinct (binary, protocol, address, port) of the run...
 type MemoKey = (Option<[u8; 32]>, String, String, u16);
 /// ...and what was decided for it: (app name, denied, destination text).
 type Memo = (Option<String>, bool, String);
@@ -89,46 +90,60 @@ pub fn replay(
         files: files.len(),
         ..Default::default()
     };
+    // One memo for the run: the same destinations recur in every file.
+    let mut memo: HashMap<MemoKey, Memo> = HashMap::new();
     for path in &files {
-        let mut memo: HashMap<MemoKey, Memo> = HashMap::new();
-        for batch in read_columns(path, &COLUMNS)? {
-            let batch = batch.map_err(|e| AnalyzeError::Corrupt {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
-            let ts = batch.column(0).as_primitive::<TimestampNanosecondType>();
-            let sha = batch.column(1).as_fixed_size_binary();
-            let proto = batch.column(2).as_dictionary::<Int32Type>();
-            let addr = batch.column(3).as_dictionary::<Int32Type>();
-            let port = batch.column(4).as_primitive::<UInt16Type>();
-            let proto_values = proto.values().as_string::<i32>();
-            let addr_values = addr.values().as_string::<i32>();
-            for i in 0..batch.num_rows() {
-                let t = ts.value(i);
-                if filter.since_ns.is_some_and(|s| t < s) || filter.until_ns.is_some_and(|u| t >= u)
-                {
-                    continue;
-                }
-                let h: Option<[u8; 32]> = sha
-                    .is_valid(i)
-                    .then(|| sha.value(i).try_into().expect("32 bytes"));
-                let p = proto_values.value(proto.keys().value(i) as usize);
-                let a = addr_values.value(addr.keys().value(i) as usize);
-                let key = (h, p.to_owned(), a.to_owned(), port.value(i));
-                let (app, denied, dest) = memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
-                    decide(&matcher, h.as_ref(), p, a, *port)
-                });
-                let entry = report.apps.entry(app.clone()).or_default();
-                entry.events += 1;
-                if *denied {
-                    entry.denied += 1;
-                    *entry.denied_dests.entry(dest.clone()).or_default() += 1;
-                }
-                report.events += 1;
-            }
-        }
+        decode_guarded(path, || {
+            replay_file(path, filter, &matcher, &mut memo, &mut report)
+        })?;
     }
     Ok(report)
+}
+
+/// Adds one file's events within `filter` to `report`.
+fn replay_file(
+    path: &Path,
+    filter: &Filter,
+    matcher: &Matcher<'_>,
+    memo: &mut HashMap<MemoKey, Memo>,
+    report: &mut ReplayReport,
+) -> Result<(), AnalyzeError> {
+    for batch in read_columns(path, &COLUMNS)? {
+        let batch = batch.map_err(|e| AnalyzeError::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let ts = batch.column(0).as_primitive::<TimestampNanosecondType>();
+        let sha = batch.column(1).as_fixed_size_binary();
+        let proto = batch.column(2).as_dictionary::<Int32Type>();
+        let addr = batch.column(3).as_dictionary::<Int32Type>();
+        let port = batch.column(4).as_primitive::<UInt16Type>();
+        let proto_values = proto.values().as_string::<i32>();
+        let addr_values = addr.values().as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let t = ts.value(i);
+            if filter.since_ns.is_some_and(|s| t < s) || filter.until_ns.is_some_and(|u| t >= u) {
+                continue;
+            }
+            let h: Option<[u8; 32]> = sha
+                .is_valid(i)
+                .then(|| sha.value(i).try_into().expect("32 bytes"));
+            let p = proto_values.value(proto.keys().value(i) as usize);
+            let a = addr_values.value(addr.keys().value(i) as usize);
+            let key = (h, p.to_owned(), a.to_owned(), port.value(i));
+            let (app, denied, dest) = memo
+                .entry(key)
+                .or_insert_with_key(|(h, p, a, port)| decide(matcher, h.as_ref(), p, a, *port));
+            let entry = report.apps.entry(app.clone()).or_default();
+            entry.events += 1;
+            if *denied {
+                entry.denied += 1;
+                *entry.denied_dests.entry(dest.clone()).or_default() += 1;
+            }
+            report.events += 1;
+        }
+    }
+    Ok(())
 }
 
 fn decide(

@@ -7,6 +7,8 @@ pub mod event;
 pub mod layout;
 mod parquet_file;
 pub mod readback;
+pub mod printable;
+pub mod regular;
 pub mod schema;
 pub mod sink;
 mod staging;

@@ -45,7 +45,7 @@ impl DenialLog {
                 trail::dst_addr(e),
                 e.dst.port,
                 e.pid,
-                crate::skel::c_str(&e.comm),
+                pinhole_recorder::printable::printable(&crate::skel::c_str(&e.comm)),
                 app.unwrap_or("(unknown binary)")
             );
             match (log, v) {

@@ -4,11 +4,12 @@
 //! know (a fresh copy, a reinstall, a renamed binary whose change time moved).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::path::Path;
 
 use anyhow::Result;
 use libbpf_rs::MapCore;
 use pinhole_policygen::compile::Compiled;
+use pinhole_recorder::regular::open_regular;
 
 use super::tables::set_identity;
 use crate::identity::{Candidate, ExeKey, Resolver};
@@ -37,9 +38,16 @@ impl AppsByHash {
 pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Resolver) {
     for app in &policy.apps {
         for path in &app.paths {
-            let Ok(file) = File::open(path) else {
-                tracing::debug!(app = app.name, path, "policy path not present here");
-                continue;
+            let file = match open_regular(Path::new(path)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(app = app.name, path, "policy path not present here");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(app = app.name, "policy path not hashed: {e}");
+                    continue;
+                }
             };
             let Ok(meta) = file.metadata() else { continue };
             resolver.offer(Candidate {

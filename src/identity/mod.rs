@@ -15,8 +15,8 @@ pub use resolver::{Candidate, Resolver};
 pub fn print_hashes(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     use anyhow::Context;
     for path in files {
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut file = pinhole_recorder::regular::open_regular(path)
+            .with_context(|| format!("opening {}", path.display()))?;
         let meta = file
             .metadata()
             .with_context(|| format!("reading {}", path.display()))?;

@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pinhole_recorder::regular::open_regular;
 use pinhole_recorder::ExeStatus;
 
 use super::hash::{sha256_file, HashError};
@@ -154,7 +155,8 @@ impl Resolver {
     /// Opens a path and hashes it if it is the same file; None if it is another file.
     fn hash_path(&mut self, path: &str, key: &ExeKey) -> Option<ExeInfo> {
         let resolved = fs::canonicalize(path).ok()?;
-        let mut file = File::open(&resolved).ok()?;
+        // The path comes from the exec's caller: it may name a FIFO by now.
+        let mut file = open_regular(&resolved).ok()?;
         self.hash_verified(
             &mut file,
             key,
