@@ -118,6 +118,15 @@ fn raise_priority() {
     }
 }
 
+/// A wait interrupted by a stop and continue (SIGSTOP, Ctrl-Z, a tracer attaching or
+/// detaching) is not an error: epoll_wait is never restarted, so the next round retries.
+fn retry_interrupted(r: libbpf_rs::Result<()>) -> libbpf_rs::Result<()> {
+    match r {
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
+        other => other,
+    }
+}
+
 /// Drains both rings (`connect_events`, `exec_events` of either program) every
 /// `interval` (and at once on an exec) until `stop` is set, then drains once more.
 /// Connect records are consumed before exec records in each round, so the exec behind
@@ -154,10 +163,9 @@ pub fn poll_loop(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         // Returns early only for execs (connects are submitted without wakeup).
-        rings
-            .poll(if stopping { Duration::ZERO } else { interval })
+        retry_interrupted(rings.poll(if stopping { Duration::ZERO } else { interval }))
             .context("polling ring buffers")?;
-        rings.consume().context("consuming ring buffers")?;
+        retry_interrupted(rings.consume()).context("consuming ring buffers")?;
         // The exec-time open precedes the exec tracepoint, so every exec consumed above
         // has its notification queued by now.
         if let Some(w) = watch.as_mut() {

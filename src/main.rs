@@ -6,6 +6,7 @@ mod clock;
 mod enforce;
 mod identity;
 mod mounts;
+mod option_ranges;
 mod policy;
 mod record;
 mod skel;
@@ -77,7 +78,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pinhole: error: {e:#}");
+            // Messages quote paths, names and file contents: escape what a terminal obeys.
+            let message = format!("{e:#}");
+            eprintln!(
+                "pinhole: error: {}",
+                pinhole_recorder::printable::printable(&message)
+            );
             ExitCode::FAILURE
         }
     }

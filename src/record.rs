@@ -23,13 +23,13 @@ pub struct RecordArgs {
     #[arg(long, short, default_value = "/var/lib/pinhole/events")]
     pub out: PathBuf,
     /// Stop after this long (e.g. 30s, 5m); otherwise run until SIGINT or SIGTERM.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::option_ranges::run_duration)]
     pub duration: Option<Duration>,
     /// Make buffered events durable this often: the most a kill -9 can lose.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::option_ranges::flush_interval)]
     pub flush_interval: Duration,
     /// Publish the current file after this long.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "15m", value_parser = crate::option_ranges::rotate_interval)]
     pub rotate_interval: Duration,
     /// Publish the current file once it reaches this size (e.g. 128MiB).
     #[arg(long, default_value = "128MiB")]
@@ -38,13 +38,13 @@ pub struct RecordArgs {
     #[arg(long, default_value = "8MiB")]
     pub ring_size: bytesize::ByteSize,
     /// How often the ring buffer is drained.
-    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     pub poll_interval: Duration,
     /// Record only this cgroup-v2 subtree (absolute, or relative to the cgroup-v2 mount).
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
     /// Host name written into every row (default: this machine's host name).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::option_ranges::host_name)]
     pub host: Option<String>,
     /// zstd compression level of the Parquet files (1-22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
@@ -81,6 +81,13 @@ pub fn run(args: RecordArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let ring = ring_bytes(args.ring_size)?;
+    let rotate = args.rotate_size.as_u64();
+    if !(1 << 20..=64 << 30).contains(&rotate) {
+        bail!(
+            "--rotate-size {} must be between 1MiB and 64GiB",
+            args.rotate_size
+        );
+    }
     let host = match &args.host {
         Some(h) => h.clone(),
         None => gethostname::gethostname().to_string_lossy().into_owned(),
@@ -88,7 +95,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let mut cfg = SinkConfig::new(&args.out, host);
     cfg.flush_interval = args.flush_interval;
     cfg.rotate_interval = args.rotate_interval;
-    cfg.rotate_bytes = args.rotate_size.as_u64();
+    cfg.rotate_bytes = rotate;
     cfg.zstd_level = args.zstd_level;
 
     // Recovery first: what an earlier unclean stop left is published before new data.

@@ -43,13 +43,11 @@ pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
         let r = &rules[i];
         let family = (r.protocol, r.dst.addr().is_ipv4());
         let present = lengths.entry(family).or_default();
-        let coverer = present
-            .range(..=r.dst.prefix_len())
-            .find_map(|&len| {
-                let index = by_prefix.get(&(r.protocol, supernet(r.dst.addr(), len)))?;
-                let (_, &(hi, j)) = index.range(..=r.ports.lo).next_back()?;
-                (hi >= r.ports.hi).then_some(j)
-            });
+        let coverer = present.range(..=r.dst.prefix_len()).find_map(|&len| {
+            let index = by_prefix.get(&(r.protocol, supernet(r.dst.addr(), len)))?;
+            let (_, &(hi, j)) = index.range(..=r.ports.lo).next_back()?;
+            (hi >= r.ports.hi).then_some(j)
+        });
         match coverer {
             Some(j) => found.push(Shadowed { covered: i, by: j }),
             None => {
@@ -66,7 +64,9 @@ pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
 }
 
 fn supernet(addr: IpAddr, len: u8) -> IpNet {
-    IpNet::new(addr, len).expect("a prefix length of an existing rule").trunc()
+    IpNet::new(addr, len)
+        .expect("a prefix length of an existing rule")
+        .trunc()
 }
 
 #[cfg(test)]

@@ -60,9 +60,23 @@ pub fn safe_name(s: &str, keep: &str, fallback: &str) -> String {
     }
 }
 
-/// A file name safe on any filesystem and unambiguous when split on '-'.
+/// The most of a host name that goes into a file name (the column keeps all of it).
+const MAX_HOST_IN_NAME: usize = 64;
+
+/// A file name safe on any filesystem and unambiguous when split on '-'. It never
+/// starts with '_' or '.': dataset readers (pyarrow, Spark) skip such names as hidden.
 fn sanitize(s: &str) -> String {
-    safe_name(s, "._", "host")
+    let name = safe_name(s, "._", "host");
+    let name: String = name
+        .trim_start_matches(['_', '.'])
+        .chars()
+        .take(MAX_HOST_IN_NAME)
+        .collect();
+    if name.is_empty() {
+        "host".into()
+    } else {
+        name
+    }
 }
 
 /// Names a segment: unique per host, process and sequence, sortable by start time.
@@ -115,6 +129,12 @@ mod tests {
         assert_eq!(partition_dir(out, d), Path::new("/data/date=2025-11-22"));
         let name = segment_name("web-1.example/x", ts, 42, 7);
         assert_eq!(name, "web_1.example_x-20251122T222000.123Z-42-000007");
+        // Regression: an unset host name ("(none)") gave "_none_-...", which pyarrow skips.
+        assert!(segment_name("(none)", ts, 1, 0).starts_with("none_-"));
+        assert!(segment_name("..x", ts, 1, 0).starts_with("x-"));
+        assert!(segment_name("___", ts, 1, 0).starts_with("host-"));
+        let long = segment_name(&"h".repeat(4096), ts, 1, 0);
+        assert!(long.len() < 120, "{long}");
         assert!(temp_path(out, d, &name)
             .file_name()
             .unwrap()

@@ -60,7 +60,10 @@ pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
     if text.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} grew past {limit} bytes while being read", path.display()),
+            format!(
+                "{} grew past {limit} bytes while being read",
+                path.display()
+            ),
         ));
     }
     Ok(text)
@@ -85,6 +88,9 @@ mod tests {
         let f = dir.path().join("p.toml");
         std::fs::write(&f, "version = 1\n").unwrap();
         assert_eq!(read_text(&f, 100).unwrap(), "version = 1\n");
-        assert!(read_text(&f, 4).unwrap_err().to_string().contains("more than"));
+        assert!(read_text(&f, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("more than"));
     }
 }

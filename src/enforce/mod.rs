@@ -36,10 +36,10 @@ pub struct EnforceArgs {
     #[arg(long)]
     cgroup: Option<PathBuf>,
     /// Stop after this long (e.g. 30s); otherwise run until SIGINT or SIGTERM.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::option_ranges::run_duration)]
     duration: Option<Duration>,
     /// Make buffered decisions durable this often (with --out).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::option_ranges::flush_interval)]
     flush_interval: Duration,
     /// Decision ring buffer size; a power of two.
     #[arg(long, default_value = "8MiB")]
@@ -49,7 +49,7 @@ pub struct EnforceArgs {
     #[arg(long)]
     no_exec_gate: bool,
     /// How often the ring buffer is drained.
-    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     poll_interval: Duration,
 }
 
