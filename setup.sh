@@ -12,7 +12,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 # Debian packages: libbpf-sys/libbpf-cargo build needs (clang, libelf, zlib, pkg-config,
 # make, gcc, the UAPI headers in libc6-dev), plus what the tests drive for real.
 BUILD_PKGS=(clang libelf-dev zlib1g-dev pkg-config make gcc libc6-dev)
-TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl)
+TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace)
 
 install_packages() {
   local missing=()

@@ -39,6 +39,9 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Enforce a policy in the kernel and record every decision.
     Enforce(enforce::EnforceArgs),
+    /// The enforcer's exec-gate watchdog (started by `pinhole enforce`, not by people).
+    #[command(hide = true)]
+    ExecGateWatchdog(enforce::WatchdogArgs),
     /// Print the SHA-256 of files as pinhole records them (sha256sum's format).
     Hash {
         /// Files to hash.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Enforce(args) => enforce::run(args),
+        Command::ExecGateWatchdog(args) => enforce::run_watchdog(args),
         Command::Hash { files } => identity::print_hashes(&files),
     };
     match result {

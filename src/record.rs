@@ -62,6 +62,15 @@ pub fn require_root(what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A terminal's Ctrl-Z (SIGTSTP) must not stop pinhole: a stopped recorder loses
+/// events, and a stopped enforcer would hold execs until its watchdog steps in.
+pub fn ignore_terminal_stop() {
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: ignoring a signal has no memory effects.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
 pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
     let n = size.as_u64();
     if !n.is_power_of_two() || !(4096..=1 << 30).contains(&n) {
@@ -72,6 +81,7 @@ pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
 
 pub fn run(args: RecordArgs) -> Result<()> {
     require_root("pinhole record")?;
+    ignore_terminal_stop();
     // Handlers first: a signal during set-up must find them installed.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -32,6 +32,10 @@ impl AppsByHash {
     pub fn get(&self, sha: &[u8; 32]) -> Option<u32> {
         self.0.get(sha).copied()
     }
+
+    pub fn hashes(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.0.keys()
+    }
 }
 
 /// Hashes the files the policy names (paths are hints; only the bytes count).

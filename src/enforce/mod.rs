@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub use exec_gate::watchdog::{run as run_watchdog, WatchdogArgs};
+
 /// Options of `pinhole enforce POLICY` and its subcommands.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]

@@ -56,6 +56,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     // A bad file is refused before anything touches the kernel.
     let loaded = load(&path, "nothing was loaded")?;
     require_root("pinhole enforce")?;
+    crate::record::ignore_terminal_stop();
     // Handlers first: a signal that arrives during set-up must not kill the process
     // half-way (SIGHUP's default action is to terminate).
     let stop = Arc::new(AtomicBool::new(false));
@@ -142,6 +143,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let gate_target = Arc::new(Mutex::new(exec_gate::Target::new(
         apps.clone(),
         MapHandle::try_from(&gen.skel.maps.identities)?,
+        resolver.sizes(),
     )));
     let _gate = match args.no_exec_gate {
         true => None,
@@ -431,7 +433,11 @@ impl Reload<'_> {
         self.gate
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retarget(apps, MapHandle::try_from(&gen.skel.maps.identities)?);
+            .retarget(
+                apps,
+                MapHandle::try_from(&gen.skel.maps.identities)?,
+                self.resolver.sizes(),
+            );
         if let Err(e) = links.swap_to(&gen) {
             // Put back the hooks that did switch: one policy decides, never two.
             links.swap_to(current).ok();

@@ -55,12 +55,16 @@ pub struct ResolverStats {
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Bound on remembered exec paths (processes that exec but whose file was not hashed).
 const MAX_EXEC_HINTS: usize = 65_536;
+/// Bound on remembered sizes (one per distinct binary seen).
+const MAX_SIZES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct Resolver {
     cache: HashMap<ExeKey, Arc<ExeInfo>>,
     failures: HashMap<ExeKey, (Arc<ExeInfo>, Instant)>,
     exec_paths: HashMap<u32, (ExeKey, String)>,
+    /// File size of each digest seen: the exec gate holds only execs of an app's size.
+    sizes: HashMap<[u8; 32], u64>,
     stats: ResolverStats,
 }
 
@@ -72,6 +76,11 @@ impl Resolver {
     /// The hash of this version of a file, if it was hashed.
     pub fn sha256_of(&self, key: &ExeKey) -> Option<[u8; 32]> {
         self.cache.get(key).and_then(|i| i.sha256)
+    }
+
+    /// The size of the file each digest came from.
+    pub fn sizes(&self) -> &HashMap<[u8; 32], u64> {
+        &self.sizes
     }
 
     /// Every file version hashed so far.
@@ -179,6 +188,9 @@ impl Resolver {
             Ok(digest) => {
                 self.stats.files_hashed += 1;
                 self.stats.bytes_hashed += meta.len();
+                if self.sizes.len() < MAX_SIZES {
+                    self.sizes.insert(digest, meta.len());
+                }
                 ExeInfo {
                     sha256: Some(digest),
                     path,

@@ -1,0 +1,172 @@
+//! Regression tests for the hostile tester's findings (issue "Hardening"), each named
+//! after its finding: pinhole must survive being stopped or traced, and a stopped
+//! enforcer must never freeze the host's execs.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: a plain signal to a process this test started.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// The state letter of /proc/PID/stat (R, S, T for stopped, t for traced).
+fn state(pid: u32) -> char {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    after.trim_start().chars().next().unwrap()
+}
+
+/// How long starting (fork + exec + exit) `program` takes.
+fn exec_time(program: &Path) -> Duration {
+    let t = Instant::now();
+    Command::new(program)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    t.elapsed()
+}
+
+/// Stops and continues `pid` five times, then has strace attach to and detach from it.
+fn stop_continue_and_trace(pid: u32) {
+    for _ in 0..5 {
+        signal(pid, libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(60));
+        signal(pid, libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let mut strace = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-p", &pid.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (setup.sh installs it)");
+    std::thread::sleep(Duration::from_millis(800));
+    // SIGINT makes strace detach.
+    signal(strace.id(), libc::SIGINT);
+    strace.wait().unwrap();
+    // Ctrl-Z in a terminal: ignored.
+    signal(pid, libc::SIGTSTP);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_ne!(state(pid), 'T', "SIGTSTP stopped pid {pid}");
+}
+
+#[test]
+fn sigstop_sigcont_and_strace_do_not_kill_the_recorder() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-stopped");
+    let rec = Recording::start(&out, &[]);
+    stop_continue_and_trace(rec.pid());
+    let st = Command::new(&copy.path)
+        .args(["--port", "39201", "--count", "20"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "the recorder did not survive: {log}");
+    assert!(!log.contains("Interrupted"), "{log}");
+    let rows = rows(&out);
+    assert_eq!(rows_of(&rows, &copy.path).len(), 20, "{log}");
+}
+
+/// A policy naming a copy of pinhole-probe (so its size is an app's size) and allowing
+/// it one port.
+fn probe_policy(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let exe = dir.join("probe");
+    fs::copy(PROBE, &exe).unwrap();
+    let policy = dir.join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "version = 1\n[[app]]\nname = \"probe\"\nsha256 = \"{}\"\npaths = [\"{}\"]\n\n\
+             [[app.allow]]\nid = \"p\"\nprotocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = 39211\n",
+            sha256_of(&exe),
+            exe.display()
+        ),
+    )
+    .unwrap();
+    (exe, policy)
+}
+
+#[test]
+fn sigstop_sigcont_and_strace_do_not_kill_the_enforcer() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (exe, policy) = probe_policy(tmp.path());
+    let cg = TestCgroup::new("hardening-stop");
+    let enf = Enforcer::start(&policy, &cg, &[]);
+    let pid = enf.pid();
+    // A safety net: whatever happens below, the enforcer runs again within 5 s.
+    let net = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        signal(pid, libc::SIGCONT);
+    });
+    stop_continue_and_trace(pid);
+    net.join().unwrap();
+    let answers = probe_in(&cg, &exe, &["tcp:127.0.0.1:39211", "tcp:127.0.0.1:39212"]);
+    assert_eq!(answers, ["ECONNREFUSED", "EPERM"], "still enforcing");
+    let (status, log) = enf.stop();
+    assert!(status.success(), "the enforcer did not survive: {log}");
+}
+
+#[test]
+fn exec_gate_a_stopped_enforcer_does_not_freeze_execs() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (exe, policy) = probe_policy(tmp.path());
+    let cg = TestCgroup::new("hardening-gate");
+    let enf = Enforcer::start(&policy, &cg, &[]);
+    let pid = enf.pid();
+    let net = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        signal(pid, libc::SIGCONT);
+    });
+    signal(pid, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(state(pid), 'T');
+    // While it is stopped: a fresh copy of the app (the gate must hash it: same size),
+    // and an ordinary program, on the host, outside the enforced cgroup.
+    let fresh = fresh_copy(&exe, tmp.path(), "probe-fresh");
+    let slowest = [
+        exec_time(&fresh.path),
+        exec_time(Path::new("/bin/true")),
+        exec_time(&fresh.path),
+    ]
+    .into_iter()
+    .max()
+    .unwrap();
+    signal(pid, libc::SIGCONT);
+    net.join().unwrap();
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an exec waited {slowest:?} on a stopped enforcer"
+    );
+    // Running again, it still enforces, and recognises fresh copies as the app.
+    std::thread::sleep(Duration::from_millis(300));
+    let again = fresh_copy(&exe, tmp.path(), "probe-again");
+    let answers = probe_in(
+        &cg,
+        &again.path,
+        &["tcp:127.0.0.1:39211", "tcp:127.0.0.1:39212"],
+    );
+    assert_eq!(answers, ["ECONNREFUSED", "EPERM"]);
+    let (status, log) = enf.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("exec gate has been silent"),
+        "the watchdog says it stepped in: {log}"
+    );
+}
