@@ -16,10 +16,10 @@
 const volatile __u32 unknown_action = PINHOLE_UNKNOWN_ALLOW;
 const volatile __u8 force_audit = 0; /* --mode audit: never deny, record would-deny */
 
-/* Sizes are set by user space from the compiled policy before load. */
+/* Sizes are set by user space before load (identities: --identity-capacity). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536);
 	__type(key, struct identity_key);
 	__type(value, struct identity_value);
 } identities SEC(".maps");

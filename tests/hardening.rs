@@ -170,3 +170,42 @@ fn exec_gate_a_stopped_enforcer_does_not_freeze_execs() {
         "the watchdog says it stepped in: {log}"
     );
 }
+
+#[test]
+fn identity_table_full_evicts_copies_never_the_policys_own_file() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (exe, policy) = probe_policy(tmp.path());
+    let cg = TestCgroup::new("hardening-identities");
+    let enf = Enforcer::start(&policy, &cg, &["--identity-capacity", "16"]);
+    // 40 copies of the app, each executed once: each is an entry; the table holds 16.
+    for i in 0..40 {
+        let c = fresh_copy(&exe, tmp.path(), &format!("copy-{i}"));
+        exec_time(&c.path);
+    }
+    let allowed_and_denied = ["tcp:127.0.0.1:39211", "tcp:127.0.0.1:39212"];
+    assert_eq!(
+        probe_in(&cg, &exe, &allowed_and_denied),
+        ["ECONNREFUSED", "EPERM"],
+        "the policy's own file is still the app"
+    );
+    let fresh = fresh_copy(&exe, tmp.path(), "copy-after");
+    assert_eq!(
+        probe_in(&cg, &fresh.path, &allowed_and_denied),
+        ["ECONNREFUSED", "EPERM"],
+        "a fresh copy is still recognised once the table is full"
+    );
+    let status = pinhole(["enforce", "status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("entries evicted when full"), "{text}");
+    let reload = pinhole(["enforce", "reload", policy.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let (status, log) = enf.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("identity table was full"), "{log}");
+}

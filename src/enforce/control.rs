@@ -126,6 +126,12 @@ fn print_status(s: &Status) {
     if let Some(e) = &st.reload_error {
         println!("last reload refused: {e}");
     }
+    if st.identity_evictions > 0 {
+        println!(
+            "identity table: {} entries evicted when full (raise --identity-capacity)",
+            st.identity_evictions
+        );
+    }
     println!();
     println!(
         "{:<28} {:<14} {:<8} {:>12} {:>10} {:>11}",
@@ -156,9 +162,11 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             args.policy.display()
         );
     }
-    let want = hex::encode(Sha256::digest(text.as_bytes()));
+    let nonce = format!("{} {}", std::process::id(), chrono::Utc::now().to_rfc3339());
+    let request_text = format!("{}{nonce}\n{text}", state::REQUEST_HEADER);
+    let want = hex::encode(Sha256::digest(request_text.as_bytes()));
     let request = state::reload_request();
-    state::write_atomic(&request, text.as_bytes())?;
+    state::write_atomic(&request, request_text.as_bytes())?;
     // SAFETY: kill with a valid signal number has no memory effects.
     if unsafe { libc::kill(st.pid as libc::pid_t, libc::SIGHUP) } != 0 {
         bail!(
@@ -171,19 +179,18 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = state::read()?.context("the enforcer's state disappeared during reload")?;
-        if now.last_request.as_deref() == Some(want.as_str()) {
-            if now.policy_sha256 == want {
+        match state::request_outcome(&now, &want) {
+            Some(Ok(generation)) => {
                 println!(
-                    "reloaded {} (generation {})",
-                    args.policy.display(),
-                    now.generation
+                    "reloaded {} (generation {generation})",
+                    args.policy.display()
                 );
                 return Ok(());
             }
-            bail!(
-                "the enforcer refused the new policy; the previous one stays in force: {}",
-                now.reload_error.unwrap_or_default()
-            );
+            Some(Err(why)) => {
+                bail!("the enforcer refused the new policy; the previous one stays in force: {why}")
+            }
+            None => {}
         }
         if Instant::now() > deadline {
             bail!("the enforcer did not take the reload request within 30 s");

@@ -25,6 +25,8 @@ pub struct Options {
     /// Send allowed decisions too (the audit trail wants every decision).
     pub send_allowed: bool,
     pub ring_bytes: u32,
+    /// Entries of the identity table (file versions holding an app's bytes).
+    pub identity_capacity: u32,
 }
 
 /// The maps every generation shares.
@@ -80,6 +82,7 @@ pub fn load(
     m.counters.set_max_entries(sizes.apps)?;
     m.dests.set_max_entries(sizes.dests)?;
     m.port_spans.set_max_entries(sizes.spans)?;
+    m.identities.set_max_entries(opts.identity_capacity)?;
     match shared {
         Some(s) => {
             m.connect_events.reuse_fd(s.connect_events.as_fd())?;

@@ -4,6 +4,7 @@
 //! know (a fresh copy, a reinstall, a renamed binary whose change time moved).
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Result;
@@ -54,6 +55,8 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
                 }
             };
             let Ok(meta) = file.metadata() else { continue };
+            // The policy's own files keep their identity whatever else is executed.
+            super::tables::protect_identities([(meta.dev(), meta.ino())]);
             resolver.offer(Candidate {
                 pid: 0,
                 key: ExeKey::from_metadata(&meta),

@@ -50,6 +50,11 @@ pub struct EnforceArgs {
     /// events); a fresh copy of an app is then unknown for its first connects.
     #[arg(long)]
     no_exec_gate: bool,
+    /// Entries of the kernel's identity table: app file versions (copies, reinstalls)
+    /// recognised at once. When full, the least useful are evicted (never the policy's
+    /// own paths) and counted in `status`.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    identity_capacity: u32,
     /// How often the ring buffer is drained.
     #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     poll_interval: Duration,

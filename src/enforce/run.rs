@@ -36,6 +36,7 @@ struct Loaded {
 
 fn load(path: &Path, consequence: &str) -> Result<Loaded> {
     let (text, policy) = crate::policy::load_checked(path, consequence)?;
+    let text = state::strip_request_header(&text).to_owned();
     let compiled = Arc::new(compile(&policy));
     Ok(Loaded {
         text,
@@ -126,6 +127,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         force_audit: args.mode == super::RunMode::Audit,
         send_allowed: args.out.is_some(),
         ring_bytes: crate::record::ring_bytes(args.ring_size)?,
+        identity_capacity: args.identity_capacity,
     };
     let shared = match takeover {
         true => Some(pinned_shared()?),
@@ -193,6 +195,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         loaded_at: chrono::Utc::now().to_rfc3339(),
         reload_error: None,
         last_request: None,
+        last_request_ok: None,
+        identity_evictions: 0,
     };
     state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
     state::write(&st)?;
@@ -277,6 +281,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         st.counters_map_id = gen.skel.maps.counters.info().map_or(0, |i| i.info.id);
                         st.loaded_at = chrono::Utc::now().to_rfc3339();
                         st.reload_error = None;
+                        st.last_request_ok = Some(true);
                         current = gen;
                         tracing::info!(generation = current.number, "reloaded the policy");
                     }
@@ -285,6 +290,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                             "reload refused, the previous policy stays in force: {e:#}"
                         );
                         st.reload_error = Some(format!("{e:#}"));
+                        st.last_request_ok = Some(false);
                     }
                 }
                 if let Some(t) = &taken {
@@ -297,6 +303,13 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
             if now.duration_since(last_lost) >= Duration::from_millis(500) {
                 last_lost = now;
+                let evictions = super::tables::identity_evictions();
+                if evictions != st.identity_evictions {
+                    st.identity_evictions = evictions;
+                    if let Err(e) = state::write(&st) {
+                        tracing::warn!("{e:#}");
+                    }
+                }
                 match capture::lost_events(&shared.lost_events) {
                     Ok(n) => match writer.as_mut() {
                         Some(w) => w.set_lost(n),

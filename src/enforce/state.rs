@@ -29,6 +29,39 @@ pub struct State {
     /// sha256 of the last `reload` request taken (what the requester waits for).
     #[serde(default)]
     pub last_request: Option<String>,
+    /// Whether that request was loaded (false: refused, see `reload_error`).
+    #[serde(default)]
+    pub last_request_ok: Option<bool>,
+    /// Identity-table entries evicted because the table was full.
+    #[serde(default)]
+    pub identity_evictions: u64,
+}
+
+/// The first line of a reload request: a TOML comment with a fresh nonce, so each
+/// request has its own digest, even when it reloads the same policy again.
+pub const REQUEST_HEADER: &str = "# pinhole reload request ";
+
+/// A reload request's text without its header line: the policy as the user wrote it.
+pub fn strip_request_header(text: &str) -> &str {
+    match text.strip_prefix(REQUEST_HEADER) {
+        Some(rest) => rest.split_once('\n').map_or("", |(_, policy)| policy),
+        None => text,
+    }
+}
+
+/// What the daemon's state says of the request whose digest is `want`: None while it
+/// has not been taken, then Ok(generation) or Err(why it was refused).
+pub fn request_outcome(st: &State, want: &str) -> Option<std::result::Result<u32, String>> {
+    if st.last_request.as_deref() != Some(want) {
+        return None;
+    }
+    Some(match st.last_request_ok {
+        Some(true) => Ok(st.generation),
+        _ => Err(st
+            .reload_error
+            .clone()
+            .unwrap_or_else(|| "no reason given".into())),
+    })
 }
 
 pub fn dir() -> PathBuf {
@@ -107,4 +140,56 @@ pub fn remove_all() -> Result<Vec<PathBuf>> {
         fs::remove_dir_all(dir()).with_context(|| format!("removing {}", STATE_DIR))?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(last_request: &str, ok: Option<bool>, policy_sha256: &str) -> State {
+        State {
+            pid: 1,
+            persisted: false,
+            cgroup: "/".into(),
+            mode: "enforce".into(),
+            generation: 3,
+            policy_sha256: policy_sha256.into(),
+            policy_path: "p.toml".into(),
+            out: None,
+            counters_map_id: 0,
+            loaded_at: String::new(),
+            reload_error: ok
+                .filter(|ok| !ok)
+                .map(|_| "the identity table is full".into()),
+            last_request: Some(last_request.into()),
+            last_request_ok: ok,
+            identity_evictions: 0,
+        }
+    }
+
+    /// Regression: reloading the policy already in force, refused by the daemon, was
+    /// reported "reloaded" because the running policy's digest equalled the request's.
+    #[test]
+    fn reload_reports_the_daemons_real_outcome() {
+        let refused = state("req", Some(false), "req");
+        assert_eq!(
+            request_outcome(&refused, "req"),
+            Some(Err("the identity table is full".into()))
+        );
+        assert_eq!(
+            request_outcome(&state("req", Some(true), "x"), "req"),
+            Some(Ok(3))
+        );
+        assert_eq!(
+            request_outcome(&state("older", Some(true), "req"), "req"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_request_header_is_not_part_of_the_policy() {
+        let text = format!("{REQUEST_HEADER}42 2026\nversion = 1\n");
+        assert_eq!(strip_request_header(&text), "version = 1\n");
+        assert_eq!(strip_request_header("version = 1\n"), "version = 1\n");
+    }
 }

@@ -1,5 +1,9 @@
 //! Writes a compiled policy and the hashed executables into a loaded enforcer's maps.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use pinhole_policygen::compile::Compiled;
@@ -92,8 +96,60 @@ pub fn set_identity(map: &dyn MapCore, key: &ExeKey, app_id: u32) -> Result<()> 
         ctime_nsec: key.ctime_nsec,
         app_id,
     };
+    if map.update(bytes(&k), bytes(&v), MapFlags::ANY).is_ok() {
+        return Ok(());
+    }
+    // Full (a new key on a full hash map fails): make room, then try once more.
+    evict_some(map);
     map.update(bytes(&k), bytes(&v), MapFlags::ANY)
         .context("writing the identity table")
+}
+
+/// Files of the policy's own `paths`: never evicted from the identity table.
+static PROTECTED: Mutex<BTreeSet<(u32, u64)>> = Mutex::new(BTreeSet::new());
+/// Identity entries evicted to make room, since start.
+static EVICTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks files (user-space device encoding, inode) as never to be evicted.
+pub fn protect_identities(files: impl IntoIterator<Item = (u64, u64)>) {
+    let mut p = PROTECTED.lock().unwrap_or_else(|e| e.into_inner());
+    p.extend(
+        files
+            .into_iter()
+            .map(|(dev, ino)| (user_dev_to_kernel(dev), ino)),
+    );
+}
+
+pub fn identity_evictions() -> u64 {
+    EVICTIONS.load(Ordering::Relaxed)
+}
+
+/// Deletes a sixteenth of the table's entries (at least one), none of them protected:
+/// a copy or reinstall evicted is hashed again at its next exec or connect.
+fn evict_some(map: &dyn MapCore) {
+    let protected = PROTECTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let batch = (map.info().map_or(0, |i| i.info.max_entries) / 16).max(1) as usize;
+    let victims: Vec<Vec<u8>> = map
+        .keys()
+        .filter(|k| {
+            plain::from_bytes::<identity_key>(k)
+                .map(|id| !protected.contains(&(id.dev, id.ino)))
+                .unwrap_or(false)
+        })
+        .take(batch)
+        .collect();
+    let mut evicted = 0;
+    for k in &victims {
+        if map.delete(k).is_ok() {
+            evicted += 1;
+        }
+    }
+    let total = EVICTIONS.fetch_add(evicted, Ordering::Relaxed) + evicted;
+    tracing::warn!(
+        evicted,
+        total,
+        "the identity table was full: evicted app file versions not named by the policy (raise --identity-capacity)"
+    );
 }
 
 /// Per-app decision counts (index 0: unknown binaries), summed over CPUs.
