@@ -30,7 +30,7 @@ pub fn flush_interval(text: &str) -> Result<Duration, String> {
 }
 
 pub fn rotate_interval(text: &str) -> Result<Duration, String> {
-    within(text, Duration::from_secs(1), 31 * DAY)
+    within(text, 100 * MS, 7 * DAY)
 }
 
 /// A run's length (`--duration`): at most ten years, so that deadlines stay representable.

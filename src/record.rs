@@ -92,9 +92,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
     }
     let ring = ring_bytes(args.ring_size)?;
     let rotate = args.rotate_size.as_u64();
-    if !(1 << 20..=64 << 30).contains(&rotate) {
+    if !(4 << 10..=64 << 30).contains(&rotate) {
         bail!(
-            "--rotate-size {} must be between 1MiB and 64GiB",
+            "--rotate-size {} must be between 4KiB and 64GiB",
             args.rotate_size
         );
     }

@@ -32,8 +32,9 @@ use shared::SharedMap;
 
 /// Bound on remembered file versions; past it the memory starts over (files are rehashed).
 const MAX_REMEMBERED: usize = 200_000;
-/// The longest the gate holds an exec that might be an app.
-pub const HOLD: Duration = Duration::from_millis(250);
+/// The longest the gate holds an exec that might be an app (its size is an app's):
+/// long enough to hash a large binary on a busy machine, short of a hang.
+pub const HOLD: Duration = Duration::from_secs(1);
 /// The gate thread goes round at least this often (the watchdog's heartbeat).
 const ROUND: Duration = Duration::from_millis(20);
 const HASHERS: usize = 2;
