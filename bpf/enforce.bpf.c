@@ -200,8 +200,101 @@ int enforce_sock_create(struct bpf_sock *sk)
 	start_pending(&p, PINHOLE_HOOK_SOCK_CREATE);
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
 	p.dst.protocol = sk->protocol;
-	decide_raw_socket(&p.exe, &d);
+	decide_beyond_rules(&p.exe, &d);
 	return conclude(&p, &d, 0);
+}
+
+#define SOL_IP_LEVEL 0
+#define SOL_IPV6_LEVEL 41
+#define IP_OPTIONS_OPT 4
+#define IPV6_2292RTHDR_OPT 5
+#define IPV6_RTHDR_OPT 57
+#define IPOPT_END_TYPE 0
+#define IPOPT_NOOP_TYPE 1
+#define IPOPT_LSRR_TYPE 131
+#define IPOPT_SSRR_TYPE 137
+#define MAX_IPOPT_BYTES 40 /* the IPv4 header's option space */
+
+/* The option bytes being parsed, on the stack, and where the parser is. */
+struct ipopt_scan {
+	__u8 buf[64];
+	__u32 len;
+	__u32 off;
+	__u8 found;
+};
+
+/* One option of the list; bpf_loop verifies this once, not once per possible offset. */
+static long scan_one_option(__u64 index, void *data)
+{
+	struct ipopt_scan *s = data;
+	__u32 off = s->off;
+	__u8 type, len;
+
+	if (off >= s->len || off >= MAX_IPOPT_BYTES)
+		return 1;
+	type = s->buf[off & 63];
+	if (type == IPOPT_END_TYPE)
+		return 1;
+	if (type == IPOPT_LSRR_TYPE || type == IPOPT_SSRR_TYPE) {
+		s->found = 1;
+		return 1;
+	}
+	if (type == IPOPT_NOOP_TYPE) {
+		s->off = off + 1;
+		return 0;
+	}
+	len = s->buf[(off + 1) & 63];
+	if (len < 2)
+		return 1; /* malformed: the kernel refuses it */
+	s->off = off + len;
+	return 0;
+}
+
+/* Whether an IP_OPTIONS value holds a loose or strict source route. */
+static __always_inline int has_ipv4_source_route(struct bpf_sockopt *ctx)
+{
+	__u8 *p = ctx->optval, *end = ctx->optval_end;
+	struct ipopt_scan s = {};
+
+#pragma unroll
+	for (int i = 0; i < MAX_IPOPT_BYTES; i++) {
+		if (p + i + 1 > end)
+			break;
+		s.buf[i] = p[i];
+		s.len = i + 1;
+	}
+	bpf_loop(MAX_IPOPT_BYTES, scan_one_option, &s, 0);
+	return s.found;
+}
+
+/* Whether this setsockopt asks for a source route: IPv4 LSRR/SSRR or an IPv6 routing header. */
+static __always_inline int sets_source_route(struct bpf_sockopt *ctx)
+{
+	if (ctx->level == SOL_IPV6_LEVEL)
+		return (ctx->optname == IPV6_RTHDR_OPT || ctx->optname == IPV6_2292RTHDR_OPT) &&
+		       ctx->optlen > 0;
+	return ctx->level == SOL_IP_LEVEL && ctx->optname == IP_OPTIONS_OPT &&
+	       has_ipv4_source_route(ctx);
+}
+
+/*
+ * A source route sends packets to a first hop of the sender's choosing, while the
+ * connect hooks check only the final destination: refused like a raw socket.
+ */
+SEC("cgroup/setsockopt")
+int enforce_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct pending p;
+	struct decision d = {};
+
+	if (!sk || !sets_source_route(ctx))
+		return 1;
+	start_pending(&p, PINHOLE_HOOK_SETSOCKOPT);
+	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
+	p.dst.protocol = sk->protocol;
+	decide_beyond_rules(&p.exe, &d);
+	return conclude(&p, &d, 0); /* no socket cookie helper for sockopt programs */
 }
 
 /* A new executable may be a known app's bytes under a new inode: user space hashes it. */

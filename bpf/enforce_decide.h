@@ -167,10 +167,11 @@ static __always_inline void decide_connect(const struct exe_identity *id, __u8 i
 }
 
 /*
- * Raw sockets bypass the connect hooks, and no rule can allow one: apps in enforce
- * mode and unknown binaries (when the policy denies them) may not open one.
+ * What no rule can allow: a raw socket (it bypasses the connect hooks) and a source
+ * route (packets would go first to a hop the destination check never saw). Apps in
+ * enforce mode, and unknown binaries when the policy denies them, are refused.
  */
-static __always_inline void decide_raw_socket(const struct exe_identity *id, struct decision *d)
+static __always_inline void decide_beyond_rules(const struct exe_identity *id, struct decision *d)
 {
 	d->app_id = identify(id, &d->identity_unknown);
 	d->rule = 0;

@@ -112,6 +112,7 @@ impl<'s> Writer<'s> {
             hook: match e.hook {
                 2 => Hook::Sendmsg,
                 3 => Hook::SockCreate,
+                4 => Hook::Setsockopt,
                 _ => Hook::Connect,
             },
             verdict: verdict(e.verdict),

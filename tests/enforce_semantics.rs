@@ -30,6 +30,7 @@ fn probe_copy(dir: &std::path::Path, name: &str, tag: u8) -> (PathBuf, String) {
 fn probe_arg(c: &Case) -> String {
     let addr: std::net::IpAddr = c.addr.parse().unwrap();
     let kind = match c.protocol.as_str() {
+        _ if c.kind == "source_route" => "srcroute",
         "tcp" => "tcp",
         "udp" => "udp",
         "icmp" => "icmp",
@@ -95,37 +96,72 @@ fn every_semantics_case_holds_in_the_kernel() {
         let (status, log) = enforcer.stop();
         assert!(status.success(), "{log}");
         let rows = rows(&out);
-        for (exe, events) in &per_binary {
-            let mut mine: Vec<&Row> = rows_of(&rows, exe)
-                .into_iter()
-                .filter(|r| r["hook"] != "sock_create")
-                .collect();
-            mine.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
-            assert_eq!(
-                mine.len(),
-                events.len(),
-                "{}: rows of {}",
-                suite.name,
-                exe.display()
-            );
-            for (c, r) in events.iter().zip(mine) {
-                let want_rule = if c.rule.is_empty() {
-                    "NULL"
-                } else {
-                    c.rule.as_str()
+        for (exe, all_events) in &per_binary {
+            // Source-route cases are decided at setsockopt; the connect after an allowed
+            // one is decided (and recorded) too, apart.
+            for source_route in [false, true] {
+                let hook_matches = |r: &Row| match source_route {
+                    true => r["hook"] == "setsockopt",
+                    false => r["hook"] != "setsockopt",
                 };
+                let events: Vec<&Case> = all_events
+                    .iter()
+                    .copied()
+                    .filter(|c| (c.kind == "source_route") == source_route)
+                    .collect();
+                let mut mine: Vec<&Row> = rows_of(&rows, exe)
+                    .into_iter()
+                    .filter(|r| r["hook"] != "sock_create" && hook_matches(r))
+                    .collect();
+                mine.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
+                if !source_route {
+                    // Connects that followed a source route the enforcer let through.
+                    let followed = all_events
+                        .iter()
+                        .filter(|c| c.kind == "source_route" && c.verdict != "denied")
+                        .count();
+                    assert_eq!(
+                        mine.len(),
+                        events.len() + followed,
+                        "{}: rows of {}",
+                        suite.name,
+                        exe.display()
+                    );
+                    if followed > 0 {
+                        continue;
+                    }
+                }
                 assert_eq!(
-                    (r["verdict"].as_str(), r["rule_id"].as_str()),
-                    (c.verdict.as_str(), want_rule),
-                    "{}: {}",
+                    mine.len(),
+                    events.len(),
+                    "{}: rows of {}",
                     suite.name,
-                    probe_arg(c)
+                    exe.display()
                 );
-                checked += 1;
+                check_rows(&suite.name, &events, &mine);
+                checked += events.len();
             }
         }
         drop(cg);
     }
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 23);
     assert_nothing_pinned();
+}
+
+/// Each recorded decision has the case's verdict and rule id, in order.
+fn check_rows(suite: &str, events: &[&Case], rows: &[&Row]) {
+    for (c, r) in events.iter().zip(rows) {
+        let want_rule = if c.rule.is_empty() {
+            "NULL"
+        } else {
+            c.rule.as_str()
+        };
+        assert_eq!(
+            (r["verdict"].as_str(), r["rule_id"].as_str()),
+            (c.verdict.as_str(), want_rule),
+            "{}: {}",
+            suite,
+            probe_arg(c)
+        );
+    }
 }

@@ -12,6 +12,9 @@
 //!    prefix, then the narrowest port range, then the first in the file.
 //! 4. No matching rule: `denied` in enforce mode, `would-deny` in audit mode.
 //!    Review entries never match.
+//! 5. What no rule can allow (a raw socket, a source route set on a socket): `denied`
+//!    for an app in enforce mode, `would-deny` in audit mode; an unknown binary gets
+//!    `unknown_binary` as for a connect.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -63,6 +66,13 @@ fn more_specific(a: &Rule, b: &Rule) -> bool {
         > (plen(&b.dst), std::cmp::Reverse(b.ports.width()))
 }
 
+fn no_rule_verdict(mode: Mode) -> Verdict {
+    match mode {
+        Mode::Enforce => Verdict::Denied,
+        Mode::Audit => Verdict::WouldDeny,
+    }
+}
+
 impl<'p> Matcher<'p> {
     pub fn new(policy: &'p Policy) -> Self {
         Matcher {
@@ -71,18 +81,34 @@ impl<'p> Matcher<'p> {
         }
     }
 
+    fn unknown(&self) -> Decision<'p> {
+        let verdict = match self.policy.unknown_binary {
+            UnknownAction::Allow => Verdict::Allowed,
+            UnknownAction::Deny => Verdict::Denied,
+            UnknownAction::Audit => Verdict::WouldDeny,
+        };
+        Decision {
+            verdict,
+            app: None,
+            rule: None,
+        }
+    }
+
+    /// A raw socket or a source route (item 5): no rule can allow it.
+    pub fn decide_beyond_rules(&self, sha256: Option<&[u8; 32]>) -> Decision<'p> {
+        let Some(app) = sha256.and_then(|h| self.by_hash.get(h)).copied() else {
+            return self.unknown();
+        };
+        Decision {
+            verdict: no_rule_verdict(app.mode),
+            app: Some(app),
+            rule: None,
+        }
+    }
+
     pub fn decide(&self, q: &Query<'_>) -> Decision<'p> {
         let Some(app) = q.sha256.and_then(|h| self.by_hash.get(h)).copied() else {
-            let verdict = match self.policy.unknown_binary {
-                UnknownAction::Allow => Verdict::Allowed,
-                UnknownAction::Deny => Verdict::Denied,
-                UnknownAction::Audit => Verdict::WouldDeny,
-            };
-            return Decision {
-                verdict,
-                app: None,
-                rule: None,
-            };
+            return self.unknown();
         };
         let addr = canonical(q.addr);
         let mut best: Option<&'p Rule> = None;
@@ -92,10 +118,9 @@ impl<'p> Matcher<'p> {
                 best = Some(r);
             }
         }
-        let verdict = match (best, app.mode) {
-            (Some(_), _) => Verdict::Allowed,
-            (None, Mode::Enforce) => Verdict::Denied,
-            (None, Mode::Audit) => Verdict::WouldDeny,
+        let verdict = match best {
+            Some(_) => Verdict::Allowed,
+            None => no_rule_verdict(app.mode),
         };
         Decision {
             verdict,

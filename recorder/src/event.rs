@@ -93,6 +93,8 @@ pub enum Hook {
     Sendmsg,
     /// The enforcer deciding whether a raw socket may be opened (no destination yet).
     SockCreate,
+    /// The enforcer deciding whether a source route may be set on a socket.
+    Setsockopt,
 }
 
 impl Hook {
@@ -101,6 +103,7 @@ impl Hook {
             Hook::Connect => "connect",
             Hook::Sendmsg => "sendmsg",
             Hook::SockCreate => "sock_create",
+            Hook::Setsockopt => "setsockopt",
         }
     }
 }

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
 fn usage() -> ExitCode {
-    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp}}:ADDR:PORT ... | raw4 | raw6");
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute}}:ADDR:PORT ... | raw4 | raw6");
     ExitCode::from(2)
 }
 
@@ -41,8 +41,44 @@ fn probe(kind: &str, addr: SocketAddr) -> std::io::Result<()> {
             };
             Socket::new(domain, Type::DGRAM, Some(proto))?.connect(&dst)
         }
+        "srcroute" => source_routed(domain, &dst, addr),
         _ => Err(std::io::Error::other(format!("unknown probe kind {kind}"))),
     }
+}
+
+/// Sets a source route through `addr` itself (IPv4 LSRR, or an IPv6 segment routing
+/// header with one segment), then connects over TCP: an enforcer must refuse the route.
+fn source_routed(domain: Domain, dst: &SockAddr, addr: SocketAddr) -> std::io::Result<()> {
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    let (level, name, value): (i32, i32, Vec<u8>) = match addr.ip() {
+        IpAddr::V4(v4) => {
+            // NOOP, then LSRR: type, length, pointer, one hop.
+            let mut v = vec![1, 131, 7, 4];
+            v.extend_from_slice(&v4.octets());
+            (libc::SOL_IP, libc::IP_OPTIONS, v)
+        }
+        IpAddr::V6(v6) => {
+            // Segment routing header: next header, length in 8-byte units beyond the
+            // first, type 4, segments left, last entry, flags, tag; then the segment.
+            let mut v = vec![0, 2, 4, 0, 0, 0, 0, 0];
+            v.extend_from_slice(&v6.octets());
+            (libc::SOL_IPV6, libc::IPV6_RTHDR, v)
+        }
+    };
+    // SAFETY: a valid socket, and a buffer of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    s.connect(dst)
 }
 
 fn raw(domain: Domain) -> std::io::Result<()> {

@@ -43,12 +43,13 @@ pub struct Generation {
 }
 
 /// The cgroup hooks, in the order links are created and pinned.
-pub const CGROUP_HOOKS: [&str; 5] = [
+pub const CGROUP_HOOKS: [&str; 6] = [
     "connect4",
     "connect6",
     "sendmsg4",
     "sendmsg6",
     "sock_create",
+    "setsockopt",
 ];
 
 pub fn load(
@@ -122,7 +123,8 @@ impl Generation {
             "connect6" => &p.enforce_connect6,
             "sendmsg4" => &p.enforce_sendmsg4,
             "sendmsg6" => &p.enforce_sendmsg6,
-            _ => &p.enforce_sock_create,
+            "sock_create" => &p.enforce_sock_create,
+            _ => &p.enforce_setsockopt,
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct Suite {
 
 #[derive(Deserialize)]
 pub struct Case {
+    /// `""` for a connect (or send) to addr:port; `"source_route"` for a source route
+    /// through addr set on a socket (decided by what no rule can allow).
+    #[serde(default)]
+    pub kind: String,
     pub sha256: String,
     pub protocol: String,
     pub addr: String,
