@@ -315,3 +315,81 @@ int enforce_exec(struct trace_event_raw_sched_process_exec *ctx)
 	report_exe(&id, PINHOLE_EXEC_NEW, (void *)ctx + filename_off);
 	return 0;
 }
+
+#define IPV6_HDR_BYTES 40
+#define NEXTHDR_HOP_BY_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_DEST_OPTS 60
+
+/* Whether an IPv4 packet's options hold a loose or strict source route. */
+static __always_inline int ipv4_packet_source_routed(struct __sk_buff *skb, __u8 vihl)
+{
+	struct ipopt_scan s = {};
+	__u32 optlen = (vihl & 0xf) * 4;
+
+	if (optlen <= 20)
+		return 0;
+	optlen -= 20;
+	if (optlen > MAX_IPOPT_BYTES)
+		optlen = MAX_IPOPT_BYTES;
+	if (bpf_skb_load_bytes(skb, 20, s.buf, optlen))
+		return 0;
+	s.len = optlen;
+	bpf_loop(MAX_IPOPT_BYTES, scan_one_option, &s, 0);
+	return s.found;
+}
+
+/* Whether an IPv6 packet carries a routing header (after at most two option headers). */
+static __always_inline int ipv6_packet_source_routed(struct __sk_buff *skb)
+{
+	__u32 off = IPV6_HDR_BYTES;
+	__u8 next, ext[2];
+
+	if (bpf_skb_load_bytes(skb, 6, &next, 1))
+		return 0;
+	for (int i = 0; i < 3; i++) {
+		if (next == NEXTHDR_ROUTING)
+			return 1;
+		if (next != NEXTHDR_HOP_BY_HOP && next != NEXTHDR_DEST_OPTS)
+			return 0;
+		if (bpf_skb_load_bytes(skb, off, ext, 2))
+			return 0;
+		next = ext[0];
+		off += ((__u32)ext[1] + 1) * 8;
+	}
+	return 0;
+}
+
+/*
+ * Source routes that never pass setsockopt: per-message ancillary data (IP_RETOPTS on
+ * a UDP send) or options set before the enforcer started. Locally sent datagrams
+ * leave in the sender's context, so the sender's identity decides, as at setsockopt.
+ */
+SEC("cgroup_skb/egress")
+int enforce_egress(struct __sk_buff *skb)
+{
+	struct pending p;
+	struct decision d = {};
+	__u8 vihl;
+
+	if (bpf_skb_load_bytes(skb, 0, &vihl, 1))
+		return 1;
+	if ((vihl >> 4) == 4 ? !ipv4_packet_source_routed(skb, vihl) :
+			       (vihl >> 4) != 6 || !ipv6_packet_source_routed(skb))
+		return 1;
+	start_pending(&p, PINHOLE_HOOK_EGRESS);
+	p.dst.ip_version = vihl >> 4;
+	/* The trail shows where the packet really goes: its first hop. */
+	if (p.dst.ip_version == 4) {
+		bpf_skb_load_bytes(skb, 9, &p.dst.protocol, 1);
+		bpf_skb_load_bytes(skb, 16, &p.dst.addr[0], 4);
+	} else {
+		struct bpf_sock *sk = skb->sk ? bpf_sk_fullsock(skb->sk) : NULL;
+
+		if (sk)
+			p.dst.protocol = sk->protocol;
+		bpf_skb_load_bytes(skb, 24, p.dst.addr, 16);
+	}
+	decide_beyond_rules(&p.exe, &d);
+	return conclude(&p, &d, bpf_get_socket_cookie(skb));
+}

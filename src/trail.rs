@@ -113,6 +113,7 @@ impl<'s> Writer<'s> {
                 2 => Hook::Sendmsg,
                 3 => Hook::SockCreate,
                 4 => Hook::Setsockopt,
+                5 => Hook::Egress,
                 _ => Hook::Connect,
             },
             verdict: verdict(e.verdict),

@@ -81,7 +81,7 @@ fn sigstop_sigcont_and_strace_do_not_kill_the_recorder() {
 }
 
 /// A policy naming a copy of pinhole-probe (so its size is an app's size) and allowing
-/// it one port.
+/// it one port, over TCP and UDP.
 fn probe_policy(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let exe = dir.join("probe");
     fs::copy(PROBE, &exe).unwrap();
@@ -90,7 +90,8 @@ fn probe_policy(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         &policy,
         format!(
             "version = 1\n[[app]]\nname = \"probe\"\nsha256 = \"{}\"\npaths = [\"{}\"]\n\n\
-             [[app.allow]]\nid = \"p\"\nprotocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = 39211\n",
+             [[app.allow]]\nid = \"p\"\nprotocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = 39211\n\n\
+             [[app.allow]]\nid = \"u\"\nprotocol = \"udp\"\ndst = \"127.0.0.1\"\nports = 39211\n",
             sha256_of(&exe),
             exe.display()
         ),
@@ -212,4 +213,58 @@ fn identity_table_full_evicts_copies_never_the_policys_own_file() {
     let (status, log) = enf.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("identity table was full"), "{log}");
+}
+
+#[test]
+fn source_routes_are_refused_to_apps_in_enforce_mode() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (exe, policy) = probe_policy(tmp.path());
+    let out = tmp.path().join("trail");
+    let cg = TestCgroup::new("hardening-srcroute");
+    let enf = Enforcer::start(&policy, &cg, &["--out", out.to_str().unwrap()]);
+    // setsockopt (IPv4 LSRR, IPv6 routing header) and per-message ancillary data
+    // (IP_RETOPTS on a UDP send), all to a destination the app may reach otherwise.
+    let probes = [
+        "srcroute:127.0.0.1:39211",
+        "srcroute:[::1]:39211",
+        "srcroute-cmsg:127.0.0.1:39211",
+        "tcp:127.0.0.1:39211",
+    ];
+    assert_eq!(
+        probe_in(&cg, &exe, &probes),
+        ["EPERM", "EPERM", "EPERM", "ECONNREFUSED"]
+    );
+    // An unknown binary (unknown_binary = allow) may: the route is its own business.
+    let mut other = fs::read(&exe).unwrap();
+    other.push(0);
+    let unknown = tmp.path().join("unknown");
+    fs::write(&unknown, other).unwrap();
+    fs::set_permissions(
+        &unknown,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let answers = probe_in(&cg, &unknown, &["srcroute-cmsg:127.0.0.1:39211"]);
+    assert_eq!(answers, ["ok"]);
+    let (status, log) = enf.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&out);
+    let mine = rows_of(&rows, &exe);
+    let decided = |hook: &str| {
+        mine.iter()
+            .filter(|r| r["hook"] == hook)
+            .map(|r| (r["verdict"].as_str(), r["app"].as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        decided("setsockopt"),
+        [("denied", "probe"), ("denied", "probe")]
+    );
+    // The packet's first hop is what the trail shows for the ancillary route.
+    let all_egress: Vec<_> = rows.iter().filter(|r| r["hook"] == "egress").collect();
+    assert_eq!(decided("egress"), [("denied", "probe")], "{all_egress:?}");
+    let egress = mine.iter().find(|r| r["hook"] == "egress").unwrap();
+    assert_eq!(egress["dst_addr"], "127.0.0.2", "{egress:?}");
 }

@@ -95,6 +95,8 @@ pub enum Hook {
     SockCreate,
     /// The enforcer deciding whether a source route may be set on a socket.
     Setsockopt,
+    /// The enforcer deciding a packet that carries a source route set another way.
+    Egress,
 }
 
 impl Hook {
@@ -104,6 +106,7 @@ impl Hook {
             Hook::Sendmsg => "sendmsg",
             Hook::SockCreate => "sock_create",
             Hook::Setsockopt => "setsockopt",
+            Hook::Egress => "egress",
         }
     }
 }

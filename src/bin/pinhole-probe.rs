@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
 fn usage() -> ExitCode {
-    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute}}:ADDR:PORT ... | raw4 | raw6");
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | raw4 | raw6");
     ExitCode::from(2)
 }
 
@@ -42,6 +42,7 @@ fn probe(kind: &str, addr: SocketAddr) -> std::io::Result<()> {
             Socket::new(domain, Type::DGRAM, Some(proto))?.connect(&dst)
         }
         "srcroute" => source_routed(domain, &dst, addr),
+        "srcroute-cmsg" => source_routed_datagram(addr),
         _ => Err(std::io::Error::other(format!("unknown probe kind {kind}"))),
     }
 }
@@ -79,6 +80,54 @@ fn source_routed(domain: Domain, dst: &SockAddr, addr: SocketAddr) -> std::io::R
         return Err(std::io::Error::last_os_error());
     }
     s.connect(dst)
+}
+
+/// Sends one UDP datagram to `addr` with a loose source route through 127.0.0.2 given
+/// as ancillary data (IP_RETOPTS), which never passes setsockopt. IPv4 only.
+fn source_routed_datagram(addr: SocketAddr) -> std::io::Result<()> {
+    let SocketAddr::V4(v4) = addr else {
+        return Err(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+    };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let dst = SockAddr::from(addr);
+    // NOOP, then LSRR: type, length, pointer, the first hop; the destination is last.
+    let mut opt = vec![1u8, 131, 11, 4, 127, 0, 0, 2];
+    opt.extend_from_slice(&v4.ip().octets());
+    // SAFETY: CMSG_SPACE/CMSG_LEN compute sizes only.
+    let (space, len) = unsafe {
+        (
+            libc::CMSG_SPACE(opt.len() as u32) as usize,
+            libc::CMSG_LEN(opt.len() as u32) as usize,
+        )
+    };
+    let mut control = vec![0u8; space];
+    let mut payload = *b"p";
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = dst.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = dst.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer holds CMSG_SPACE(opt.len()) bytes.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_IP;
+        (*c).cmsg_type = libc::IP_RETOPTS;
+        (*c).cmsg_len = len;
+        std::ptr::copy_nonoverlapping(opt.as_ptr(), libc::CMSG_DATA(c), opt.len());
+    }
+    // SAFETY: a valid socket and message.
+    let n = unsafe { libc::sendmsg(std::os::fd::AsRawFd::as_raw_fd(&s), &msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn raw(domain: Domain) -> std::io::Result<()> {

@@ -39,8 +39,14 @@ impl DenialLog {
                 continue;
             }
             let (app, _) = trail::label(labels, e);
+            let what = match e.hook {
+                3 => "raw socket ",
+                4 => "source route (setsockopt) ",
+                5 => "source-routed packet to first hop ",
+                _ => "",
+            };
             let fields = format!(
-                "{} {}:{} pid {} ({}) app {}",
+                "{what}{} {}:{} pid {} ({}) app {}",
                 pinhole_recorder::event::Protocol::from_ipproto(e.dst.protocol).as_str(),
                 trail::dst_addr(e),
                 e.dst.port,

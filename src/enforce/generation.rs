@@ -43,13 +43,14 @@ pub struct Generation {
 }
 
 /// The cgroup hooks, in the order links are created and pinned.
-pub const CGROUP_HOOKS: [&str; 6] = [
+pub const CGROUP_HOOKS: [&str; 7] = [
     "connect4",
     "connect6",
     "sendmsg4",
     "sendmsg6",
     "sock_create",
     "setsockopt",
+    "egress",
 ];
 
 pub fn load(
@@ -124,7 +125,8 @@ impl Generation {
             "sendmsg4" => &p.enforce_sendmsg4,
             "sendmsg6" => &p.enforce_sendmsg6,
             "sock_create" => &p.enforce_sock_create,
-            _ => &p.enforce_setsockopt,
+            "setsockopt" => &p.enforce_setsockopt,
+            _ => &p.enforce_egress,
         }
     }
 }
