@@ -5,6 +5,8 @@
  */
 #include "kernel_types.h"
 #include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "pinhole.h"
@@ -76,6 +78,40 @@ SEC("cgroup/sendmsg6")
 int record_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return record6(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+#define SOCK_DGRAM_TYPE 2
+#define SOCK_RAW_TYPE 3
+
+/*
+ * Raw sockets send without passing the connect or sendmsg hooks, and ping sockets
+ * send unconnected datagrams the sendmsg hooks do not see: the trail records that such
+ * a socket was opened, and by whom, even where no destination can be seen.
+ */
+SEC("cgroup/sock_create")
+int record_sock_create(struct bpf_sock *sk)
+{
+	struct connect_event *e;
+	int ping = sk->type == SOCK_DGRAM_TYPE &&
+		   (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6);
+
+	if (sk->type != SOCK_RAW_TYPE && !ping)
+		return 1;
+	e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(PINHOLE_LOST_CONNECT);
+		return 1;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->boot_ns = bpf_ktime_get_boot_ns();
+	e->sock_cookie = bpf_get_socket_cookie(sk);
+	e->hook = PINHOLE_HOOK_SOCK_CREATE;
+	e->verdict = PINHOLE_VERDICT_OBSERVED;
+	read_current_task(e);
+	e->dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
+	e->dst.protocol = sk->protocol;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 1;
 }
 
 SEC("tp/sched/sched_process_exec")

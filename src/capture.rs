@@ -38,7 +38,8 @@ pub fn load(open_object: &mut MaybeUninit<OpenObject>, ring_bytes: u32) -> Resul
     )
 }
 
-/// Attaches the four sock_addr observers to `cgroup` and the exec tracepoint.
+/// Attaches the four sock_addr observers and the socket-creation observer to `cgroup`,
+/// and the exec tracepoint.
 pub fn attach(skel: &RecordSkel<'_>, cgroup: &Path) -> Result<Vec<Link>> {
     let dir = File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
     let fd = dir.as_raw_fd();
@@ -49,6 +50,7 @@ pub fn attach(skel: &RecordSkel<'_>, cgroup: &Path) -> Result<Vec<Link>> {
         ("connect6", &p.record_connect6),
         ("sendmsg4", &p.record_sendmsg4),
         ("sendmsg6", &p.record_sendmsg6),
+        ("sock_create", &p.record_sock_create),
     ] {
         links.push(
             prog.attach_cgroup(fd)

@@ -268,3 +268,44 @@ fn source_routes_are_refused_to_apps_in_enforce_mode() {
     let egress = mine.iter().find(|r| r["hook"] == "egress").unwrap();
     assert_eq!(egress["dst_addr"], "127.0.0.2", "{egress:?}");
 }
+
+#[test]
+fn raw_and_ping_sockets_are_recorded_when_opened() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = fresh_copy(Path::new(PROBE), tmp.path(), "ph-raw");
+    let cg = TestCgroup::new("hardening-raw");
+    let rec = Recording::start(&out, &[]);
+    let probes: Vec<String> = ["raw4", "raw6", "icmp:127.0.0.1:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let answers = probe_isolated(&cg, &copy.path, &probes);
+    assert_eq!(answers, ["ok", "ok", "ok"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&out);
+    let mine = rows_of(&rows, &copy.path);
+    let opened: Vec<(&str, &str)> = mine
+        .iter()
+        .filter(|r| r["hook"] == "sock_create")
+        .map(|r| (r["ip_version"].as_str(), r["exe_sha256"].as_str()))
+        .collect();
+    let sha = copy.sha256.as_str();
+    assert_eq!(opened, [("4", sha), ("6", sha), ("4", sha)], "{mine:?}");
+    // The ping socket's connect is a destination; the openings are counted apart.
+    let json = pinhole([
+        "analyze",
+        out.to_str().unwrap(),
+        "--app",
+        &copy.sha256[..12],
+        "--format",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc[0]["events_without_destination"], 3, "{doc}");
+    assert_eq!(doc[0]["destinations"].as_array().unwrap().len(), 1, "{doc}");
+}

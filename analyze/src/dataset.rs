@@ -19,7 +19,7 @@ use crate::scan::{FileScan, Window};
 use crate::summary::Summary;
 
 /// The columns the analyzer reads; nothing else is decoded.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "ts",
     "pid",
     "uid",
@@ -30,6 +30,7 @@ pub const COLUMNS: [&str; 10] = [
     "protocol",
     "dst_addr",
     "dst_port",
+    "hook",
 ];
 
 /// Which events count: `since` inclusive, `until` exclusive (ns since the epoch, UTC).

@@ -67,6 +67,10 @@ pub struct AppProfile {
     /// file): not in `destinations`, and not counted as evidence for learning.
     #[serde(default)]
     pub unreadable_events: u64,
+    /// Events with no destination: raw or ping sockets opened (which send without a
+    /// connect), and source routes the enforcer decided.
+    #[serde(default)]
+    pub events_without_destination: u64,
     pub first_seen: String,
     pub last_seen: String,
     pub destinations: Vec<Destination>,
@@ -236,7 +240,10 @@ pub fn learning(app: &AppSummary, end_ns: i64) -> Learning {
     }
     let quiet = end_ns - last_new;
     let observed = end_ns - app.first_ns;
-    let readable = app.events - app.unreadable.min(app.events);
+    let readable = app
+        .events
+        .saturating_sub(app.unreadable)
+        .saturating_sub(app.without_destination);
     let verdict = if readable < MIN_EVENTS || observed < MIN_SPAN_NS {
         "too little data"
     } else if quiet * 4 >= observed && quiet >= MIN_SPAN_NS {
@@ -288,6 +295,7 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
         path_shared_with: Vec::new(),
         events: app.events,
         unreadable_events: app.unreadable,
+        events_without_destination: app.without_destination,
         first_seen: rfc3339(app.first_ns),
         last_seen: rfc3339(app.last_ns),
         destinations,

@@ -36,6 +36,7 @@ struct LocalAppAcc {
     comms: Vec<u32>,
     users: Vec<u32>,
     pids: Vec<u32>,
+    without_destination: u64,
 }
 
 /// Remembers the last value pushed so runs of equal values cost one comparison.
@@ -124,6 +125,19 @@ impl FileScan {
         let (_, status) = self.dict_ids(batch, "exe_status");
         let (_, proto) = self.dict_ids(batch, "protocol");
         let (_, addr) = self.dict_ids(batch, "dst_addr");
+        let (hook_names, hook) = self.dict_ids(batch, "hook");
+        // Only connects and sends have a destination; a raw or ping socket being opened,
+        // or an enforcer's source-route decision, is counted apart.
+        let to_destination: Vec<bool> = hook_names
+            .iter()
+            .map(|&id| matches!(self.strings[id as usize].as_str(), "connect" | "sendmsg"))
+            .collect();
+        let hook_keys = batch
+            .column_by_name("hook")
+            .expect("validated")
+            .as_dictionary::<Int32Type>()
+            .keys()
+            .clone();
 
         let mut last: Option<([u8; 32], u32)> = None;
         for i in 0..batch.num_rows() {
@@ -168,6 +182,10 @@ impl FileScan {
             push_new(&mut acc.comms, comm_id);
             push_new(&mut acc.users, u);
             push_new(&mut acc.pids, pid.value(i));
+            if hook[i].is_some() && !to_destination[hook_keys.value(i) as usize] {
+                acc.without_destination += 1;
+                continue;
+            }
 
             let key = (
                 app,
@@ -238,6 +256,7 @@ impl FileScan {
                 pids: acc.pids.iter().copied().collect(),
                 dests: Default::default(),
                 unreadable: 0,
+                without_destination: acc.without_destination,
             };
             out.apps.entry(key).or_default().merge(app);
         }

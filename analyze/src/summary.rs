@@ -66,6 +66,8 @@ pub struct AppSummary {
     /// Events whose protocol or destination address could not be understood: counted
     /// here, never silently dropped, never turned into a destination.
     pub unreadable: u64,
+    /// Events with no destination: a raw or ping socket opened, a source route refused.
+    pub without_destination: u64,
 }
 
 impl AppSummary {
@@ -79,6 +81,7 @@ impl AppSummary {
         }
         self.events += o.events;
         self.unreadable += o.unreadable;
+        self.without_destination += o.without_destination;
         self.paths.extend(o.paths);
         self.comms.extend(o.comms);
         self.users.extend(o.users);

@@ -110,6 +110,13 @@ pub fn detail(a: &AppProfile) -> String {
             a.unreadable_events
         );
     }
+    if a.events_without_destination > 0 {
+        let _ = writeln!(
+            out,
+            "  sockets:   {} events without a destination (raw or ping sockets opened, source routes)",
+            a.events_without_destination
+        );
+    }
     let l = &a.learning;
     let _ = writeln!(
         out,

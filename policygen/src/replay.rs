@@ -21,7 +21,14 @@ type MemoKey = (Option<[u8; 32]>, String, String, u16);
 /// ...and what was decided for it: (app name, denied, destination text).
 type Memo = (Option<String>, bool, String);
 
-const COLUMNS: [&str; 5] = ["ts", "exe_sha256", "protocol", "dst_addr", "dst_port"];
+const COLUMNS: [&str; 6] = [
+    "ts",
+    "exe_sha256",
+    "protocol",
+    "dst_addr",
+    "dst_port",
+    "hook",
+];
 
 /// What replay found for one app of the policy (or for unknown binaries).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -120,7 +127,20 @@ fn replay_file(
         let port = batch.column(4).as_primitive::<UInt16Type>();
         let proto_values = proto.values().as_string::<i32>();
         let addr_values = addr.values().as_string::<i32>();
+        let hook = batch.column(5).as_dictionary::<Int32Type>();
+        // Only connects and sends have a destination to replay.
+        let to_destination: Vec<bool> = (0..hook.values().len())
+            .map(|k| {
+                matches!(
+                    hook.values().as_string::<i32>().value(k),
+                    "connect" | "sendmsg"
+                )
+            })
+            .collect();
         for i in 0..batch.num_rows() {
+            if hook.is_valid(i) && !to_destination[hook.keys().value(i) as usize] {
+                continue;
+            }
             let t = ts.value(i);
             if filter.since_ns.is_some_and(|s| t < s) || filter.until_ns.is_some_and(|u| t >= u) {
                 continue;
