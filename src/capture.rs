@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
+use crate::clock::BootClock;
 use crate::identity::{Candidate, ExeKey, ExecWatch};
 use crate::skel::record::{RecordSkel, RecordSkelBuilder};
 use crate::skel::{c_str, connect_event, exec_event, parse};
@@ -89,7 +90,7 @@ pub fn map_handle<T: std::fmt::Debug>(map: &libbpf_rs::MapImpl<'_, T>) -> Result
 
 /// Opens the new executable while the process most likely still runs. If it is gone
 /// already, the poll loop takes the descriptor fanotify pinned at exec time instead.
-fn exec_candidate(e: &exec_event) -> Candidate {
+fn exec_candidate(e: &exec_event, clock: BootClock) -> Candidate {
     let proc_exe = format!("/proc/{}/exe", e.pid);
     let file = File::open(&proc_exe).ok();
     let path = match file {
@@ -104,6 +105,7 @@ fn exec_candidate(e: &exec_event) -> Candidate {
         key: ExeKey::from(&e.exe),
         file,
         path,
+        at_ns: Some(clock.to_unix_ns(e.boot_ns)),
     }
 }
 
@@ -142,6 +144,7 @@ pub fn poll_loop(
 ) -> Result<()> {
     let connects = RefCell::new(Vec::<connect_event>::with_capacity(4096));
     let execs = RefCell::new(Vec::<Candidate>::new());
+    let clock = BootClock::now();
     let mut builder = RingBufferBuilder::new();
     builder
         .add(connect_ring, |data: &[u8]| {
@@ -153,7 +156,7 @@ pub fn poll_loop(
         .context("adding the connect ring buffer")?
         .add(exec_ring, |data: &[u8]| {
             if let Some(e) = parse::<exec_event>(data) {
-                execs.borrow_mut().push(exec_candidate(&e));
+                execs.borrow_mut().push(exec_candidate(&e, clock));
             }
             0
         })

@@ -33,6 +33,8 @@ pub fn running_processes() -> Result<Vec<Candidate>> {
         .context("reading the task iterator")?;
 
     let mut out = Vec::new();
+    // The snapshot is the event: each process was seen running its file now.
+    let now = chrono::Utc::now().timestamp_nanos_opt();
     for chunk in bytes.chunks_exact(size_of::<task_record>()) {
         let Some(rec) = parse::<task_record>(chunk) else {
             continue;
@@ -48,6 +50,7 @@ pub fn running_processes() -> Result<Vec<Candidate>> {
                     .ok()
                     .map(|p| p.to_string_lossy().into_owned())
             }),
+            at_ns: now,
         });
     }
     Ok(out)

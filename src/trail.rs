@@ -86,7 +86,7 @@ impl<'s> Writer<'s> {
         e: &connect_event,
     ) -> Result<()> {
         let key = ExeKey::from(&e.exe);
-        let exe = resolver.resolve(e.pid, key);
+        let exe = resolver.resolve(e.pid, key, self.clock.to_unix_ns(e.boot_ns));
         let comm = c_str(&e.comm);
         let (app, rule) = label(labels, e);
         let row = Event {

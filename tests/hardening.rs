@@ -309,3 +309,111 @@ fn raw_and_ping_sockets_are_recorded_when_opened() {
     assert_eq!(doc[0]["events_without_destination"], 3, "{doc}");
     assert_eq!(doc[0]["destinations"].as_array().unwrap().len(), 1, "{doc}");
 }
+
+/// Runs `cmd` to completion. Another thread's fork can briefly hold a descriptor that
+/// was writing the program (the write is over, the child has not exec'd yet): the
+/// kernel then refuses the exec with ETXTBSY, which is retried.
+fn status_retrying_busy(cmd: &mut Command) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        match cmd.stdout(Stdio::null()).status() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?} stayed busy");
+}
+
+/// Regression: run a binary, let it connect and exit, rewrite it with other bytes and
+/// set its mtime back before the recorder hashes it (the hasher kept busy by a large
+/// fresh file exec'd meanwhile). The trail must never show the rewritten bytes' hash.
+#[test]
+fn recorder_never_logs_the_hash_of_bytes_that_did_not_run() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let rec = Recording::start(&out, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (stop, dir) = (stop.clone(), tmp.path().to_owned());
+        std::thread::spawn(move || {
+            // Enough large fresh files to keep the hasher behind while the loop runs,
+            // few enough that the recorder catches up soon after.
+            for i in 0..24 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let big = dir.join(format!("big-{i}"));
+                fs::copy("/bin/true", &big).unwrap();
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&big)
+                    .unwrap()
+                    .set_len(128 << 20)
+                    .unwrap();
+                status_retrying_busy(&mut Command::new(&big));
+                fs::remove_file(&big).ok();
+            }
+        })
+    };
+    let original = fs::read(LOADGEN).unwrap();
+    let mut ran = Vec::new();
+    for i in 0..100u8 {
+        let path = tmp.path().join(format!("attacked-{i}"));
+        let mut evil = original.clone();
+        evil.extend_from_slice(&[i, 0xaa]);
+        fs::write(&path, &evil).unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let st =
+            status_retrying_busy(Command::new(&path).args(["--port", "39301", "--count", "1"]));
+        assert!(st.success());
+        let mut benign = original.clone();
+        benign.extend_from_slice(&[i, 0xbb]);
+        let mut w = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut w, &benign).unwrap();
+        w.set_times(fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        drop(w);
+        ran.push((
+            path,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&evil)),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&benign)),
+        ));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    for l in log.lines().filter(|l| l.contains("DEBUG")).take(5) {
+        eprintln!("{l}");
+    }
+    let rows = rows(&out);
+    let (mut right, mut unproven, mut wrong) = (0, 0, 0);
+    for (path, evil, benign) in &ran {
+        for r in rows
+            .iter()
+            .filter(|r| r["exe_path"] == path.to_str().unwrap() && r["hook"] == "connect")
+        {
+            match r["exe_sha256"].as_str() {
+                h if h == evil => right += 1,
+                h if h == benign => wrong += 1,
+                _ if r["exe_status"] != "ok" => unproven += 1,
+                _ => {
+                    eprintln!("neither the bytes that ran nor unproven: {r:?}");
+                    wrong += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{right} rows with the bytes that ran, {unproven} marked unproven, {wrong} wrong");
+    assert_eq!(wrong, 0, "rows attributed to bytes that never ran");
+    assert_eq!(right + unproven, 100, "one connect row per run");
+}

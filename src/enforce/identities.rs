@@ -62,6 +62,7 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
                 key: ExeKey::from_metadata(&meta),
                 file: Some(file),
                 path: Some(path.clone()),
+                at_ns: None,
             });
         }
     }

@@ -1,7 +1,7 @@
 //! SHA-256 of an open executable, checked against the identity the kernel reported.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 
 use sha2::{Digest, Sha256};
@@ -15,41 +15,77 @@ pub enum HashError {
     Io(io::Error),
 }
 
-/// Whether the file's bytes are those it had when the kernel reported `key`.
-///
-/// Any write moves both mtime and ctime; unlink, chmod and rename move only ctime. So
-/// the bytes are unchanged when ctime still equals the kernel's, or when the last write
-/// (mtime) was no later than the kernel's ctime. The second case is what lets a binary
-/// deleted right after its run still be hashed; it trusts mtime, which the file's owner
-/// could set back with utimensat in the moment between the event and the hash.
-fn unchanged_since(m: &Metadata, key: &ExeKey) -> bool {
-    let now = ExeKey::from_metadata(m);
-    if !now.same_file(key) {
-        return false;
-    }
-    now == *key || (m.mtime(), m.mtime_nsec() as u32) <= (key.ctime_sec, key.ctime_nsec)
+/// Whether the process `pid` runs the file `key` names (device and inode).
+fn runs(pid: u32, key: &ExeKey) -> bool {
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .is_ok_and(|m| ExeKey::from_metadata(&m).same_file(key))
 }
 
-/// Hashes `file` only if its bytes are those the kernel saw as `expected`, and they
-/// did not change while being read: a digest never describes other bytes than ran.
-pub fn sha256_file(file: &mut File, expected: &ExeKey) -> Result<[u8; 32], HashError> {
+/// What may show that a file's bytes are still those of an event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Proof {
+    /// The process whose event reported the file, if it may still run it.
+    pub witness: Option<u32>,
+    /// When the event happened (Unix ns); None when the key was read from the file
+    /// itself just now (nothing happened in between to prove anything about).
+    pub event_ns: Option<i64>,
+}
+
+/// How long after a file's last change an event must come for its unchanged change
+/// time to prove unchanged bytes. Change times come from a coarse clock: changes
+/// within one tick can share a stamp (measured here: a rewrite right after a run kept
+/// the stamp the file had when it ran), and on an idle tickless machine a tick is long.
+const SETTLED_NS: i64 = 2_000_000_000;
+
+/// Whether the file's bytes are those it had at the event that reported `key`.
+///
+/// - The kernel refuses every write to a file while a process executes it (ETXTBSY):
+///   if the witness still runs this file once the bytes are read, they cannot have
+///   changed since its event, whatever the times say (unlink, chmod, rename move ctime).
+/// - Otherwise an unchanged ctime proves unchanged bytes only when the file had last
+///   changed well before the event, so that any later change got a later stamp.
+/// - mtime is never trusted: a rewrite can set it back.
+fn unchanged_since(m: &Metadata, key: &ExeKey, proof: Proof) -> bool {
+    let now = ExeKey::from_metadata(m);
+    let changed_ns = key.ctime_sec * 1_000_000_000 + i64::from(key.ctime_nsec);
+    let settled = proof.event_ns.is_none_or(|e| e >= changed_ns + SETTLED_NS);
+    now.same_file(key)
+        && ((now == *key && settled) || proof.witness.is_some_and(|pid| runs(pid, key)))
+}
+
+/// Hashes `file` only if its bytes can be shown to be those the kernel saw as
+/// `expected`, before and after reading: a digest never describes other bytes than ran.
+pub fn sha256_file(
+    file: &mut File,
+    expected: &ExeKey,
+    proof: Proof,
+) -> Result<[u8; 32], HashError> {
     let before = file.metadata().map_err(HashError::Io)?;
-    if !unchanged_since(&before, expected) {
+    if !unchanged_since(&before, expected, proof) {
         return Err(HashError::Changed);
     }
+    let mut total = 0u64;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        match file.read(&mut buf) {
+        match std::os::unix::fs::FileExt::read_at(file, &mut buf, total) {
             Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(HashError::Io(e)),
         }
     }
-    // The same test after reading: a write meanwhile would have moved mtime.
+    // The same test after reading: a write meanwhile would have moved ctime, and the
+    // witness must still run the file now that every byte has been read.
     let after = file.metadata().map_err(HashError::Io)?;
-    if !unchanged_since(&after, expected) || after.size() != before.size() {
+    // A short read is a file truncated meanwhile, whatever its times say.
+    if total != before.size()
+        || !unchanged_since(&after, expected, proof)
+        || after.size() != before.size()
+    {
         return Err(HashError::Changed);
     }
     Ok(hasher.finalize().into())
@@ -66,7 +102,7 @@ mod tests {
     #[test]
     fn digest_matches_known_vector() {
         let (f, key) = temp_file_with(b"abc");
-        let d = sha256_file(&mut File::open(f.path()).unwrap(), &key).unwrap();
+        let d = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default()).unwrap();
         assert_eq!(hex::encode(d), ABC);
     }
 
@@ -75,27 +111,95 @@ mod tests {
         let (f, key) = temp_file_with(b"abc");
         std::thread::sleep(std::time::Duration::from_millis(10));
         f.as_file().write_all(b"def").unwrap();
-        let r = sha256_file(&mut File::open(f.path()).unwrap(), &key);
+        let r = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default());
+        assert!(matches!(r, Err(HashError::Changed)));
+    }
+
+    /// Regression: a rewrite with its mtime set back was trusted by an mtime rule.
+    #[test]
+    fn a_rewrite_with_mtime_restored_is_refused() {
+        let (f, key) = temp_file_with(b"abc");
+        let mtime = f.as_file().metadata().unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.path())
+            .unwrap();
+        w.write_all(b"xyz").unwrap();
+        w.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        let r = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default());
         assert!(matches!(r, Err(HashError::Changed)));
     }
 
     #[test]
-    fn unlink_and_chmod_after_the_event_still_hash() {
-        let (f, key) = temp_file_with(b"abc");
-        let mut open = File::open(f.path()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::set_permissions(
-            f.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        drop(f); // unlinks
+    fn unlink_and_chmod_hash_only_while_a_process_runs_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("sleeper");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let key = ExeKey::from_metadata(&std::fs::metadata(&exe).unwrap());
+        let mut child = std::process::Command::new(&exe).arg("5").spawn().unwrap();
+        let mut open = File::open(&exe).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::fs::remove_file(&exe).unwrap();
         assert_ne!(
             ExeKey::from_metadata(&open.metadata().unwrap()),
             key,
             "ctime moved"
         );
-        assert_eq!(hex::encode(sha256_file(&mut open, &key).unwrap()), ABC);
+        let want = sha256_file(
+            &mut File::open("/bin/sleep").unwrap(),
+            &ExeKey::from_metadata(&std::fs::metadata("/bin/sleep").unwrap()),
+            Proof::default(),
+        )
+        .unwrap();
+        let witness = |pid| Proof {
+            witness: Some(pid),
+            event_ns: Some(0),
+        };
+        // The running process vouches: the kernel refuses writes to a file it executes.
+        assert_eq!(
+            sha256_file(&mut open, &key, witness(child.id())).unwrap(),
+            want
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Once it has exited, nothing vouches for the bytes.
+        assert!(matches!(
+            sha256_file(&mut open, &key, witness(child.id())),
+            Err(HashError::Changed)
+        ));
+        assert!(matches!(
+            sha256_file(&mut open, &key, Proof::default()),
+            Err(HashError::Changed)
+        ));
+    }
+
+    /// Regression: a rewrite in the same clock tick as the file's last change keeps its
+    /// change time; only an event well after that change lets the time prove anything.
+    #[test]
+    fn an_unchanged_change_time_proves_nothing_right_after_a_change() {
+        let (f, key) = temp_file_with(b"abc");
+        let changed = key.ctime_sec * 1_000_000_000 + i64::from(key.ctime_nsec);
+        let soon = Proof {
+            witness: None,
+            event_ns: Some(changed + 1_000_000),
+        };
+        let later = Proof {
+            witness: None,
+            event_ns: Some(changed + SETTLED_NS),
+        };
+        let mut file = File::open(f.path()).unwrap();
+        assert!(matches!(
+            sha256_file(&mut file, &key, soon),
+            Err(HashError::Changed)
+        ));
+        assert_eq!(
+            hex::encode(sha256_file(&mut file, &key, later).unwrap()),
+            ABC
+        );
     }
 
     #[test]
@@ -106,7 +210,7 @@ mod tests {
             ..key
         };
         assert!(matches!(
-            sha256_file(&mut File::open(f.path()).unwrap(), &other),
+            sha256_file(&mut File::open(f.path()).unwrap(), &other, Proof::default()),
             Err(HashError::Changed)
         ));
     }

@@ -21,7 +21,7 @@ pub fn print_hashes(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
             .metadata()
             .with_context(|| format!("reading {}", path.display()))?;
         let key = ExeKey::from_metadata(&meta);
-        let digest = sha256_file(&mut file, &key)
+        let digest = sha256_file(&mut file, &key, Default::default())
             .map_err(|e| anyhow::anyhow!("hashing {}: {e:?}", path.display()))?;
         println!("{}  {}", hex::encode(digest), path.display());
     }

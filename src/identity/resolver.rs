@@ -11,8 +11,17 @@ use std::time::{Duration, Instant};
 use pinhole_recorder::regular::open_regular;
 use pinhole_recorder::ExeStatus;
 
-use super::hash::{sha256_file, HashError};
+use super::hash::{sha256_file, HashError, Proof};
 use super::key::ExeKey;
+
+/// What vouches for an executable reported by `pid`'s event at `at_ns` (pid 0: a
+/// policy path, read just now, with no event).
+fn proof(pid: u32, at_ns: Option<i64>) -> Proof {
+    Proof {
+        witness: (pid != 0).then_some(pid),
+        event_ns: at_ns,
+    }
+}
 
 /// What an event's row says about its executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +51,8 @@ pub struct Candidate {
     /// The path a person would recognise: the /proc/<pid>/exe link target, or the
     /// kernel's d_path, or the filename given to execve.
     pub path: Option<String>,
+    /// When the kernel reported it (Unix ns); None for a file read just now.
+    pub at_ns: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,8 +108,11 @@ impl Resolver {
             return;
         }
         let info = match c.file.as_mut() {
-            Some(file) => self.hash_verified(file, &c.key, c.path.clone()),
-            None => c.path.as_deref().and_then(|p| self.hash_path(p, &c.key)),
+            Some(file) => self.hash_verified(file, &c.key, c.path.clone(), proof(c.pid, c.at_ns)),
+            None => c
+                .path
+                .as_deref()
+                .and_then(|p| self.hash_path(p, &c.key, proof(c.pid, c.at_ns))),
         };
         match info {
             Some(info) if info.status == ExeStatus::Ok => {
@@ -116,8 +130,8 @@ impl Resolver {
         }
     }
 
-    /// The executable of an event made by `pid` while running `key`.
-    pub fn resolve(&mut self, pid: u32, key: ExeKey) -> Arc<ExeInfo> {
+    /// The executable of an event made by `pid` at `at_ns` (Unix ns) while running `key`.
+    pub fn resolve(&mut self, pid: u32, key: ExeKey, at_ns: i64) -> Arc<ExeInfo> {
         if key.is_none() {
             return Arc::new(ExeInfo::failed(ExeStatus::NoExecutable, None));
         }
@@ -129,7 +143,7 @@ impl Resolver {
                 return info.clone();
             }
         }
-        let info = self.resolve_uncached(pid, &key);
+        let info = self.resolve_uncached(pid, &key, Some(at_ns));
         let info = Arc::new(info);
         if info.status == ExeStatus::Ok {
             self.cache.insert(key, info.clone());
@@ -141,19 +155,19 @@ impl Resolver {
         info
     }
 
-    fn resolve_uncached(&mut self, pid: u32, key: &ExeKey) -> ExeInfo {
+    fn resolve_uncached(&mut self, pid: u32, key: &ExeKey, at_ns: Option<i64>) -> ExeInfo {
         let proc_exe = format!("/proc/{pid}/exe");
         if let Ok(mut file) = File::open(&proc_exe) {
             let path = fs::read_link(&proc_exe)
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned());
-            if let Some(info) = self.hash_verified(&mut file, key, path) {
+            if let Some(info) = self.hash_verified(&mut file, key, path, proof(pid, at_ns)) {
                 return info;
             }
         }
         if let Some((hint_key, path)) = self.exec_paths.get(&pid).cloned() {
             if hint_key == *key {
-                if let Some(info) = self.hash_path(&path, key) {
+                if let Some(info) = self.hash_path(&path, key, proof(pid, at_ns)) {
                     return info;
                 }
             }
@@ -162,7 +176,7 @@ impl Resolver {
     }
 
     /// Opens a path and hashes it if it is the same file; None if it is another file.
-    fn hash_path(&mut self, path: &str, key: &ExeKey) -> Option<ExeInfo> {
+    fn hash_path(&mut self, path: &str, key: &ExeKey, proof: Proof) -> Option<ExeInfo> {
         let resolved = fs::canonicalize(path).ok()?;
         // The path comes from the exec's caller: it may name a FIFO by now.
         let mut file = open_regular(&resolved).ok()?;
@@ -170,6 +184,7 @@ impl Resolver {
             &mut file,
             key,
             Some(resolved.to_string_lossy().into_owned()),
+            proof,
         )
     }
 
@@ -179,12 +194,13 @@ impl Resolver {
         file: &mut File,
         key: &ExeKey,
         path: Option<String>,
+        proof: Proof,
     ) -> Option<ExeInfo> {
         let meta = file.metadata().ok()?;
         if !ExeKey::from_metadata(&meta).same_file(key) {
             return None;
         }
-        Some(match sha256_file(file, key) {
+        Some(match sha256_file(file, key, proof) {
             Ok(digest) => {
                 self.stats.files_hashed += 1;
                 self.stats.bytes_hashed += meta.len();
@@ -221,12 +237,14 @@ mod tests {
             key,
             file: Some(File::open(f.path()).unwrap()),
             path: Some(path.clone()),
+            at_ns: None,
         });
         r.offer(Candidate {
             pid: u32::MAX,
             key,
             file: Some(File::open(f.path()).unwrap()),
             path: None,
+            at_ns: None,
         });
         assert_eq!(
             r.stats().files_hashed,
@@ -234,7 +252,7 @@ mod tests {
             "same unchanged file is hashed once"
         );
         // pid u32::MAX never exists: only the cache can answer.
-        let info = r.resolve(u32::MAX, key);
+        let info = r.resolve(u32::MAX, key, i64::MAX);
         assert_eq!(info.status, ExeStatus::Ok);
         assert_eq!(info.path.as_deref(), Some(path.as_str()));
         assert_eq!(hex::encode(info.sha256.unwrap())[..8], *"ba7816bf");
@@ -255,21 +273,26 @@ mod tests {
             key: wrong,
             file: None,
             path: Some(path.clone()),
+            at_ns: None,
         });
         assert_eq!(
             r.stats().files_hashed,
             0,
             "a path naming another inode is not hashed"
         );
-        assert_eq!(r.resolve(u32::MAX, wrong).status, ExeStatus::Exited);
+        assert_eq!(
+            r.resolve(u32::MAX, wrong, i64::MAX).status,
+            ExeStatus::Exited
+        );
 
         r.offer(Candidate {
             pid: 8,
             key,
             file: None,
             path: Some(path),
+            at_ns: None,
         });
-        assert_eq!(r.resolve(u32::MAX, key).status, ExeStatus::Ok);
+        assert_eq!(r.resolve(u32::MAX, key, i64::MAX).status, ExeStatus::Ok);
     }
 
     #[test]
@@ -285,9 +308,10 @@ mod tests {
             key: stale,
             file: Some(File::open(f.path()).unwrap()),
             path: None,
+            at_ns: None,
         });
         assert_eq!(r.stats().files_hashed, 0);
-        let own = r.resolve(std::process::id(), stale);
+        let own = r.resolve(std::process::id(), stale, i64::MAX);
         // Our own /proc/self/exe is another file, so the answer is not a wrong hash.
         assert_ne!(own.status, ExeStatus::Ok);
         assert!(own.sha256.is_none());
@@ -302,6 +326,6 @@ mod tests {
             ctime_sec: 0,
             ctime_nsec: 0,
         };
-        assert_eq!(r.resolve(2, none).status, ExeStatus::NoExecutable);
+        assert_eq!(r.resolve(2, none, i64::MAX).status, ExeStatus::NoExecutable);
     }
 }
