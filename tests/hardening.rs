@@ -63,7 +63,7 @@ fn sigstop_sigcont_and_strace_do_not_kill_the_recorder() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("events");
-    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-stopped");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-stopped");
     let rec = Recording::start(&out, &[]);
     stop_continue_and_trace(rec.pid());
     let st = Command::new(&copy.path)
@@ -275,7 +275,7 @@ fn raw_and_ping_sockets_are_recorded_when_opened() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("events");
-    let copy = fresh_copy(Path::new(PROBE), tmp.path(), "ph-raw");
+    let copy = settled_copy(Path::new(PROBE), tmp.path(), "ph-raw");
     let cg = TestCgroup::new("hardening-raw");
     let rec = Recording::start(&out, &[]);
     let probes: Vec<String> = ["raw4", "raw6", "icmp:127.0.0.1:0"]

@@ -16,7 +16,7 @@ fn generate_check_and_replay_on_a_real_recording() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("events");
-    let copy = fresh_copy(Path::new(LOADGEN), tmp.path(), "ph-policy");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-policy");
     let rec = Recording::start(&out, &[]);
     run(Command::new(&copy.path).args(["--port", "40050", "--count", "3"]));
     run(Command::new(&copy.path).args([

@@ -128,9 +128,12 @@ pub fn learn(
     map: &dyn MapCore,
     apps: &AppsByHash,
     resolver: &mut Resolver,
-    c: Candidate,
+    mut c: Candidate,
 ) -> Result<Option<u32>> {
     let key = c.key;
+    // The kernel decides by (device, inode, change time): the table can be no surer
+    // than that, so the recorder's settling rule would only leave fresh copies unknown.
+    c.at_ns = None;
     resolver.offer(c);
     let Some(app) = resolver.sha256_of(&key).and_then(|sha| apps.get(&sha)) else {
         return Ok(None);

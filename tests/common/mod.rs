@@ -203,6 +203,18 @@ pub fn fresh_copy(src: &Path, dir: &Path, name: &str) -> Copy {
     }
 }
 
+/// How long after its last change a file's unchanged change time proves its bytes to
+/// the recorder (src/identity/hash.rs, SETTLED_NS), with a margin.
+pub const SETTLE: Duration = Duration::from_millis(2_200);
+
+/// A fresh copy that has settled: a process that runs it and exits before the
+/// recorder hashes it still gets its hash (fresh and unsettled, it gets `modified`).
+pub fn settled_copy(src: &Path, dir: &Path, name: &str) -> Copy {
+    let c = fresh_copy(src, dir, name);
+    std::thread::sleep(SETTLE);
+    c
+}
+
 pub fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(fs::read(path).unwrap()))
 }
