@@ -39,7 +39,7 @@ load() { # $1 = cgroup; connects from one core
 }
 start_enforcer() { # $1 = policy, rest = extra flags; the enforcer runs on core 0
   local policy=$1; shift
-  taskset -c 0 "$PH" enforce "$policy" --cgroup "$CG" "$@" >"$WORK/enf.log" 2>&1 &
+  taskset -c 0 "$PH" enforce "$policy" --cgroup "$CG" --attach-cgroup "$CG" "$@" >"$WORK/enf.log" 2>&1 &
   ENF=$!
   until grep -q " enforcing " "$WORK/enf.log"; do
     kill -0 "$ENF" 2>/dev/null || { cat "$WORK/enf.log" >&2; exit 1; }

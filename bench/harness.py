@@ -232,7 +232,7 @@ def connect_cost(a, cg, work, results):
         log(f"connect cost: pinhole enforce, {rules} rules")
         policy = work / f"p{rules}.toml"
         policy.write_text(sh(["python3", str(ROOT / "bench/policy_of_size.py"), str(rules), str(apps), sha, str(LG), str(CLOSED_PORT)]).stdout)
-        enf = Daemon([PH, "enforce", policy, "--cgroup", cg.test], " enforcing ", work / "enf.log")
+        enf = Daemon([PH, "enforce", policy, "--cgroup", cg.test, "--attach-cgroup", cg.test], " enforcing ", work / "enf.log")
         results[f"enforce_{rules}"] = pairs(n, secs, cg.base, cg.test)
         if rules == 100000:
             results["enforce_100000_listening"] = pairs(n, secs, cg.base, cg.test, listen=True)

@@ -25,6 +25,19 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 generation = 0;
 const volatile __u8 send_allowed = 0;
 
+/*
+ * --cgroup: only calls made by a task under this cgroup (id, and its depth below the
+ * root) are decided, whichever cgroup the socket was created in; 0: every task. The
+ * programs are attached above it (the root), so sockets made elsewhere pass them too.
+ */
+const volatile __u64 scope_cgroup_id = 0;
+const volatile __u32 scope_level = 0;
+
+static __always_inline int out_of_scope(void)
+{
+	return scope_cgroup_id && bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
+}
+
 /* Per app id (0: unknown binaries); sized to the policy before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -167,24 +180,32 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 SEC("cgroup/connect4")
 int enforce_connect4(struct bpf_sock_addr *ctx)
 {
+	if (out_of_scope())
+		return 1;
 	return enforce4(ctx, PINHOLE_HOOK_CONNECT);
 }
 
 SEC("cgroup/connect6")
 int enforce_connect6(struct bpf_sock_addr *ctx)
 {
+	if (out_of_scope())
+		return 1;
 	return enforce6(ctx, PINHOLE_HOOK_CONNECT);
 }
 
 SEC("cgroup/sendmsg4")
 int enforce_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	if (out_of_scope())
+		return 1;
 	return enforce4(ctx, PINHOLE_HOOK_SENDMSG);
 }
 
 SEC("cgroup/sendmsg6")
 int enforce_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	if (out_of_scope())
+		return 1;
 	return enforce6(ctx, PINHOLE_HOOK_SENDMSG);
 }
 
@@ -195,7 +216,7 @@ int enforce_sock_create(struct bpf_sock *sk)
 	struct pending p;
 	struct decision d = {};
 
-	if (sk->type != SOCK_RAW_TYPE)
+	if (sk->type != SOCK_RAW_TYPE || out_of_scope())
 		return 1;
 	start_pending(&p, PINHOLE_HOOK_SOCK_CREATE);
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
@@ -288,7 +309,7 @@ int enforce_setsockopt(struct bpf_sockopt *ctx)
 	struct pending p;
 	struct decision d = {};
 
-	if (!sk || !sets_source_route(ctx))
+	if (!sk || !sets_source_route(ctx) || out_of_scope())
 		return 1;
 	start_pending(&p, PINHOLE_HOOK_SETSOCKOPT);
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
@@ -376,6 +397,8 @@ int enforce_egress(struct __sk_buff *skb)
 		return 1;
 	if ((vihl >> 4) == 4 ? !ipv4_packet_source_routed(skb, vihl) :
 			       (vihl >> 4) != 6 || !ipv6_packet_source_routed(skb))
+		return 1;
+	if (out_of_scope())
 		return 1;
 	start_pending(&p, PINHOLE_HOOK_EGRESS);
 	p.dst.ip_version = vihl >> 4;

@@ -113,6 +113,18 @@ pub fn resolve_cgroup(root: &Path, arg: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A cgroup's id (the inode of its directory) and its depth below the root (level 0),
+/// what `bpf_get_current_ancestor_cgroup_id` compares.
+pub fn cgroup_scope(root: &Path, cgroup: &Path) -> Result<(u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let rel = cgroup
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not under {}", cgroup.display(), root.display()))?;
+    let meta =
+        std::fs::metadata(cgroup).with_context(|| format!("reading {}", cgroup.display()))?;
+    Ok((meta.ino(), rel.components().count() as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

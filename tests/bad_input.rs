@@ -166,6 +166,8 @@ fn policy_paths_naming_a_fifo_or_dev_zero_do_not_hang_enforce() {
             policy.to_str().unwrap(),
             "--cgroup",
             cg.path.to_str().unwrap(),
+            "--attach-cgroup",
+            cg.path.to_str().unwrap(),
             "--duration",
             "1s",
         ],

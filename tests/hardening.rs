@@ -417,3 +417,86 @@ fn recorder_never_logs_the_hash_of_bytes_that_did_not_run() {
     assert_eq!(wrong, 0, "rows attributed to bytes that never ran");
     assert_eq!(right + unproven, 100, "one connect row per run");
 }
+
+/// What `--cgroup` decides: calls made by processes in the cgroup at the time of the
+/// call, whatever cgroup their socket was made in.
+const SOCKET_PATHS: &str = r#"
+import errno, os, socket, sys
+inside, outside, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def move(cg):
+    with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+def attempt(s):
+    try:
+        s.connect(("127.0.0.1", port))
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+# 1. made outside, then its process moved inside
+move(outside)
+s = socket.socket()
+move(inside)
+print(attempt(s))
+# 2. made by a process outside, passed in over a unix socket
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    move(outside)
+    t = socket.socket()
+    socket.send_fds(a, [b"x"], [t.fileno()])
+    os._exit(0)
+os.waitpid(pid, 0)
+_, fds, _, _ = socket.recv_fds(b, 1, 1)
+print(attempt(socket.socket(fileno=fds[0])))
+# 3. made inside, used after its process moved out: not decided
+s3 = socket.socket()
+move(outside)
+print(attempt(s3))
+"#;
+
+#[test]
+fn cgroup_scope_follows_the_caller_not_the_socket() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("deny-unknown.toml");
+    fs::write(
+        &policy,
+        "version = 1\n[defaults]\nunknown_binary = \"deny\"\n",
+    )
+    .unwrap();
+    let parent = TestCgroup::new("hardening-scope");
+    let inside = parent.child("inside");
+    let outside = parent.child("outside");
+    let mut cmd = Command::new(PINHOLE);
+    cmd.arg("enforce")
+        .arg(&policy)
+        .arg("--cgroup")
+        .arg(&inside.path)
+        .arg("--attach-cgroup")
+        .arg(&parent.path);
+    let (mut child, _stderr, log) = spawn_until(cmd, " enforcing ");
+    let out = Command::new("python3")
+        .args(["-c", SOCKET_PATHS])
+        .arg(&inside.path)
+        .arg(&outside.path)
+        .arg("39401")
+        .output()
+        .unwrap();
+    signal(child.id(), libc::SIGINT);
+    let status = child.wait().unwrap();
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        answers,
+        ["EPERM", "EPERM", "ECONNREFUSED"],
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log.join("\n")
+    );
+    assert!(status.success());
+    drop(inside);
+    drop(outside);
+}

@@ -27,6 +27,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Entries of the identity table (file versions holding an app's bytes).
     pub identity_capacity: u32,
+    /// `--cgroup`: decide only callers under this cgroup (id, depth below the root).
+    pub scope: Option<(u64, u32)>,
 }
 
 /// The maps every generation shares.
@@ -73,6 +75,10 @@ pub fn load(
     ro.generation = number;
     ro.force_audit = u8::from(opts.force_audit);
     ro.send_allowed = u8::from(opts.send_allowed);
+    if let Some((id, level)) = opts.scope {
+        ro.scope_cgroup_id = id;
+        ro.scope_level = level;
+    }
     ro.unknown_action = match compiled.unknown_binary {
         UnknownAction::Allow => 0,
         UnknownAction::Deny => 1,

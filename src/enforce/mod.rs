@@ -34,9 +34,15 @@ pub struct EnforceArgs {
     /// Keep enforcing after this process exits (programs pinned in /sys/fs/bpf/pinhole).
     #[arg(long)]
     persist: bool,
-    /// Enforce only in this cgroup-v2 subtree (absolute, or relative to the cgroup-v2 mount).
+    /// Decide only calls made by processes in this cgroup-v2 subtree at the time of the
+    /// call, whichever cgroup their sockets were made in (absolute, or relative to the
+    /// cgroup-v2 mount).
     #[arg(long)]
     cgroup: Option<PathBuf>,
+    /// Where the programs attach (default: the cgroup-v2 root); an ancestor of --cgroup.
+    /// Tests use it to keep every program inside a cgroup they made.
+    #[arg(long, hide = true)]
+    attach_cgroup: Option<PathBuf>,
     /// Stop after this long (e.g. 30s); otherwise run until SIGINT or SIGTERM.
     #[arg(long, value_parser = crate::option_ranges::run_duration)]
     duration: Option<Duration>,

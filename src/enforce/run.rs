@@ -80,7 +80,24 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let cg_root = mounts::cgroup2_root(Path::new("/run/pinhole/cgroup2"))?;
     let target = match &args.cgroup {
         Some(c) => mounts::resolve_cgroup(&cg_root, c)?,
-        None => cg_root,
+        None => cg_root.clone(),
+    };
+    // Programs attach above the scope (the root), so that a socket made outside it and
+    // used by a caller inside still passes them; the scope itself is checked per call.
+    let attach_at = match &args.attach_cgroup {
+        Some(a) => mounts::resolve_cgroup(&cg_root, a)?,
+        None => cg_root.clone(),
+    };
+    if !target.starts_with(&attach_at) {
+        bail!(
+            "--attach-cgroup {} is not an ancestor of --cgroup {}",
+            attach_at.display(),
+            target.display()
+        );
+    }
+    let scope = match target == cg_root {
+        true => None,
+        false => Some(mounts::cgroup_scope(&cg_root, &target)?),
     };
     let takeover = state::has_pins();
     let previous = if takeover {
@@ -128,6 +145,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         send_allowed: args.out.is_some(),
         ring_bytes: crate::record::ring_bytes(args.ring_size)?,
         identity_capacity: args.identity_capacity,
+        scope,
     };
     let shared = match takeover {
         true => Some(pinned_shared()?),
@@ -170,7 +188,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             tracing::info!("took over the persisted enforcer without a gap");
             l
         }
-        false => Links::attach(&gen, &target)?,
+        false => Links::attach(&gen, &attach_at)?,
     };
     if args.persist {
         if let Err(e) = links

@@ -51,7 +51,7 @@ pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
 
 /// Spawns a pinhole command with its log on a reader thread and returns once a log line
 /// contains `ready`, with every line seen so far.
-fn spawn_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<String>, Vec<String>) {
+pub fn spawn_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<String>, Vec<String>) {
     let mut child = cmd
         .env(
             "RUST_LOG",
@@ -297,6 +297,13 @@ impl TestCgroup {
         inode_of(&self.path)
     }
 
+    /// A cgroup below this one; drop it before its parent.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
     /// A command that moves itself into this cgroup, then execs `program`.
     pub fn command(&self, program: &Path) -> Command {
         let mut c = Command::new("sh");
@@ -338,6 +345,9 @@ impl Enforcer {
         cmd.arg("enforce")
             .arg(policy)
             .arg("--cgroup")
+            .arg(&cgroup.path)
+            // Programs attach to the test's cgroup, never to the host's root.
+            .arg("--attach-cgroup")
             .arg(&cgroup.path)
             .args(extra);
         let (child, stderr, log) = spawn_until(cmd, " enforcing ");
