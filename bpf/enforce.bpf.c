@@ -35,6 +35,11 @@ const volatile __u32 scope_level = 0;
 
 static __always_inline int out_of_scope(void)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	/* A kernel worker (an MPTCP subflow) acts for a socket of the attached subtree. */
+	if (task->flags & PF_KTHREAD_FLAG)
+		return 0;
 	return scope_cgroup_id && bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
 }
 
@@ -146,6 +151,18 @@ static __always_inline void start_pending(struct pending *p, __u8 hook)
 	read_exe_identity(bpf_get_current_task_btf(), &p->exe);
 }
 
+/*
+ * An MPTCP subflow opened by the kernel (kernel_mptcp_subflow in sock_addr.h) goes to
+ * an address the peer chose and no policy saw: it is refused unless the run is in
+ * audit mode, and the connection goes on over its first subflow.
+ */
+static __always_inline int decide_subflow(struct pending *p, struct decision *d, __u64 cookie)
+{
+	p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
+	d->verdict = force_audit ? PINHOLE_VERDICT_WOULD_DENY : PINHOLE_VERDICT_DENIED;
+	return conclude(p, d, cookie);
+}
+
 static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct pending p;
@@ -153,6 +170,8 @@ static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 
 	start_pending(&p, hook);
 	read_dst4(ctx, &p.dst);
+	if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
+		return decide_subflow(&p, &d, bpf_get_socket_cookie(ctx));
 	decide_connect(&p.exe, p.dst.protocol, PINHOLE_FAMILY_V4, p.dst.addr, p.dst.port, &d);
 	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
 }
@@ -166,6 +185,8 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 
 	start_pending(&p, hook);
 	read_dst6(ctx, &p.dst);
+	if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
+		return decide_subflow(&p, &d, bpf_get_socket_cookie(ctx));
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
 	if (p.dst.addr[0] == 0 && p.dst.addr[1] == 0 && p.dst.addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;

@@ -68,12 +68,18 @@ struct nsproxy {
 };
 
 struct task_struct {
+	unsigned int flags;
 	int pid;
 	int tgid;
 	char comm[16];
 	struct task_struct *real_parent;
 	struct mm_struct *mm;
 	struct nsproxy *nsproxy;
+};
+
+/* Only what tells an MPTCP subflow from a plain TCP socket. */
+struct tcp_sock {
+	_Bool is_mptcp;
 };
 
 struct seq_file;

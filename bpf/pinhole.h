@@ -16,6 +16,7 @@ enum pinhole_hook {
 	PINHOLE_HOOK_SOCK_CREATE = 3, /* a raw socket being opened (enforcer only) */
 	PINHOLE_HOOK_SETSOCKOPT = 4, /* a source route being set (enforcer only) */
 	PINHOLE_HOOK_EGRESS = 5, /* a packet carrying a source route (enforcer only) */
+	PINHOLE_HOOK_MPTCP_SUBFLOW = 6, /* a subflow the kernel opens for an MPTCP connection */
 };
 
 /* What the program decided; the recorder only ever observes. */

@@ -40,6 +40,8 @@ static __always_inline int record4(struct bpf_sock_addr *ctx, __u8 hook)
 
 	if (e) {
 		read_dst4(ctx, &e->dst);
+		if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
+			e->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -51,6 +53,8 @@ static __always_inline int record6(struct bpf_sock_addr *ctx, __u8 hook)
 
 	if (e) {
 		read_dst6(ctx, &e->dst);
+		if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
+			e->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;

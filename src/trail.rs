@@ -114,6 +114,7 @@ impl<'s> Writer<'s> {
                 3 => Hook::SockCreate,
                 4 => Hook::Setsockopt,
                 5 => Hook::Egress,
+                6 => Hook::MptcpSubflow,
                 _ => Hook::Connect,
             },
             verdict: verdict(e.verdict),

@@ -500,3 +500,73 @@ fn cgroup_scope_follows_the_caller_not_the_socket() {
     drop(inside);
     drop(outside);
 }
+
+/// An MPTCP client whose server advertises a second address (127.0.0.2): the kernel
+/// opens a subflow there from a worker thread, unless refused.
+const MPTCP: &str = r#"
+import socket, threading, time
+IPPROTO_MPTCP = 262
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 39501))
+srv.listen()
+def serve():
+    c, _ = srv.accept()
+    data = b""
+    while len(data) < 100000:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(str(len(data)).encode())
+    c.close()
+threading.Thread(target=serve, daemon=True).start()
+cl = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+cl.connect(("127.0.0.1", 39501))
+time.sleep(1)
+cl.sendall(b"x" * 100000)
+print(cl.recv(100).decode())
+"#;
+
+#[test]
+fn mptcp_subflows_opened_by_the_kernel_are_refused_and_recorded() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("empty.toml");
+    fs::write(&policy, "version = 1\n").unwrap();
+    let out = tmp.path().join("trail");
+    let cg = TestCgroup::new("hardening-mptcp");
+    let enf = Enforcer::start(&policy, &cg, &["--out", out.to_str().unwrap()]);
+    let script = "ip link set lo up; ip addr add 127.0.0.2/8 dev lo; \
+                  ip mptcp limits set subflows 2 add_addr_accepted 2; \
+                  ip mptcp endpoint add 127.0.0.2 dev lo signal; exec python3 -c \"$1\"";
+    let o = cg
+        .command(Path::new("unshare"))
+        .args(["-n", "sh", "-c", script, "sh", MPTCP])
+        .output()
+        .unwrap();
+    // The connection goes on over its first subflow.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "100000",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (status, log) = enf.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&out);
+    let subflows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["hook"] == "mptcp_subflow")
+        .collect();
+    assert!(!subflows.is_empty(), "no subflow decision: {log}");
+    assert!(
+        subflows.iter().all(|r| r["verdict"] == "denied"),
+        "{subflows:?}"
+    );
+    assert!(
+        subflows.iter().any(|r| r["dst_addr"] == "127.0.0.2"),
+        "{subflows:?}"
+    );
+}

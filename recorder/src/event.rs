@@ -97,6 +97,8 @@ pub enum Hook {
     Setsockopt,
     /// The enforcer deciding a packet that carries a source route set another way.
     Egress,
+    /// A subflow the kernel opened for an MPTCP connection (from a kernel worker).
+    MptcpSubflow,
 }
 
 impl Hook {
@@ -107,6 +109,7 @@ impl Hook {
             Hook::SockCreate => "sock_create",
             Hook::Setsockopt => "setsockopt",
             Hook::Egress => "egress",
+            Hook::MptcpSubflow => "mptcp_subflow",
         }
     }
 }

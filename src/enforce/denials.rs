@@ -43,6 +43,7 @@ impl DenialLog {
                 3 => "raw socket ",
                 4 => "source route (setsockopt) ",
                 5 => "source-routed packet to first hop ",
+                6 => "MPTCP subflow opened by the kernel to ",
                 _ => "",
             };
             let fields = format!(
