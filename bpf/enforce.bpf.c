@@ -35,12 +35,15 @@ const volatile __u32 scope_level = 0;
 
 static __always_inline int out_of_scope(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task;
 
+	if (!scope_cgroup_id)
+		return 0;
 	/* A kernel worker (an MPTCP subflow) acts for a socket of the attached subtree. */
+	task = bpf_get_current_task_btf();
 	if (task->flags & PF_KTHREAD_FLAG)
 		return 0;
-	return scope_cgroup_id && bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
+	return bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
 }
 
 /* Per app id (0: unknown binaries); sized to the policy before load. */
