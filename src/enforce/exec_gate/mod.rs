@@ -171,6 +171,7 @@ impl Drop for ExecGate {
 /// names) until the hash is done, whoever answered.
 struct Held {
     slot: usize,
+    token: shared::Token,
     file: File,
     key: ExeKey,
 }
@@ -191,13 +192,13 @@ fn serve(fan: &Fanotify, shared: &SharedMap, target: &Mutex<Target>, stop: &Atom
         for _ in 0..HASHERS {
             s.spawn(|| hasher(fan, shared, target, &queue));
         }
-        let mut deadlines: Vec<(Instant, usize)> = Vec::new();
+        let mut deadlines: Vec<(Instant, usize, shared::Token)> = Vec::new();
         while !stop.load(Ordering::Acquire) {
             g.beat();
             let now = Instant::now();
             let wait = deadlines
                 .iter()
-                .map(|(d, _)| d.saturating_duration_since(now))
+                .map(|(d, _, _)| d.saturating_duration_since(now))
                 .min()
                 .unwrap_or(ROUND)
                 .min(ROUND);
@@ -216,18 +217,18 @@ fn serve(fan: &Fanotify, shared: &SharedMap, target: &Mutex<Target>, stop: &Atom
                 }
             }
             let now = Instant::now();
-            deadlines.retain(|&(due, slot)| {
+            deadlines.retain(|&(due, slot, token)| {
                 if due > now {
                     return true;
                 }
-                if let Some(fd) = g.take(slot) {
+                if let Some(fd) = g.take(slot, token) {
                     allow(fan, fd);
                 }
                 false
             });
         }
-        for (_, slot) in deadlines {
-            if let Some(fd) = g.take(slot) {
+        for (_, slot, token) in deadlines {
+            if let Some(fd) = g.take(slot, token) {
                 allow(fan, fd);
             }
         }
@@ -241,7 +242,7 @@ fn admit(
     g: &shared::GateShared,
     target: &Mutex<Target>,
     jobs: &Sender<Held>,
-    deadlines: &mut Vec<(Instant, usize)>,
+    deadlines: &mut Vec<(Instant, usize, shared::Token)>,
     file: File,
 ) {
     let fd = file.as_raw_fd();
@@ -252,12 +253,17 @@ fn admit(
     if !lock(target).must_hold(&key, meta.len()) {
         return allow(fan, fd);
     }
-    let Some(slot) = g.hold(fd) else {
+    let Some((slot, token)) = g.hold(fd) else {
         return allow(fan, fd);
     };
-    deadlines.push((Instant::now() + HOLD, slot));
-    if let Err(mpsc::SendError(h)) = jobs.send(Held { slot, file, key }) {
-        if let Some(fd) = g.take(h.slot) {
+    deadlines.push((Instant::now() + HOLD, slot, token));
+    if let Err(mpsc::SendError(h)) = jobs.send(Held {
+        slot,
+        token,
+        file,
+        key,
+    }) {
+        if let Some(fd) = g.take(h.slot, h.token) {
             allow(fan, fd);
         }
     }
@@ -273,7 +279,7 @@ fn hasher(
         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(mut held) = job else { return };
         learn(&mut held.file, &held.key, target);
-        if let Some(fd) = shared.get().take(held.slot) {
+        if let Some(fd) = shared.get().take(held.slot, held.token) {
             allow(fan, fd);
         }
     }
@@ -285,8 +291,12 @@ fn learn(file: &mut File, key: &ExeKey, target: &Mutex<Target>) {
         return;
     }
     // The key was read from the file just now: no witness is needed.
-    let Ok(sha) = sha256_file(file, key, Default::default()) else {
-        return;
+    let sha = match sha256_file(file, key, Default::default()) {
+        Ok(sha) => sha,
+        Err(e) => {
+            tracing::debug!(?key, "exec gate: not hashed: {e:?}");
+            return;
+        }
     };
     let mut t = lock(target);
     if t.hashed.len() >= MAX_REMEMBERED {

@@ -108,7 +108,7 @@ pub fn run(args: WatchdogArgs) -> Result<()> {
             stalled = true;
         }
         for slot in g.slots() {
-            if let Some(fd) = g.take(slot) {
+            if let Some(fd) = g.take_any(slot) {
                 allow(&fan, fd);
                 g.released.fetch_add(1, Ordering::Relaxed);
             }
