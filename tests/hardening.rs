@@ -34,6 +34,14 @@ fn exec_time(program: &Path) -> Duration {
     t.elapsed()
 }
 
+/// A safety net: whatever happens meanwhile, `pid` runs again after `delay`.
+fn continue_within(pid: u32, delay: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        signal(pid, libc::SIGCONT);
+    })
+}
+
 /// Stops and continues `pid` five times, then has strace attach to and detach from it.
 fn stop_continue_and_trace(pid: u32) {
     for _ in 0..5 {
@@ -109,11 +117,7 @@ fn sigstop_sigcont_and_strace_do_not_kill_the_enforcer() {
     let cg = TestCgroup::new("hardening-stop");
     let enf = Enforcer::start(&policy, &cg, &[]);
     let pid = enf.pid();
-    // A safety net: whatever happens below, the enforcer runs again within 5 s.
-    let net = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(5));
-        signal(pid, libc::SIGCONT);
-    });
+    let net = continue_within(pid, Duration::from_secs(5));
     stop_continue_and_trace(pid);
     net.join().unwrap();
     let answers = probe_in(&cg, &exe, &["tcp:127.0.0.1:39211", "tcp:127.0.0.1:39212"]);
@@ -131,10 +135,7 @@ fn exec_gate_a_stopped_enforcer_does_not_freeze_execs() {
     let cg = TestCgroup::new("hardening-gate");
     let enf = Enforcer::start(&policy, &cg, &[]);
     let pid = enf.pid();
-    let net = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(5));
-        signal(pid, libc::SIGCONT);
-    });
+    let net = continue_within(pid, Duration::from_secs(5));
     signal(pid, libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(state(pid), 'T');

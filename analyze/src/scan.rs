@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
+use pinhole_recorder::event::hook_has_destination;
 use rustc_hash::FxHashMap;
 
 use crate::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
@@ -130,7 +131,7 @@ impl FileScan {
         // or an enforcer's source-route decision, is counted apart.
         let to_destination: Vec<bool> = hook_names
             .iter()
-            .map(|&id| matches!(self.strings[id as usize].as_str(), "connect" | "sendmsg"))
+            .map(|&id| hook_has_destination(&self.strings[id as usize]))
             .collect();
         let hook_keys = batch
             .column_by_name("hook")

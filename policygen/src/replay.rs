@@ -12,6 +12,7 @@ use arrow_array::Array;
 use pinhole_analyze::dataset::{dataset_files, read_columns};
 use pinhole_analyze::guard::decode_guarded;
 use pinhole_analyze::{AnalyzeError, Filter};
+use pinhole_recorder::event::hook_has_destination;
 
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
@@ -130,12 +131,7 @@ fn replay_file(
         let hook = batch.column(5).as_dictionary::<Int32Type>();
         // Only connects and sends have a destination to replay.
         let to_destination: Vec<bool> = (0..hook.values().len())
-            .map(|k| {
-                matches!(
-                    hook.values().as_string::<i32>().value(k),
-                    "connect" | "sendmsg"
-                )
-            })
+            .map(|k| hook_has_destination(hook.values().as_string::<i32>().value(k)))
             .collect();
         for i in 0..batch.num_rows() {
             if hook.is_valid(i) && !to_destination[hook.keys().value(i) as usize] {

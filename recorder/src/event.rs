@@ -101,6 +101,12 @@ pub enum Hook {
     MptcpSubflow,
 }
 
+/// Whether rows of the hook named `name` have a destination: connects and sends do; a
+/// socket being opened, a source route or a subflow decision is counted apart.
+pub fn hook_has_destination(name: &str) -> bool {
+    matches!(name, "connect" | "sendmsg")
+}
+
 impl Hook {
     pub fn as_str(self) -> &'static str {
         match self {
