@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -570,4 +571,106 @@ fn mptcp_subflows_opened_by_the_kernel_are_refused_and_recorded() {
         subflows.iter().any(|r| r["dst_addr"] == "127.0.0.2"),
         "{subflows:?}"
     );
+}
+
+/// An ext4 filesystem with 128-byte inodes (one-second timestamps) on a loop device,
+/// unmounted when dropped.
+struct CoarseExt4 {
+    dir: tempfile::TempDir,
+}
+
+impl CoarseExt4 {
+    fn mount() -> CoarseExt4 {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-I", "128"])
+            .arg(&image));
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        CoarseExt4 { dir }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for CoarseExt4 {
+    fn drop(&mut self) {
+        Command::new("umount").arg(self.path()).status().ok();
+    }
+}
+
+/// Waits for the start of a wall-clock second, so that what follows shares its stamp.
+fn at_a_second_start() {
+    let sub = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    std::thread::sleep(Duration::from_nanos(
+        u64::from(1_000_000_000 - sub) + 5_000_000,
+    ));
+}
+
+/// Regression (finding 6): on ext4 with one-second timestamps, a copy of an app run and
+/// then rewritten with other bytes within the same second kept (device, inode, ctime),
+/// and with it the app's identity: the rewritten bytes were allowed as the app.
+#[test]
+fn identity_on_one_second_timestamps_a_same_second_rewrite_is_not_the_app() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let coarse = CoarseExt4::mount();
+    let (_, policy) = probe_policy(tmp.path());
+    let text = fs::read_to_string(&policy).unwrap();
+    fs::write(
+        &policy,
+        format!(
+            "version = 1\n[defaults]\nunknown_binary = \"deny\"\n{}",
+            &text[12..]
+        ),
+    )
+    .unwrap();
+    let cg = TestCgroup::new("hardening-coarse");
+    let enf = Enforcer::start(&policy, &cg, &[]);
+    let probes = ["tcp:127.0.0.1:39211"];
+    let original = fs::read(PROBE).unwrap();
+    let (mut tried, mut allowed_rewrites) = (0, 0);
+    for i in 0..5u8 {
+        let path = coarse.path().join(format!("app-{i}"));
+        at_a_second_start();
+        fs::copy(PROBE, &path).unwrap();
+        let stamp = fs::metadata(&path).unwrap().ctime();
+        // The app's bytes run first (held by the exec gate, hashed, perhaps known).
+        probe_in(&cg, &path, &probes);
+        let mut evil = original.clone();
+        evil.extend_from_slice(&[i, 0xee]);
+        fs::write(&path, &evil).unwrap();
+        if fs::metadata(&path).unwrap().ctime() != stamp {
+            continue; // The second ended meanwhile: not the case under test.
+        }
+        tried += 1;
+        if probe_in(&cg, &path, &probes) != ["EPERM"] {
+            allowed_rewrites += 1;
+        }
+        // Once settled, the rewritten file is still not the app.
+        std::thread::sleep(SETTLE);
+        assert_eq!(probe_in(&cg, &path, &probes), ["EPERM"], "run {i}, settled");
+    }
+    assert!(
+        tried >= 3,
+        "only {tried} of 5 runs stayed within one second"
+    );
+    assert_eq!(allowed_rewrites, 0, "rewritten bytes allowed as the app");
+    // The app itself still works from this filesystem once its copy has settled.
+    let good = settled_copy(Path::new(PROBE), &coarse.path(), "app-good");
+    assert_eq!(probe_in(&cg, &good.path, &probes), ["ECONNREFUSED"]);
+    let (status, log) = enf.stop();
+    assert!(status.success(), "{log}");
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Result;
 use libbpf_rs::MapCore;
@@ -13,7 +14,7 @@ use pinhole_policygen::compile::Compiled;
 use pinhole_recorder::regular::open_regular;
 
 use super::tables::set_identity;
-use crate::identity::{Candidate, ExeKey, Resolver};
+use crate::identity::{until_lasting, Candidate, ExeKey, Resolver};
 
 /// App ids by hash, for one compiled policy.
 #[derive(Clone)]
@@ -57,9 +58,14 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
             let Ok(meta) = file.metadata() else { continue };
             // The policy's own files keep their identity whatever else is executed.
             super::tables::protect_identities([(meta.dev(), meta.ino())]);
+            let key = ExeKey::from_metadata(&meta);
+            // Installed moments ago: wait (seconds at most) until a rewrite would show.
+            if let Some(wait) = until_lasting(&key) {
+                std::thread::sleep(wait);
+            }
             resolver.offer(Candidate {
                 pid: 0,
-                key: ExeKey::from_metadata(&meta),
+                key,
                 file: Some(file),
                 path: Some(path.clone()),
                 at_ns: None,
@@ -123,21 +129,58 @@ pub fn report_seeding(c: &Compiled, per_app: &HashMap<u32, usize>) {
 }
 
 /// Hashes an executable the kernel reported and, if its bytes are an app, tells the
-/// kernel. Returns the app id it was recognised as.
+/// kernel. Returns the app id it was recognised as. Only a lasting identity enters
+/// the table (`identity::hash`): a file changed moments ago waits in `unsettled`.
 pub fn learn(
     map: &dyn MapCore,
     apps: &AppsByHash,
     resolver: &mut Resolver,
+    unsettled: &mut Unsettled,
     mut c: Candidate,
 ) -> Result<Option<u32>> {
     let key = c.key;
-    // The kernel decides by (device, inode, change time): the table can be no surer
-    // than that, so the recorder's settling rule would only leave fresh copies unknown.
+    // The kernel decides by (device, inode, change time) from now on: what matters is
+    // what the file holds now, not what an event saw.
     c.at_ns = None;
+    match until_lasting(&key) {
+        None => return Ok(None),
+        Some(wait) if !wait.is_zero() => {
+            unsettled.push(Instant::now() + wait, c);
+            return Ok(None);
+        }
+        Some(_) => {}
+    }
     resolver.offer(c);
     let Some(app) = resolver.sha256_of(&key).and_then(|sha| apps.get(&sha)) else {
         return Ok(None);
     };
     set_identity(map, &key, app)?;
     Ok(Some(app))
+}
+
+/// Executables reported while their change time was too fresh to be lasting, kept
+/// open (so the file is the one that ran) until it is.
+#[derive(Default)]
+pub struct Unsettled(Vec<(Instant, Candidate)>);
+
+/// Bound on files waiting to settle; past it the newest are not kept (the exec gate,
+/// where there is one, still learns them).
+const MAX_UNSETTLED: usize = 4_096;
+
+impl Unsettled {
+    fn push(&mut self, due: Instant, c: Candidate) {
+        if self.0.len() < MAX_UNSETTLED {
+            self.0.push((due, c));
+        }
+    }
+
+    /// The candidates whose time has come.
+    pub fn due(&mut self) -> Vec<Candidate> {
+        let now = Instant::now();
+        let (ready, waiting) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(due, _)| *due <= now);
+        self.0 = waiting;
+        ready.into_iter().map(|(_, c)| c).collect()
+    }
 }

@@ -248,6 +248,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         let _stop_poller = StopOnDrop(poll_stop);
         let mut writer = sink.as_mut().map(Writer::new);
         let mut denials = DenialLog::default();
+        let mut unsettled = identities::Unsettled::default();
         let mut status = StatusLine::new("enforcing");
         let mut attached = true;
         let mut result = Ok(());
@@ -255,8 +256,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Captured::Exec(c)) => {
-                    if let Err(e) =
-                        identities::learn(&current.skel.maps.identities, &apps, &mut resolver, c)
+                    let map = &current.skel.maps.identities;
+                    if let Err(e) = identities::learn(map, &apps, &mut resolver, &mut unsettled, c)
                     {
                         tracing::warn!("{e:#}");
                     }
@@ -272,6 +273,12 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            for c in unsettled.due() {
+                let map = &current.skel.maps.identities;
+                if let Err(e) = identities::learn(map, &apps, &mut resolver, &mut unsettled, c) {
+                    tracing::warn!("{e:#}");
+                }
             }
             let now = Instant::now();
             if reload.swap(false, Ordering::AcqRel) && attached {

@@ -1,10 +1,12 @@
-//! SHA-256 of an open executable, checked against the identity the kernel reported.
+//! SHA-256 of an open executable, checked against the identity the kernel reported,
+//! and whether that identity can ever name other bytes later.
 
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::key::ExeKey;
 
@@ -16,7 +18,7 @@ pub enum HashError {
 }
 
 /// Whether the process `pid` runs the file `key` names (device and inode).
-fn runs(pid: u32, key: &ExeKey) -> bool {
+pub(crate) fn runs(pid: u32, key: &ExeKey) -> bool {
     std::fs::metadata(format!("/proc/{pid}/exe"))
         .is_ok_and(|m| ExeKey::from_metadata(&m).same_file(key))
 }
@@ -53,13 +55,131 @@ fn unchanged_since(m: &Metadata, key: &ExeKey, proof: Proof) -> bool {
         && ((now == *key && settled) || proof.witness.is_some_and(|pid| runs(pid, key)))
 }
 
+/// A file's digest, and whether its identity is lasting: no later version of the file
+/// can have the same (device, inode, change time). Only a lasting identity may stand
+/// for these bytes beyond the event at hand (a cache, the enforcer's kernel table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub sha256: [u8; 32],
+    pub lasting: bool,
+}
+
+/// The wall clock the kernel stamps change times from (the coarse one), in Unix ns.
+fn coarse_now_ns() -> i64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; the clock id is valid on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// How often the coarse clock moves (a scheduler tick).
+fn coarse_tick_ns() -> i64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as above.
+    unsafe { libc::clock_getres(libc::CLOCK_REALTIME_COARSE, &mut t) };
+    (t.tv_sec * 1_000_000_000 + t.tv_nsec).clamp(1_000_000, 100_000_000)
+}
+
+/// How far past a change time the coarse clock must be before any later write is
+/// sure to get another stamp: past the stamp itself where times have sub-second
+/// precision, two seconds where they have none (ext4 with 128-byte inodes stores
+/// seconds; other such filesystems have two-second steps).
+fn lasting_after_ns(key: &ExeKey) -> i64 {
+    let stamp = key.ctime_sec * 1_000_000_000 + i64::from(key.ctime_nsec);
+    if key.ctime_nsec == 0 {
+        stamp + 2_000_000_000
+    } else {
+        stamp + 1
+    }
+}
+
+/// The longest wait `until_lasting` allows for: a change time later than this is in
+/// the future (the clock was set back).
+const LASTING_WAIT_MAX_NS: i64 = 3_000_000_000;
+
+/// How long until a file changed at `key`'s change time can have a lasting identity;
+/// None for a change time in the future: such a file is trusted once it changes again.
+pub fn until_lasting(key: &ExeKey) -> Option<std::time::Duration> {
+    let wait = lasting_after_ns(key) - coarse_now_ns();
+    // The coarse clock moves a tick at a time: one more tick is sure to have passed.
+    let wait = if wait > 0 { wait + coarse_tick_ns() } else { 0 };
+    (wait <= LASTING_WAIT_MAX_NS).then(|| std::time::Duration::from_nanos(wait as u64))
+}
+
+/// A read lease on a file: the kernel grants it only while nobody has the file open
+/// for writing, and breaks it when someone opens it for writing (or truncates it).
+/// Held across hashing, it shows that no write was under way or started meanwhile:
+/// a write already in progress set its change time when it began, and would go on
+/// changing bytes under an unchanged stamp.
+struct ReadLease<'a> {
+    file: &'a File,
+    /// False where the filesystem has no leases (then only the stamp is evidence).
+    held: bool,
+}
+
+enum LeaseOutcome<'a> {
+    Taken(ReadLease<'a>),
+    /// The file is open for writing right now.
+    Writers,
+}
+
+impl<'a> ReadLease<'a> {
+    fn take(file: &'a File) -> LeaseOutcome<'a> {
+        ignore_lease_breaks();
+        // SAFETY: fcntl on a descriptor `file` owns.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+        if r == 0 {
+            return LeaseOutcome::Taken(ReadLease { file, held: true });
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => LeaseOutcome::Writers,
+            _ => LeaseOutcome::Taken(ReadLease { file, held: false }),
+        }
+    }
+
+    /// Whether the lease is still whole (nobody opened the file for writing meanwhile).
+    fn unbroken(&self) -> bool {
+        // SAFETY: as above.
+        !self.held
+            || unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) } == libc::F_RDLCK
+    }
+}
+
+impl Drop for ReadLease<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            // SAFETY: as above; releasing lets a waiting writer go on at once.
+            unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        }
+    }
+}
+
+/// A broken lease is signalled with SIGIO, whose default action ends the process;
+/// the lease is checked by asking instead.
+fn ignore_lease_breaks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: setting a signal's disposition to ignore has no handler to race.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    });
+}
+
 /// Hashes `file` only if its bytes can be shown to be those the kernel saw as
 /// `expected`, before and after reading: a digest never describes other bytes than ran.
-pub fn sha256_file(
-    file: &mut File,
-    expected: &ExeKey,
-    proof: Proof,
-) -> Result<[u8; 32], HashError> {
+pub fn sha256_file(file: &mut File, expected: &ExeKey, proof: Proof) -> Result<Digest, HashError> {
+    // Read before anything else: a write after this instant gets a later stamp
+    // once the stamp is old enough (see `lasting_after_ns`).
+    let started = coarse_now_ns();
+    let lease = match ReadLease::take(file) {
+        LeaseOutcome::Taken(l) => Some(l),
+        LeaseOutcome::Writers => None,
+    };
     let before = file.metadata().map_err(HashError::Io)?;
     if !unchanged_since(&before, expected, proof) {
         return Err(HashError::Changed);
@@ -88,30 +208,41 @@ pub fn sha256_file(
     {
         return Err(HashError::Changed);
     }
-    Ok(hasher.finalize().into())
+    let lasting =
+        started >= lasting_after_ns(expected) && lease.as_ref().is_some_and(ReadLease::unbroken);
+    Ok(Digest {
+        sha256: hasher.finalize().into(),
+        lasting,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::key::temp_file_with;
+    use crate::identity::key::{settled_temp_file_with, temp_file_with};
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
     #[test]
     fn digest_matches_known_vector() {
         let (f, key) = temp_file_with(b"abc");
-        let d = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default()).unwrap();
-        assert_eq!(hex::encode(d), ABC);
+        let d = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default()).unwrap();
+        assert_eq!(hex::encode(d.sha256), ABC);
     }
 
     #[test]
     fn a_write_after_the_event_is_refused() {
         let (f, key) = temp_file_with(b"abc");
         std::thread::sleep(std::time::Duration::from_millis(10));
-        f.as_file().write_all(b"def").unwrap();
-        let r = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .write_all(b"def")
+            .unwrap();
+        let r = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default());
         assert!(matches!(r, Err(HashError::Changed)));
     }
 
@@ -119,16 +250,13 @@ mod tests {
     #[test]
     fn a_rewrite_with_mtime_restored_is_refused() {
         let (f, key) = temp_file_with(b"abc");
-        let mtime = f.as_file().metadata().unwrap().modified().unwrap();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
-        let mut w = std::fs::OpenOptions::new()
-            .write(true)
-            .open(f.path())
-            .unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
         w.write_all(b"xyz").unwrap();
         w.set_times(std::fs::FileTimes::new().set_modified(mtime))
             .unwrap();
-        let r = sha256_file(&mut File::open(f.path()).unwrap(), &key, Proof::default());
+        let r = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default());
         assert!(matches!(r, Err(HashError::Changed)));
     }
 
@@ -161,8 +289,10 @@ mod tests {
         };
         // The running process vouches: the kernel refuses writes to a file it executes.
         assert_eq!(
-            sha256_file(&mut open, &key, witness(child.id())).unwrap(),
-            want
+            sha256_file(&mut open, &key, witness(child.id()))
+                .unwrap()
+                .sha256,
+            want.sha256
         );
         child.kill().unwrap();
         child.wait().unwrap();
@@ -191,15 +321,84 @@ mod tests {
             witness: None,
             event_ns: Some(changed + SETTLED_NS),
         };
-        let mut file = File::open(f.path()).unwrap();
+        let mut file = File::open(&f).unwrap();
         assert!(matches!(
             sha256_file(&mut file, &key, soon),
             Err(HashError::Changed)
         ));
         assert_eq!(
-            hex::encode(sha256_file(&mut file, &key, later).unwrap()),
+            hex::encode(sha256_file(&mut file, &key, later).unwrap().sha256),
             ABC
         );
+    }
+
+    /// Regression (finding 6): with one-second stamps a rewrite in the same second keeps
+    /// (device, inode, ctime); such a key lasts only once the clock is two seconds on.
+    #[test]
+    fn a_key_without_subsecond_time_lasts_only_seconds_after_its_change() {
+        let now = coarse_now_ns();
+        let coarse = ExeKey {
+            dev: 1,
+            ino: 1,
+            ctime_sec: now / 1_000_000_000,
+            ctime_nsec: 0,
+        };
+        assert!(until_lasting(&coarse).unwrap() > std::time::Duration::from_millis(900));
+        let precise = ExeKey {
+            ctime_nsec: 1,
+            ..coarse
+        };
+        assert!(lasting_after_ns(&precise) < lasting_after_ns(&coarse));
+        let old = ExeKey {
+            ctime_sec: coarse.ctime_sec - 3,
+            ..coarse
+        };
+        assert_eq!(until_lasting(&old), Some(std::time::Duration::ZERO));
+        let future = ExeKey {
+            ctime_sec: coarse.ctime_sec + 60,
+            ..coarse
+        };
+        assert_eq!(until_lasting(&future), None);
+    }
+
+    #[test]
+    fn an_old_stamp_on_an_idle_file_is_lasting() {
+        let (f, key) = settled_temp_file_with(b"abc");
+        let d = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default()).unwrap();
+        assert!(d.lasting);
+    }
+
+    /// A write under way when hashing began set the stamp when it began: the bytes
+    /// may still change under it, so the digest is good for now but not lasting.
+    #[test]
+    fn a_file_open_for_writing_is_not_lasting() {
+        let (f, key) = settled_temp_file_with(b"abc");
+        let writer = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        let d = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default()).unwrap();
+        assert!(!d.lasting);
+        drop(writer);
+        let d = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default()).unwrap();
+        assert!(d.lasting, "lasting again once the writer has gone");
+    }
+
+    #[test]
+    fn an_open_for_writing_while_hashing_breaks_the_lease() {
+        let (f, _) = settled_temp_file_with(b"abc");
+        let file = File::open(&f).unwrap();
+        let LeaseOutcome::Taken(lease) = ReadLease::take(&file) else {
+            panic!("no writers, yet no lease");
+        };
+        assert!(lease.held && lease.unbroken());
+        let attempt = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&f);
+        assert_eq!(
+            attempt.unwrap_err().raw_os_error(),
+            Some(libc::EWOULDBLOCK),
+            "the writer waits for the lease"
+        );
+        assert!(!lease.unbroken());
     }
 
     #[test]
@@ -210,7 +409,7 @@ mod tests {
             ..key
         };
         assert!(matches!(
-            sha256_file(&mut File::open(f.path()).unwrap(), &other, Proof::default()),
+            sha256_file(&mut File::open(&f).unwrap(), &other, Proof::default()),
             Err(HashError::Changed)
         ));
     }

@@ -44,13 +44,25 @@ impl ExeKey {
     }
 }
 
-/// A temporary file holding `bytes`, and its identity (for tests).
+/// A temporary file holding `bytes` (closed: nobody has it open for writing), and its
+/// identity (for tests).
 #[cfg(test)]
-pub(crate) fn temp_file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, ExeKey) {
+pub(crate) fn temp_file_with(bytes: &[u8]) -> (tempfile::TempPath, ExeKey) {
     use std::io::Write;
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(bytes).unwrap();
     let key = ExeKey::from_metadata(&f.as_file().metadata().unwrap());
+    (f.into_temp_path(), key)
+}
+
+/// As `temp_file_with`, once the clock has moved past its change time: its identity
+/// is lasting (`identity::hash`).
+#[cfg(test)]
+pub(crate) fn settled_temp_file_with(bytes: &[u8]) -> (tempfile::TempPath, ExeKey) {
+    let (f, key) = temp_file_with(bytes);
+    std::thread::sleep(
+        super::hash::until_lasting(&key).unwrap() + std::time::Duration::from_millis(20),
+    );
     (f, key)
 }
 

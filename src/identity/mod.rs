@@ -6,7 +6,7 @@ mod key;
 mod resolver;
 
 pub use exec_watch::{mark_exec_filesystems, ExecWatch};
-pub use hash::sha256_file;
+pub use hash::{sha256_file, until_lasting};
 pub use key::{user_dev_to_kernel, ExeKey};
 pub use resolver::{Candidate, Resolver};
 
@@ -23,7 +23,7 @@ pub fn print_hashes(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
         let key = ExeKey::from_metadata(&meta);
         let digest = sha256_file(&mut file, &key, Default::default())
             .map_err(|e| anyhow::anyhow!("hashing {}: {e:?}", path.display()))?;
-        println!("{}  {}", hex::encode(digest), path.display());
+        println!("{}  {}", hex::encode(digest.sha256), path.display());
     }
     Ok(())
 }

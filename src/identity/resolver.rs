@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pinhole_recorder::regular::open_regular;
 use pinhole_recorder::ExeStatus;
 
-use super::hash::{sha256_file, HashError, Proof};
+use super::hash::{runs, sha256_file, HashError, Proof};
 use super::key::ExeKey;
 
 /// What vouches for an executable reported by `pid`'s event at `at_ns` (pid 0: a
@@ -71,7 +71,12 @@ const MAX_SIZES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct Resolver {
+    /// Digests of lasting identities: no other bytes can ever have these keys.
     cache: HashMap<ExeKey, Arc<ExeInfo>>,
+    /// Digests vouched for only by the process that runs the file (a file changed so
+    /// recently that a rewrite could keep its key): good for that process's events
+    /// while it runs the file, rehashed for anyone else.
+    provisional: HashMap<ExeKey, (u32, Arc<ExeInfo>)>,
     failures: HashMap<ExeKey, (Arc<ExeInfo>, Instant)>,
     exec_paths: HashMap<u32, (ExeKey, String)>,
     /// File size of each digest seen: the exec gate holds only execs of an app's size.
@@ -107,19 +112,19 @@ impl Resolver {
         if c.key.is_none() || self.cache.contains_key(&c.key) {
             return;
         }
-        let info = match c.file.as_mut() {
+        let hashed = match c.file.as_mut() {
             Some(file) => self.hash_verified(file, &c.key, c.path.clone(), proof(c.pid, c.at_ns)),
             None => c
                 .path
                 .as_deref()
                 .and_then(|p| self.hash_path(p, &c.key, proof(c.pid, c.at_ns))),
         };
-        match info {
-            Some(info) if info.status == ExeStatus::Ok => {
-                self.cache.insert(c.key, Arc::new(info));
+        match hashed {
+            Some((info, lasting)) if info.status == ExeStatus::Ok => {
+                self.remember(c.pid, c.key, Arc::new(info), lasting);
             }
             other => {
-                tracing::debug!(pid = c.pid, path = ?c.path, had_file = c.file.is_some(), outcome = ?other.map(|i| i.status), "exec candidate not hashed");
+                tracing::debug!(pid = c.pid, path = ?c.path, had_file = c.file.is_some(), outcome = ?other.map(|i| i.0.status), "exec candidate not hashed");
                 if let Some(path) = c.path {
                     if self.exec_paths.len() >= MAX_EXEC_HINTS {
                         self.exec_paths.clear();
@@ -138,15 +143,20 @@ impl Resolver {
         if let Some(info) = self.cache.get(&key) {
             return info.clone();
         }
+        if let Some((witness, info)) = self.provisional.get(&key) {
+            if *witness == pid && runs(pid, &key) {
+                return info.clone();
+            }
+        }
         if let Some((info, at)) = self.failures.get(&key) {
             if at.elapsed() < RETRY_AFTER {
                 return info.clone();
             }
         }
-        let info = self.resolve_uncached(pid, &key, Some(at_ns));
+        let (info, lasting) = self.resolve_uncached(pid, &key, Some(at_ns));
         let info = Arc::new(info);
         if info.status == ExeStatus::Ok {
-            self.cache.insert(key, info.clone());
+            self.remember(pid, key, info.clone(), lasting);
             self.failures.remove(&key);
         } else {
             self.stats.unresolved += 1;
@@ -155,7 +165,21 @@ impl Resolver {
         info
     }
 
-    fn resolve_uncached(&mut self, pid: u32, key: &ExeKey, at_ns: Option<i64>) -> ExeInfo {
+    /// Keeps a digest for later events: for everyone if its identity is lasting, else
+    /// for the witness's events while it runs the file.
+    fn remember(&mut self, pid: u32, key: ExeKey, info: Arc<ExeInfo>, lasting: bool) {
+        if lasting {
+            self.provisional.remove(&key);
+            self.cache.insert(key, info);
+        } else if pid != 0 {
+            if self.provisional.len() >= MAX_EXEC_HINTS {
+                self.provisional.clear();
+            }
+            self.provisional.insert(key, (pid, info));
+        }
+    }
+
+    fn resolve_uncached(&mut self, pid: u32, key: &ExeKey, at_ns: Option<i64>) -> (ExeInfo, bool) {
         let proc_exe = format!("/proc/{pid}/exe");
         if let Ok(mut file) = File::open(&proc_exe) {
             let path = fs::read_link(&proc_exe)
@@ -172,11 +196,11 @@ impl Resolver {
                 }
             }
         }
-        ExeInfo::failed(ExeStatus::Exited, None)
+        (ExeInfo::failed(ExeStatus::Exited, None), false)
     }
 
     /// Opens a path and hashes it if it is the same file; None if it is another file.
-    fn hash_path(&mut self, path: &str, key: &ExeKey, proof: Proof) -> Option<ExeInfo> {
+    fn hash_path(&mut self, path: &str, key: &ExeKey, proof: Proof) -> Option<(ExeInfo, bool)> {
         let resolved = fs::canonicalize(path).ok()?;
         // The path comes from the exec's caller: it may name a FIFO by now.
         let mut file = open_regular(&resolved).ok()?;
@@ -188,14 +212,15 @@ impl Resolver {
         )
     }
 
-    /// None when `file` is another file than `key` (pid reuse, path now names another).
+    /// None when `file` is another file than `key` (pid reuse, path now names another);
+    /// else what a row says, and whether the identity is lasting.
     fn hash_verified(
         &mut self,
         file: &mut File,
         key: &ExeKey,
         path: Option<String>,
         proof: Proof,
-    ) -> Option<ExeInfo> {
+    ) -> Option<(ExeInfo, bool)> {
         let meta = file.metadata().ok()?;
         if !ExeKey::from_metadata(&meta).same_file(key) {
             return None;
@@ -205,18 +230,19 @@ impl Resolver {
                 self.stats.files_hashed += 1;
                 self.stats.bytes_hashed += meta.len();
                 if self.sizes.len() < MAX_SIZES {
-                    self.sizes.insert(digest, meta.len());
+                    self.sizes.insert(digest.sha256, meta.len());
                 }
-                ExeInfo {
-                    sha256: Some(digest),
+                let info = ExeInfo {
+                    sha256: Some(digest.sha256),
                     path,
                     status: ExeStatus::Ok,
-                }
+                };
+                (info, digest.lasting)
             }
-            Err(HashError::Changed) => ExeInfo::failed(ExeStatus::Modified, path),
+            Err(HashError::Changed) => (ExeInfo::failed(ExeStatus::Modified, path), false),
             Err(HashError::Io(e)) => {
                 tracing::debug!(path = ?path, "cannot read executable: {e}");
-                ExeInfo::failed(ExeStatus::Unreadable, path)
+                (ExeInfo::failed(ExeStatus::Unreadable, path), false)
             }
         })
     }
@@ -225,24 +251,24 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::key::temp_file_with;
+    use crate::identity::key::{settled_temp_file_with, temp_file_with};
 
     #[test]
     fn a_candidate_is_hashed_once_and_serves_later_lookups() {
-        let (f, key) = temp_file_with(b"abc");
+        let (f, key) = settled_temp_file_with(b"abc");
         let mut r = Resolver::default();
-        let path = f.path().to_string_lossy().into_owned();
+        let path = f.to_string_lossy().into_owned();
         r.offer(Candidate {
             pid: u32::MAX,
             key,
-            file: Some(File::open(f.path()).unwrap()),
+            file: Some(File::open(&f).unwrap()),
             path: Some(path.clone()),
             at_ns: None,
         });
         r.offer(Candidate {
             pid: u32::MAX,
             key,
-            file: Some(File::open(f.path()).unwrap()),
+            file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
         });
@@ -260,9 +286,9 @@ mod tests {
 
     #[test]
     fn exec_path_fallback_verifies_the_file() {
-        let (f, key) = temp_file_with(b"abc");
+        let (f, key) = settled_temp_file_with(b"abc");
         let mut r = Resolver::default();
-        let path = f.path().to_string_lossy().into_owned();
+        let path = f.to_string_lossy().into_owned();
         // Exec seen, but /proc/<pid>/exe could not be opened in time.
         let wrong = ExeKey {
             ino: key.ino + 1,
@@ -306,7 +332,7 @@ mod tests {
         r.offer(Candidate {
             pid: 1,
             key: stale,
-            file: Some(File::open(f.path()).unwrap()),
+            file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
         });
@@ -315,6 +341,36 @@ mod tests {
         // Our own /proc/self/exe is another file, so the answer is not a wrong hash.
         assert_ne!(own.status, ExeStatus::Ok);
         assert!(own.sha256.is_none());
+    }
+
+    /// Regression (finding 6, in the recorder): a digest whose key could still name
+    /// other bytes (here: the file was open for writing while hashed; likewise a stamp
+    /// the clock had not passed) was cached and named later events of other processes.
+    #[test]
+    fn a_digest_that_is_not_lasting_serves_no_other_process() {
+        let (f, key) = settled_temp_file_with(b"abc");
+        let writer = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        let mut r = Resolver::default();
+        r.offer(Candidate {
+            pid: u32::MAX - 1,
+            key,
+            file: Some(File::open(&f).unwrap()),
+            path: None,
+            at_ns: None,
+        });
+        assert_eq!(r.stats().files_hashed, 1);
+        assert_eq!(r.sha256_of(&key), None, "not for the enforcer's table");
+        // pid u32::MAX never exists: only a cache could answer, and must not.
+        assert_ne!(r.resolve(u32::MAX, key, i64::MAX).status, ExeStatus::Ok);
+        drop(writer);
+        r.offer(Candidate {
+            pid: u32::MAX - 1,
+            key,
+            file: Some(File::open(&f).unwrap()),
+            path: None,
+            at_ns: None,
+        });
+        assert!(r.sha256_of(&key).is_some(), "lasting once nobody writes");
     }
 
     #[test]

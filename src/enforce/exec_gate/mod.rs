@@ -7,6 +7,12 @@
 //!   latest (hashing goes on; the file is recognised when it finishes);
 //! - a watchdog process answers everything if this gate stalls (the enforcer stopped
 //!   or stuck), and if pinhole dies the kernel lets all execs through.
+//!
+//! A file enters the kernel's table only with a lasting identity (see
+//! `identity::hash`): changed so long ago that a rewrite must move its change time,
+//! and not open for writing while it was hashed. A file changed moments ago on a
+//! filesystem with one-second timestamps is let run at once and hashed when its
+//! identity has become lasting (its process is recognised from then on).
 
 mod shared;
 pub mod watchdog;
@@ -27,7 +33,7 @@ use nix::sys::fanotify::{EventFFlags, Fanotify, FanotifyResponse, InitFlags, Mas
 
 use super::identities::AppsByHash;
 use super::tables::set_identity;
-use crate::identity::{mark_exec_filesystems, sha256_file, ExeKey};
+use crate::identity::{mark_exec_filesystems, sha256_file, until_lasting, ExeKey};
 use shared::SharedMap;
 
 /// Bound on remembered file versions; past it the memory starts over (files are rehashed).
@@ -38,6 +44,9 @@ pub const HOLD: Duration = Duration::from_secs(1);
 /// The gate thread goes round at least this often (the watchdog's heartbeat).
 const ROUND: Duration = Duration::from_millis(20);
 const HASHERS: usize = 2;
+/// The longest a held exec waits for its file's identity to become lasting (a clock
+/// tick where change times are precise); longer waits let the exec go first.
+const LASTING_WAIT_HELD: Duration = Duration::from_millis(30);
 
 /// What the gate writes to: the current generation's apps and identity table.
 pub struct Target {
@@ -278,10 +287,22 @@ fn hasher(
     loop {
         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(mut held) = job else { return };
-        learn(&mut held.file, &held.key, target);
-        if let Some(fd) = shared.get().take(held.slot, held.token) {
-            allow(fan, fd);
+        let release = || {
+            if let Some(fd) = shared.get().take(held.slot, held.token) {
+                allow(fan, fd);
+            }
+        };
+        let Some(wait) = until_lasting(&held.key) else {
+            tracing::debug!(key = ?held.key, "exec gate: change time in the future; not trusted");
+            release();
+            continue;
+        };
+        if wait > LASTING_WAIT_HELD {
+            release();
         }
+        std::thread::sleep(wait);
+        learn(&mut held.file, &held.key, target);
+        release();
     }
 }
 
@@ -292,7 +313,12 @@ fn learn(file: &mut File, key: &ExeKey, target: &Mutex<Target>) {
     }
     // The key was read from the file just now: no witness is needed.
     let sha = match sha256_file(file, key, Default::default()) {
-        Ok(sha) => sha,
+        Ok(d) if d.lasting => d.sha256,
+        Ok(_) => {
+            // Open for writing now: whatever it holds when executed next is hashed then.
+            tracing::debug!(?key, "exec gate: not trusted (written to while hashed)");
+            return;
+        }
         Err(e) => {
             tracing::debug!(?key, "exec gate: not hashed: {e:?}");
             return;
