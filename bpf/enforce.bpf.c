@@ -15,6 +15,7 @@
 #include "event_rings.h" /* one set for every generation: user space reuses them on reload */
 #include "sock_addr.h"
 #include "task_identity.h"
+#include "mptcp_owner.h"
 #include "enforce_decide.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -35,13 +36,10 @@ const volatile __u32 scope_level = 0;
 
 static __always_inline int out_of_scope(void)
 {
-	struct task_struct *task;
-
 	if (!scope_cgroup_id)
 		return 0;
-	/* A kernel worker (an MPTCP subflow) acts for a socket of the attached subtree. */
-	task = bpf_get_current_task_btf();
-	if (task->flags & PF_KTHREAD_FLAG)
+	/* A kernel worker acts for a connection: its MPTCP subflows go by their owner. */
+	if (current_is_kthread())
 		return 0;
 	return bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
 }
@@ -118,11 +116,16 @@ struct pending {
 	__u8 hook;
 };
 
-/* Counts the decision and sends it on when user space wants it; returns the hook result. */
-static __always_inline int conclude(const struct pending *p, const struct decision *d, __u64 cookie)
+/*
+ * Counts the decision and sends it on when user space wants it; returns the hook
+ * result. `owner`: the process a kernel worker's MPTCP subflow is decided for.
+ */
+static __always_inline int conclude(const struct pending *p, const struct decision *d, __u64 cookie,
+				    const struct mptcp_owner *owner)
 {
 	count(d);
-	if (d->identity_unknown)
+	/* A worker has no executable to hash; its owner's connect reported the owner's. */
+	if (d->identity_unknown && !owner)
 		report_exe(&p->exe, PINHOLE_EXEC_UNKNOWN, NULL);
 	if (send_allowed || d->verdict != PINHOLE_VERDICT_ALLOWED) {
 		struct connect_event *e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);
@@ -134,6 +137,8 @@ static __always_inline int conclude(const struct pending *p, const struct decisi
 			e->boot_ns = bpf_ktime_get_boot_ns();
 			e->sock_cookie = cookie;
 			read_current_task(e);
+			if (owner)
+				attribute_to_owner(e, owner);
 			e->exe = p->exe;
 			e->dst = p->dst;
 			e->hook = p->hook;
@@ -155,41 +160,73 @@ static __always_inline void start_pending(struct pending *p, __u8 hook)
 }
 
 /*
- * An MPTCP subflow opened by the kernel (kernel_mptcp_subflow in sock_addr.h) goes to
- * an address the peer chose and no policy saw: it is refused unless the run is in
- * audit mode, and the connection goes on over its first subflow.
+ * Who a connect is decided for. A process's connect on an MPTCP subflow names the
+ * connection's owner (mptcp_owner.h); a subflow a kernel worker opens later (the peer
+ * advertised another address) is decided as the owner's connect to that address, and
+ * refused if the owner connected before this enforcer started. Returns 0 when the
+ * call is not decided here (outside --cgroup); sets *subflow and *owner.
  */
-static __always_inline int decide_subflow(struct pending *p, struct decision *d, __u64 cookie)
+static __always_inline int decided_for(struct bpf_sock_addr *ctx, __u8 hook, __u8 *subflow,
+				       struct mptcp_owner **owner)
 {
-	p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
-	d->verdict = force_audit ? PINHOLE_VERDICT_WOULD_DENY : PINHOLE_VERDICT_DENIED;
-	return conclude(p, d, cookie);
+	if (hook != PINHOLE_HOOK_CONNECT)
+		return !out_of_scope();
+	if (!current_is_kthread()) {
+		__u8 in_scope = !out_of_scope();
+
+		remember_mptcp_owner(ctx, in_scope);
+		return in_scope;
+	}
+	if (!mptcp_conn(ctx))
+		return 1;
+	*subflow = 1;
+	*owner = mptcp_owner_of(ctx);
+	return !*owner || (*owner)->in_scope;
+}
+
+/* Decides a connect or send (`addr` in `family`) for its process or subflow owner. */
+static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *addr, __u64 cookie,
+				       __u8 subflow, const struct mptcp_owner *owner)
+{
+	struct decision d = {};
+
+	if (subflow) {
+		p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
+		if (!owner) {
+			d.verdict = force_audit ? PINHOLE_VERDICT_WOULD_DENY : PINHOLE_VERDICT_DENIED;
+			return conclude(p, &d, cookie, NULL);
+		}
+		p->exe = owner->who.exe;
+	}
+	decide_connect(&p->exe, p->dst.protocol, family, addr, p->dst.port, &d);
+	return conclude(p, &d, cookie, owner);
 }
 
 static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 {
+	struct mptcp_owner *owner = NULL;
 	struct pending p;
-	struct decision d = {};
+	__u8 subflow = 0;
 
+	if (!decided_for(ctx, hook, &subflow, &owner))
+		return 1;
 	start_pending(&p, hook);
 	read_dst4(ctx, &p.dst);
-	if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
-		return decide_subflow(&p, &d, bpf_get_socket_cookie(ctx));
-	decide_connect(&p.exe, p.dst.protocol, PINHOLE_FAMILY_V4, p.dst.addr, p.dst.port, &d);
-	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
+	return enforce_dst(&p, PINHOLE_FAMILY_V4, p.dst.addr, bpf_get_socket_cookie(ctx), subflow,
+			   owner);
 }
 
 static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 {
+	struct mptcp_owner *owner = NULL;
 	struct pending p;
-	struct decision d = {};
 	__u32 addr[4] = {};
-	__u8 family = PINHOLE_FAMILY_V6;
+	__u8 family = PINHOLE_FAMILY_V6, subflow = 0;
 
+	if (!decided_for(ctx, hook, &subflow, &owner))
+		return 1;
 	start_pending(&p, hook);
 	read_dst6(ctx, &p.dst);
-	if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
-		return decide_subflow(&p, &d, bpf_get_socket_cookie(ctx));
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
 	if (p.dst.addr[0] == 0 && p.dst.addr[1] == 0 && p.dst.addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;
@@ -197,39 +234,30 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 	} else {
 		__builtin_memcpy(addr, p.dst.addr, sizeof(addr));
 	}
-	decide_connect(&p.exe, p.dst.protocol, family, addr, p.dst.port, &d);
-	return conclude(&p, &d, bpf_get_socket_cookie(ctx));
+	return enforce_dst(&p, family, addr, bpf_get_socket_cookie(ctx), subflow, owner);
 }
 
 SEC("cgroup/connect4")
 int enforce_connect4(struct bpf_sock_addr *ctx)
 {
-	if (out_of_scope())
-		return 1;
 	return enforce4(ctx, PINHOLE_HOOK_CONNECT);
 }
 
 SEC("cgroup/connect6")
 int enforce_connect6(struct bpf_sock_addr *ctx)
 {
-	if (out_of_scope())
-		return 1;
 	return enforce6(ctx, PINHOLE_HOOK_CONNECT);
 }
 
 SEC("cgroup/sendmsg4")
 int enforce_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	if (out_of_scope())
-		return 1;
 	return enforce4(ctx, PINHOLE_HOOK_SENDMSG);
 }
 
 SEC("cgroup/sendmsg6")
 int enforce_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	if (out_of_scope())
-		return 1;
 	return enforce6(ctx, PINHOLE_HOOK_SENDMSG);
 }
 
@@ -239,14 +267,16 @@ int enforce_sock_create(struct bpf_sock *sk)
 {
 	struct pending p;
 	struct decision d = {};
+	__u8 in_scope = !out_of_scope();
 
-	if (sk->type != SOCK_RAW_TYPE || out_of_scope())
+	remember_mptcp_creator(sk, in_scope);
+	if (sk->type != SOCK_RAW_TYPE || !in_scope)
 		return 1;
 	start_pending(&p, PINHOLE_HOOK_SOCK_CREATE);
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
 	p.dst.protocol = sk->protocol;
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, 0);
+	return conclude(&p, &d, 0, NULL);
 }
 
 #define SOL_IP_LEVEL 0
@@ -339,7 +369,7 @@ int enforce_setsockopt(struct bpf_sockopt *ctx)
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
 	p.dst.protocol = sk->protocol;
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, 0); /* no socket cookie helper for sockopt programs */
+	return conclude(&p, &d, 0, NULL); /* no socket cookie helper for sockopt programs */
 }
 
 /* A new executable may be a known app's bytes under a new inode: user space hashes it. */
@@ -438,5 +468,5 @@ int enforce_egress(struct __sk_buff *skb)
 		bpf_skb_load_bytes(skb, 24, p.dst.addr, 16);
 	}
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, bpf_get_socket_cookie(skb));
+	return conclude(&p, &d, bpf_get_socket_cookie(skb), NULL);
 }

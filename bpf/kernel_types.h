@@ -77,11 +77,6 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 };
 
-/* Only what tells an MPTCP subflow from a plain TCP socket. */
-struct tcp_sock {
-	_Bool is_mptcp;
-};
-
 struct seq_file;
 
 struct bpf_iter_meta {

@@ -13,6 +13,7 @@
 #include "event_rings.h"
 #include "sock_addr.h"
 #include "task_identity.h"
+#include "mptcp_owner.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -34,14 +35,34 @@ static __always_inline struct connect_event *start_connect_event(struct bpf_sock
 	return e;
 }
 
+/*
+ * A connect on an MPTCP subflow: by a process, it names the connection's owner; by a
+ * kernel worker, it is an additional subflow, recorded as the owner's.
+ */
+static __always_inline void note_mptcp(struct bpf_sock_addr *ctx, struct connect_event *e)
+{
+	struct mptcp_owner *o;
+
+	if (!current_is_kthread()) {
+		remember_mptcp_owner(ctx, 1);
+		return;
+	}
+	if (!mptcp_conn(ctx))
+		return;
+	e->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
+	o = mptcp_owner_of(ctx);
+	if (o)
+		attribute_to_owner(e, o);
+}
+
 static __always_inline int record4(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct connect_event *e = start_connect_event(ctx, hook);
 
 	if (e) {
 		read_dst4(ctx, &e->dst);
-		if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
-			e->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
+		if (hook == PINHOLE_HOOK_CONNECT)
+			note_mptcp(ctx, e);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -53,8 +74,8 @@ static __always_inline int record6(struct bpf_sock_addr *ctx, __u8 hook)
 
 	if (e) {
 		read_dst6(ctx, &e->dst);
-		if (hook == PINHOLE_HOOK_CONNECT && kernel_mptcp_subflow(ctx))
-			e->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
+		if (hook == PINHOLE_HOOK_CONNECT)
+			note_mptcp(ctx, e);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -99,6 +120,7 @@ int record_sock_create(struct bpf_sock *sk)
 	int ping = sk->type == SOCK_DGRAM_TYPE &&
 		   (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6);
 
+	remember_mptcp_creator(sk, 1);
 	if (sk->type != SOCK_RAW_TYPE && !ping)
 		return 1;
 	e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);

@@ -32,23 +32,4 @@ static __always_inline void read_dst6(struct bpf_sock_addr *ctx, struct sock_dst
 	d->protocol = ctx->protocol;
 }
 
-#define PF_KTHREAD_FLAG 0x00200000
-
-/*
- * Whether this connect is the kernel opening an additional MPTCP subflow (after the
- * peer advertised another address): it comes from a kernel worker, not the owner.
- */
-static __always_inline int kernel_mptcp_subflow(struct bpf_sock_addr *ctx)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct bpf_sock *sk = ctx->sk;
-	struct tcp_sock *tp;
-
-	if (!(task->flags & PF_KTHREAD_FLAG) || !sk || sk->protocol != IPPROTO_TCP)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sk);
-	return tp && tp->is_mptcp;
-}
-
-
 #endif /* PINHOLE_SOCK_ADDR_H */

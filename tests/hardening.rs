@@ -530,16 +530,9 @@ cl.sendall(b"x" * 100000)
 print(cl.recv(100).decode())
 "#;
 
-#[test]
-fn mptcp_subflows_opened_by_the_kernel_are_refused_and_recorded() {
-    require_root();
-    let _serial = serial();
-    let tmp = tempfile::tempdir().unwrap();
-    let policy = tmp.path().join("empty.toml");
-    fs::write(&policy, "version = 1\n").unwrap();
-    let out = tmp.path().join("trail");
-    let cg = TestCgroup::new("hardening-mptcp");
-    let enf = Enforcer::start(&policy, &cg, &["--out", out.to_str().unwrap()]);
+/// Runs the MPTCP exchange in its own network namespace, inside `cg`: the server
+/// advertises 127.0.0.2, and the kernel opens a second subflow to it.
+fn mptcp_exchange(cg: &TestCgroup) {
     let script = "ip link set lo up; ip addr add 127.0.0.2/8 dev lo; \
                   ip mptcp limits set subflows 2 add_addr_accepted 2; \
                   ip mptcp endpoint add 127.0.0.2 dev lo signal; exec python3 -c \"$1\"";
@@ -548,29 +541,100 @@ fn mptcp_subflows_opened_by_the_kernel_are_refused_and_recorded() {
         .args(["-n", "sh", "-c", script, "sh", MPTCP])
         .output()
         .unwrap();
-    // The connection goes on over its first subflow.
+    // The connection goes on, over its first subflow at least.
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "100000",
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let (status, log) = enf.stop();
-    assert!(status.success(), "{log}");
-    let rows = rows(&out);
-    let subflows: Vec<_> = rows
+}
+
+/// The trail's rows for the exchange: the owner's first connect, and the subflows.
+fn mptcp_rows(out: &Path) -> (Row, Vec<Row>) {
+    let rows = rows(out);
+    let first = rows
         .iter()
+        .find(|r| r["hook"] == "connect" && r["dst_port"] == "39501")
+        .expect("the owner's connect")
+        .clone();
+    let subflows: Vec<Row> = rows
+        .into_iter()
         .filter(|r| r["hook"] == "mptcp_subflow")
         .collect();
-    assert!(!subflows.is_empty(), "no subflow decision: {log}");
-    assert!(
-        subflows.iter().all(|r| r["verdict"] == "denied"),
-        "{subflows:?}"
-    );
+    assert!(!subflows.is_empty(), "no subflow row");
     assert!(
         subflows.iter().any(|r| r["dst_addr"] == "127.0.0.2"),
         "{subflows:?}"
     );
+    for r in &subflows {
+        for field in ["pid", "uid", "exe_sha256", "exe_path", "comm", "cgroup_id"] {
+            assert_eq!(
+                r[field], first[field],
+                "{field} of a subflow is its owner's"
+            );
+        }
+    }
+    (first, subflows)
+}
+
+/// Regression (finding 8): subflows the kernel opens were decided as an unknown binary
+/// (a kernel worker) and, with `unknown_binary = allow`, reached addresses the app's
+/// rules did not allow. They are decided, and recorded, as their connection's owner.
+#[test]
+fn mptcp_subflows_opened_by_the_kernel_are_decided_as_their_owner() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // The interpreter the exchange runs (python3 on PATH may be a shim that execs it).
+    let which = run(Command::new("python3")
+        .args(["-c", "import os; print(os.path.realpath('/proc/self/exe'))"]));
+    let python = std::path::PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
+    // Either side's kernel may open subflows (the client's to the server's other
+    // address, the server's to the client's): the rule covers both or neither.
+    let policy = |dst: &str, ports: &str| {
+        let path = tmp.path().join(format!("policy-{}.toml", dst.len()));
+        let text = format!(
+            "version = 1\n[[app]]\nname = \"python\"\nsha256 = \"{}\"\npaths = [\"{}\"]\n\n\
+             [[app.allow]]\nid = \"server\"\nprotocol = \"tcp\"\ndst = \"{dst}\"\nports = \"{ports}\"\n",
+            sha256_of(&python),
+            python.display()
+        );
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let cg = TestCgroup::new("hardening-mptcp");
+    for (dst, ports, want) in [
+        ("127.0.0.1", "39501", "denied"),
+        ("127.0.0.0/8", "1024-65535", "allowed"),
+    ] {
+        let out = tmp.path().join(format!("trail-{}", dst.len()));
+        let enf = Enforcer::start(&policy(dst, ports), &cg, &["--out", out.to_str().unwrap()]);
+        mptcp_exchange(&cg);
+        let (status, log) = enf.stop();
+        assert!(status.success(), "{log}");
+        let (first, subflows) = mptcp_rows(&out);
+        assert_eq!(first["app"], "python");
+        for r in &subflows {
+            assert_eq!(r["app"], "python", "{r:?}");
+            assert_eq!(r["verdict"], want, "rules allow {dst}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn mptcp_subflows_are_recorded_as_their_owners() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let cg = TestCgroup::new("hardening-mptcp-rec");
+    let rec = Recording::start(&out, &[]);
+    mptcp_exchange(&cg);
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    let (first, _) = mptcp_rows(&out);
+    assert_eq!(first["exe_status"], "ok");
 }
 
 /// An ext4 filesystem with 128-byte inodes (one-second timestamps) on a loop device,

@@ -36,6 +36,8 @@ pub struct Shared {
     pub connect_events: MapHandle,
     pub exec_events: MapHandle,
     pub lost_events: MapHandle,
+    /// MPTCP connections' owners: a subflow opened after a reload is still the owner's.
+    pub mptcp_owners: MapHandle,
 }
 
 pub struct Generation {
@@ -96,6 +98,7 @@ pub fn load(
             m.connect_events.reuse_fd(s.connect_events.as_fd())?;
             m.exec_events.reuse_fd(s.exec_events.as_fd())?;
             m.lost_events.reuse_fd(s.lost_events.as_fd())?;
+            m.mptcp_owners.reuse_fd(s.mptcp_owners.as_fd())?;
         }
         None => m
             .connect_events
@@ -120,6 +123,7 @@ impl Generation {
             connect_events: map_handle(&m.connect_events)?,
             exec_events: map_handle(&m.exec_events)?,
             lost_events: map_handle(&m.lost_events)?,
+            mptcp_owners: map_handle(&m.mptcp_owners)?,
         })
     }
 

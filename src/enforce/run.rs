@@ -416,6 +416,7 @@ fn pinned_shared() -> Result<Shared> {
         connect_events: open("connect_events")?,
         exec_events: open("exec_events")?,
         lost_events: open("lost_events")?,
+        mptcp_owners: open("mptcp_owners")?,
     })
 }
 
@@ -426,6 +427,7 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
         ("connect_events", &shared.connect_events),
         ("exec_events", &shared.exec_events),
         ("lost_events", &shared.lost_events),
+        ("mptcp_owners", &shared.mptcp_owners),
     ] {
         let p = dir.join(name);
         if !p.exists() {
