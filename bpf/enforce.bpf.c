@@ -267,8 +267,12 @@ int enforce_sock_create(struct bpf_sock *sk)
 {
 	struct pending p;
 	struct decision d = {};
-	__u8 in_scope = !out_of_scope();
+	__u8 in_scope;
 
+	/* Every socket passes here: the common case leaves before any lookup. */
+	if (sk->type != SOCK_RAW_TYPE && sk->protocol != IPPROTO_MPTCP_PROTO)
+		return 1;
+	in_scope = !out_of_scope();
 	remember_mptcp_creator(sk, in_scope);
 	if (sk->type != SOCK_RAW_TYPE || !in_scope)
 		return 1;
@@ -443,12 +447,15 @@ static __always_inline int ipv6_packet_source_routed(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int enforce_egress(struct __sk_buff *skb)
 {
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct pending p;
 	struct decision d = {};
 	__u8 vihl;
 
-	if (bpf_skb_load_bytes(skb, 0, &vihl, 1))
+	/* Every packet passes here: read the version in place, no helper call. */
+	if (data + 1 > end)
 		return 1;
+	vihl = *(__u8 *)data;
 	if ((vihl >> 4) == 4 ? !ipv4_packet_source_routed(skb, vihl) :
 			       (vihl >> 4) != 6 || !ipv6_packet_source_routed(skb))
 		return 1;

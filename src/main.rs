@@ -5,6 +5,7 @@ mod capture;
 mod clock;
 mod enforce;
 mod identity;
+mod labels;
 mod mounts;
 mod option_ranges;
 mod policy;

@@ -1,18 +1,16 @@
 //! The audit trail's writer: turns captured kernel records (observed by the recorder or
 //! decided by the enforcer) into dataset rows, resolving each executable to its hash.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use anyhow::Result;
-use pinhole_policygen::compile::Compiled;
 use pinhole_recorder::event::{ExeRef, Hook, Protocol, Verdict};
 use pinhole_recorder::{Event, Sink};
 
 use crate::capture::Captured;
 use crate::clock::BootClock;
 use crate::identity::{ExeKey, Resolver};
+pub use crate::labels::{label, Labels};
 use crate::skel::{c_str, connect_event};
 use crate::status::Counters;
 
@@ -125,20 +123,6 @@ impl<'s> Writer<'s> {
         self.sink.append(&row)?;
         Ok(())
     }
-}
-
-/// The enforcer's policies by generation: what its app ids and rule numbers mean.
-pub type Labels = HashMap<u32, Arc<Compiled>>;
-
-/// The app name and rule id an enforcer decision carries (none for the recorder).
-pub fn label<'l>(labels: &'l Labels, e: &connect_event) -> (Option<&'l str>, Option<&'l str>) {
-    let Some(policy) = labels.get(&e.generation) else {
-        return (None, None);
-    };
-    (
-        policy.app(e.app_id).map(|a| a.name.as_str()),
-        policy.rule(e.rule).map(|(_, id)| id),
-    )
 }
 
 /// `enum pinhole_verdict` of bpf/pinhole.h.

@@ -175,11 +175,11 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         // Decisions the persisted programs queued while no process read them.
         if let Ok(text) = std::fs::read_to_string(state::policy_copy()) {
             if let Ok(p) = pinhole_policygen::check(&text, Default::default()) {
-                labels.insert(prev.generation, Arc::new(compile(&p)));
+                labels.insert_retired(prev.generation, Arc::new(compile(&p)));
             }
         }
     }
-    labels.insert(number, loaded.compiled.clone());
+    labels.insert_current(number, loaded.compiled.clone());
 
     let mut links = match takeover {
         true => {
@@ -297,7 +297,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 };
                 match ctx.run(&current, &mut links) {
                     Ok((gen, text)) => {
-                        labels.insert(gen.number, gen.compiled.clone());
+                        labels.insert_current(gen.number, gen.compiled.clone());
                         apps = AppsByHash::new(&gen.compiled);
                         st.generation = gen.number;
                         st.policy_sha256 = sha256_hex(&text);
