@@ -15,7 +15,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::clock::BootClock;
-use crate::identity::{Candidate, ExeKey, ExecWatch};
+use crate::identity::{fd_budget, Candidate, ExeKey, ExecWatch};
 use crate::skel::record::{RecordSkel, RecordSkelBuilder};
 use crate::skel::{c_str, connect_event, exec_event, parse};
 
@@ -90,9 +90,12 @@ pub fn map_handle<T: std::fmt::Debug>(map: &libbpf_rs::MapImpl<'_, T>) -> Result
 
 /// Opens the new executable while the process most likely still runs. If it is gone
 /// already, the poll loop takes the descriptor fanotify pinned at exec time instead.
+/// Past the descriptor budget nothing is opened (the resolver tries /proc later).
 fn exec_candidate(e: &exec_event, clock: BootClock) -> Candidate {
     let proc_exe = format!("/proc/{}/exe", e.pid);
-    let file = File::open(&proc_exe).ok();
+    let held = fd_budget::take();
+    let file = held.as_ref().and_then(|_| File::open(&proc_exe).ok());
+    let held = held.filter(|_| file.is_some());
     let path = match file {
         Some(_) => fs::read_link(&proc_exe)
             .ok()
@@ -106,6 +109,7 @@ fn exec_candidate(e: &exec_event, clock: BootClock) -> Candidate {
         file,
         path,
         at_ns: Some(clock.to_unix_ns(e.boot_ns)),
+        held,
     }
 }
 
@@ -178,7 +182,9 @@ pub fn poll_loop(
         }
         for mut c in execs.borrow_mut().drain(..) {
             if c.file.is_none() {
-                c.file = watch.as_mut().and_then(|w| w.take(c.pid, &c.key));
+                if let Some((file, held)) = watch.as_mut().and_then(|w| w.take(c.pid, &c.key)) {
+                    (c.file, c.held) = (Some(file), Some(held));
+                }
             }
             if tx.send(Captured::Exec(c)).is_err() {
                 return Ok(());

@@ -130,6 +130,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let links = capture::attach(&skel, &target)?;
     tracing::info!(cgroup = %target.display(), out = %args.out.display(), "attached; recording");
 
+    crate::identity::fd_budget::init();
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);
@@ -156,6 +157,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let mut links = Some(links);
         let mut result = Ok(());
         let mut last_lost_read = Instant::now() - Duration::from_secs(1);
+        let mut short = crate::identity::fd_budget::Warner::default();
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(msg) => {
@@ -175,6 +177,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
                     Ok(n) => writer.set_lost(n),
                     Err(e) => tracing::warn!("{e:#}"),
                 }
+                short.check(now);
             }
             if result.is_ok() {
                 if let Err(e) = writer.sink.tick(now) {
@@ -201,6 +204,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             lost = counters.lost,
             binaries_hashed = resolver.files_hashed,
             unresolved = resolver.unresolved,
+            exec_descriptors_not_kept = crate::identity::fd_budget::refused(),
             "recording finished"
         );
         Ok(())

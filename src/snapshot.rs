@@ -1,7 +1,7 @@
 //! Start-up snapshot of running processes through the `iter/task` program, so that
 //! processes started before pinhole have their executables identified too.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::mem::{size_of, MaybeUninit};
 
@@ -13,7 +13,8 @@ use crate::identity::{Candidate, ExeKey};
 use crate::skel::snapshot::SnapshotSkelBuilder;
 use crate::skel::{c_str, parse, task_record};
 
-/// One candidate per running process, each with its executable opened.
+/// One candidate per running process; its executable is opened when it is offered
+/// (one process at a time: a host's process count is no bound on descriptors).
 pub fn running_processes() -> Result<Vec<Candidate>> {
     let mut object = MaybeUninit::<OpenObject>::uninit();
     let skel = SnapshotSkelBuilder::default()
@@ -44,13 +45,14 @@ pub fn running_processes() -> Result<Vec<Candidate>> {
         out.push(Candidate {
             pid: rec.pid,
             key: ExeKey::from(&rec.exe),
-            file: File::open(&proc_exe).ok(),
+            file: None,
             path: Some(path).filter(|p| !p.is_empty()).or_else(|| {
                 fs::read_link(&proc_exe)
                     .ok()
                     .map(|p| p.to_string_lossy().into_owned())
             }),
             at_ns: now,
+            held: None,
         });
     }
     Ok(out)

@@ -263,3 +263,60 @@ fn losses_are_counted_and_reconcile_with_what_was_made() {
         "recorded {ours} + lost {logged_lost} far above made {made}"
     );
 }
+
+/// Regression (bounded resources, 3): at about 1,500 execs/s the recorder held 8,091
+/// descriptors (each exec's, kept up to 2 s) and died with "Too many open files" under
+/// systemd's default limit of 1,024. It must hold a bounded number and say so.
+#[test]
+fn an_exec_storm_under_a_1024_descriptor_limit_neither_kills_nor_blinds_the_recorder() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let rec = Recording::start_with_nofile(1024, &out, &["--flush-interval", "200ms"]);
+    let storm_until = Instant::now() + Duration::from_secs(4);
+    let storms: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while Instant::now() < storm_until {
+                    Command::new("/bin/true").status().unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while Instant::now() < storm_until {
+        let fds = fs::read_dir(format!("/proc/{}/fd", rec.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        peak = peak.max(fds);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let execs: u32 = storms.into_iter().map(|t| t.join().unwrap()).sum();
+    // Still identifying binaries after the storm: a fresh copy's connect is hashed.
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "after-storm");
+    let st = Command::new(&copy.path)
+        .args(["--port", "39291", "--count", "3"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = rec.stop();
+    eprintln!("{execs} execs in 4 s; the recorder's descriptors peaked at {peak}");
+    assert!(status.success(), "the recorder died: {log}");
+    assert!(peak < 1024, "{peak} descriptors");
+    let rows = rows(&out);
+    let after = rows_of(&rows, &copy.path);
+    assert_eq!(after.len(), 3, "{log}");
+    assert!(after.iter().all(|r| r["exe_sha256"] == copy.sha256));
+    if execs > 1_000 {
+        assert!(
+            log.contains("descriptor budget"),
+            "the shortfall is reported: {log}"
+        );
+    }
+}

@@ -69,6 +69,7 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
                 file: Some(file),
                 path: Some(path.clone()),
                 at_ns: None,
+                held: None,
             });
         }
     }

@@ -231,6 +231,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         tracing::info!("enforcement ends when this process exits (fail-open); --persist keeps it");
     }
 
+    crate::identity::fd_budget::init();
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 
+use super::fd_budget::{self, Token};
 use super::key::ExeKey;
 
 /// Filesystems that hold no executables worth marking.
@@ -77,7 +78,8 @@ fn exec_filesystems() -> Vec<String> {
 
 pub struct ExecWatch {
     fan: Fanotify,
-    unmatched: HashMap<u32, Vec<(File, Instant)>>,
+    /// Descriptors by pid, each with its share of the descriptor budget.
+    unmatched: HashMap<u32, Vec<(File, Instant, Token)>>,
 }
 
 impl ExecWatch {
@@ -117,26 +119,32 @@ impl ExecWatch {
                 continue;
             }
             let Some(fd) = ev.fd() else { continue };
+            // The event's own descriptor closes with it; a kept one needs budget.
+            let Some(held) = fd_budget::take() else {
+                continue;
+            };
             if let Ok(owned) = fd.try_clone_to_owned() {
-                self.unmatched
-                    .entry(ev.pid() as u32)
-                    .or_default()
-                    .push((File::from(owned), now));
+                self.unmatched.entry(ev.pid() as u32).or_default().push((
+                    File::from(owned),
+                    now,
+                    held,
+                ));
             }
         }
         self.unmatched.retain(|_, files| {
-            files.retain(|(_, at)| now.duration_since(*at) < KEEP_UNMATCHED);
+            files.retain(|(_, at, _)| now.duration_since(*at) < KEEP_UNMATCHED);
             !files.is_empty()
         });
     }
 
     /// The pinned descriptor of the file `pid` executed as `key`, if one was seen.
-    pub fn take(&mut self, pid: u32, key: &ExeKey) -> Option<File> {
+    pub fn take(&mut self, pid: u32, key: &ExeKey) -> Option<(File, Token)> {
         let files = self.unmatched.get_mut(&pid)?;
-        let i = files.iter().position(|(f, _)| {
+        let i = files.iter().position(|(f, _, _)| {
             f.metadata()
                 .is_ok_and(|m| ExeKey::from_metadata(&m).same_file(key))
         })?;
-        Some(files.swap_remove(i).0)
+        let (file, _, held) = files.swap_remove(i);
+        Some((file, held))
     }
 }

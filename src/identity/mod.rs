@@ -1,6 +1,7 @@
 //! Binary identity: which file a process runs, and that file's SHA-256.
 
 mod exec_watch;
+pub mod fd_budget;
 mod hash;
 mod key;
 mod resolver;

@@ -46,8 +46,10 @@ impl ExeInfo {
 pub struct Candidate {
     pub pid: u32,
     pub key: ExeKey,
-    /// Opened through /proc/<pid>/exe while the process ran.
+    /// Opened through /proc/<pid>/exe while the process ran (or pinned at exec).
     pub file: Option<File>,
+    /// The file's share of the descriptor budget (`fd_budget`), if it counts there.
+    pub held: Option<super::fd_budget::Token>,
     /// The path a person would recognise: the /proc/<pid>/exe link target, or the
     /// kernel's d_path, or the filename given to execve.
     pub path: Option<String>,
@@ -112,13 +114,20 @@ impl Resolver {
         if c.key.is_none() || self.cache.contains_key(&c.key) {
             return;
         }
+        if c.file.is_none() && c.pid != 0 {
+            // Not opened at the event (the descriptor budget was spent, or a snapshot):
+            // the process may still run it.
+            c.file = File::open(format!("/proc/{}/exe", c.pid)).ok();
+        }
         let hashed = match c.file.as_mut() {
             Some(file) => self.hash_verified(file, &c.key, c.path.clone(), proof(c.pid, c.at_ns)),
-            None => c
-                .path
+            None => None,
+        }
+        .or_else(|| {
+            c.path
                 .as_deref()
-                .and_then(|p| self.hash_path(p, &c.key, proof(c.pid, c.at_ns))),
-        };
+                .and_then(|p| self.hash_path(p, &c.key, proof(c.pid, c.at_ns)))
+        });
         match hashed {
             Some((info, lasting)) if info.status == ExeStatus::Ok => {
                 self.remember(c.pid, c.key, Arc::new(info), lasting);
@@ -264,6 +273,7 @@ mod tests {
             file: Some(File::open(&f).unwrap()),
             path: Some(path.clone()),
             at_ns: None,
+            held: None,
         });
         r.offer(Candidate {
             pid: u32::MAX,
@@ -271,6 +281,7 @@ mod tests {
             file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
+            held: None,
         });
         assert_eq!(
             r.stats().files_hashed,
@@ -300,6 +311,7 @@ mod tests {
             file: None,
             path: Some(path.clone()),
             at_ns: None,
+            held: None,
         });
         assert_eq!(
             r.stats().files_hashed,
@@ -317,6 +329,7 @@ mod tests {
             file: None,
             path: Some(path),
             at_ns: None,
+            held: None,
         });
         assert_eq!(r.resolve(u32::MAX, key, i64::MAX).status, ExeStatus::Ok);
     }
@@ -335,6 +348,7 @@ mod tests {
             file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
+            held: None,
         });
         assert_eq!(r.stats().files_hashed, 0);
         let own = r.resolve(std::process::id(), stale, i64::MAX);
@@ -357,6 +371,7 @@ mod tests {
             file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
+            held: None,
         });
         assert_eq!(r.stats().files_hashed, 1);
         assert_eq!(r.sha256_of(&key), None, "not for the enforcer's table");
@@ -369,6 +384,7 @@ mod tests {
             file: Some(File::open(&f).unwrap()),
             path: None,
             at_ns: None,
+            held: None,
         });
         assert!(r.sha256_of(&key).is_some(), "lasting once nobody writes");
     }

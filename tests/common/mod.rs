@@ -102,8 +102,18 @@ pub struct Recording {
 impl Recording {
     /// Starts recording into `out` and returns once the programs are attached.
     pub fn start(out: &Path, extra: &[&str]) -> Recording {
+        Self::start_via(Command::new(PINHOLE), out, extra)
+    }
+
+    /// As `start`, under a descriptor limit (soft and hard) of `nofile`.
+    pub fn start_with_nofile(nofile: u32, out: &Path, extra: &[&str]) -> Recording {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}")).arg("--").arg(PINHOLE);
+        Self::start_via(cmd, out, extra)
+    }
+
+    fn start_via(mut cmd: Command, out: &Path, extra: &[&str]) -> Recording {
         let programs_before = loaded_programs("record_");
-        let mut cmd = Command::new(PINHOLE);
         cmd.arg("record").arg("--out").arg(out).args(extra);
         let (child, stderr, seen) = spawn_until(cmd, "attached; recording");
         Recording {
