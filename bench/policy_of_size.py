@@ -19,6 +19,7 @@ for a in range(apps):
     if a == 0:
         print(f'paths = ["{path}"]')
     print('mode = "enforce"\n')
+    seen = set()
     for r in range(per_app):
         if a == 0 and r == per_app // 2:
             dst, ports, proto = "127.0.0.1", str(port), "tcp"
@@ -28,12 +29,18 @@ for a in range(apps):
             dst = "2001:db8:%x:%x::%x/%d" % (rng.getrandbits(16), rng.getrandbits(16), r, 128)
             ports, proto = str(rng.randint(1, 65535)), "tcp"
         else:
-            o = [10, rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)]
-            plen = rng.choice([32, 32, 32, 24])
-            if plen == 24:
-                o[3] = 0
-            dst = "%d.%d.%d.%d/%d" % (*o, plen)
+            # Host rules in 10/8 and /24 rules in 11/8, each destination once per
+            # protocol and app: no rule shadows another (check refuses those).
+            while True:
+                plen = rng.choice([32, 32, 32, 24])
+                o = [10 if plen == 32 else 11, rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)]
+                if plen == 24:
+                    o[3] = 0
+                dst = "%d.%d.%d.%d/%d" % (*o, plen)
+                proto = rng.choice(["tcp", "udp"])
+                if (proto, dst) not in seen:
+                    seen.add((proto, dst))
+                    break
             lo = rng.randint(1, 60000)
             ports = str(lo) if r % 3 else "%d-%d" % (lo, lo + rng.randint(1, 500))
-            proto = rng.choice(["tcp", "udp"])
         print(f'[[app.allow]]\nid = "a{a}-r{r}"\nprotocol = "{proto}"\ndst = "{dst}"\nports = "{ports}"\n')

@@ -60,9 +60,10 @@ impl Progress for Bar {
     fn files(&self, total: usize) {
         self.0.set_length(total as u64);
     }
-    fn file_done(&self, rows: u64) {
-        self.0.inc(1);
-        self.0.inc_length(0);
+    fn file_done(&self, rows: u64, file_started: bool) {
+        if file_started {
+            self.0.inc(1);
+        }
         let done = self.0.message().parse::<u64>().unwrap_or(0) + rows;
         self.0.set_message(done.to_string());
     }

@@ -2,6 +2,7 @@
 //! and scanning files on worker threads into one merged summary.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -50,12 +51,13 @@ pub struct ScanOptions {
 /// Progress reports; the binary implements it with a progress bar.
 pub trait Progress: Sync {
     fn files(&self, total: usize);
-    fn file_done(&self, rows: u64);
+    /// A part of a file was scanned; `file_started` for the part that began a file.
+    fn file_done(&self, rows: u64, file_started: bool);
 }
 
 impl Progress for () {
     fn files(&self, _: usize) {}
-    fn file_done(&self, _: u64) {}
+    fn file_done(&self, _: u64, _: bool) {}
 }
 
 #[derive(Debug)]
@@ -164,7 +166,39 @@ pub fn read_columns(
 
 /// Summarises one file.
 pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeError> {
-    let reader = read_columns(path, &COLUMNS)?;
+    scan_part(path, filter, None, None).map(FileScan::finish)
+}
+
+/// Summarises row groups `row_groups` of a file (all when None). Given `spill`, a part
+/// of two or more row groups keeps its first half and hands the rest to it, so that
+/// idle workers can take it: a few large files still keep every thread busy.
+fn scan_part(
+    path: &Path,
+    filter: &Filter,
+    row_groups: Option<Range<usize>>,
+    spill: Option<&mut dyn FnMut(Range<usize>)>,
+) -> Result<FileScan, AnalyzeError> {
+    let builder = open_checked(path)?;
+    let all = builder.metadata().num_row_groups();
+    let mut part = row_groups.unwrap_or(0..all);
+    if part.end > all {
+        return Err(AnalyzeError::corrupt(
+            path,
+            "row groups changed while reading",
+        ));
+    }
+    if let Some(spill) = spill.filter(|_| part.len() >= 2) {
+        let mid = part.start + part.len() / 2;
+        spill(mid..part.end);
+        part = part.start..mid;
+    }
+    let mask = ProjectionMask::columns(builder.parquet_schema(), COLUMNS);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(part.collect())
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| AnalyzeError::corrupt(path, e))?;
     let mut scan = FileScan::default();
     let window = Window {
         since_ns: filter.since_ns,
@@ -174,10 +208,34 @@ pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeEr
         let batch = batch.map_err(|e| AnalyzeError::corrupt(path, e))?;
         scan.add_batch(&batch, window);
     }
-    Ok(scan.finish())
+    Ok(scan)
 }
 
-/// Summarises every file of the dataset on `threads` workers and merges the results.
+/// Work for the scan's threads: files in order, then parts other workers handed back.
+struct Work {
+    next_file: AtomicUsize,
+    spilled: Mutex<Vec<(usize, Range<usize>)>>,
+}
+
+impl Work {
+    /// A file (with all its row groups) or a spilled part; None when all is taken.
+    fn take(&self, files: usize) -> Option<(usize, Option<Range<usize>>)> {
+        if let Some((i, r)) = lock(&self.spilled).pop() {
+            return Some((i, Some(r)));
+        }
+        let i = self.next_file.fetch_add(1, Ordering::Relaxed);
+        (i < files).then_some((i, None))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Summarises every file of the dataset on `threads` workers. Each worker merges what
+/// it scans into its own summary as it goes (memory follows distinct applications and
+/// destinations, not files); merging is order-free, so the outcome does not depend
+/// on thread timing.
 pub fn summarize(
     root: &Path,
     opts: &ScanOptions,
@@ -185,34 +243,60 @@ pub fn summarize(
 ) -> Result<ScanOutcome, AnalyzeError> {
     let files = dataset_files(root, &opts.filter)?;
     progress.files(files.len());
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<Summary, AnalyzeError>)>> = Mutex::new(Vec::new());
+    let work = Work {
+        next_file: AtomicUsize::new(0),
+        spilled: Mutex::new(Vec::new()),
+    };
+    let failures: Mutex<Vec<(usize, AnalyzeError)>> = Mutex::new(Vec::new());
+    let summaries: Mutex<Vec<Summary>> = Mutex::new(Vec::new());
+    // A part is absorbed only once it has been read whole: a file that fails halfway
+    // adds nothing.
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1).min(files.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = files.get(i) else { break };
-                let r = decode_guarded(path, || summarize_file(path, &opts.filter));
-                progress.file_done(r.as_ref().map_or(0, |s| s.events));
-                let failed = r.is_err();
-                results.lock().expect("results lock").push((i, r));
-                if failed && !opts.skip_bad {
-                    next.store(files.len(), Ordering::Relaxed);
+            s.spawn(|| {
+                let mut acc = FileScan::default();
+                while let Some((i, part)) = work.take(files.len()) {
+                    let path = &files[i];
+                    let whole = part.is_none();
+                    let mut spill = |r| lock(&work.spilled).push((i, r));
+                    // With --skip-bad a file counts whole or not at all: no parts.
+                    let spill = (!opts.skip_bad).then_some(&mut spill as &mut dyn FnMut(_));
+                    let r = decode_guarded(path, || scan_part(path, &opts.filter, part, spill));
+                    match r {
+                        Ok(scan) => {
+                            progress.file_done(scan.events(), whole);
+                            acc.absorb(scan);
+                        }
+                        Err(e) => {
+                            progress.file_done(0, whole);
+                            lock(&failures).push((i, e));
+                            if !opts.skip_bad {
+                                work.next_file.store(files.len(), Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
+                lock(&summaries).push(acc.finish());
             });
         }
     });
-    let mut results = results.into_inner().expect("results lock");
-    // Merge in file order so that the outcome does not depend on thread timing.
-    results.sort_by_key(|(i, _)| *i);
-    let mut summary = Summary::default();
-    let mut skipped = Vec::new();
-    for (i, r) in results {
-        match r {
-            Ok(s) => summary.merge(s),
-            Err(e) if opts.skip_bad => skipped.push((files[i].clone(), e)),
-            Err(e) => return Err(e),
+    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The first bad file in dataset order is the one reported, whatever the timing.
+    failures.sort_by_key(|(i, _)| *i);
+    failures.dedup_by_key(|(i, _)| *i);
+    if !opts.skip_bad {
+        if let Some((_, e)) = failures.into_iter().next() {
+            return Err(e);
         }
+        failures = Vec::new();
+    }
+    let skipped = failures
+        .into_iter()
+        .map(|(i, e)| (files[i].clone(), e))
+        .collect();
+    let mut summary = Summary::default();
+    for part in summaries.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        summary.merge(part);
     }
     if summary.events == 0 {
         let window = match (opts.filter.since_ns, opts.filter.until_ns) {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod guard;
 pub mod profile;
 mod scan;
+mod small_set;
 pub mod summary;
 pub mod table;
 

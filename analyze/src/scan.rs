@@ -1,7 +1,9 @@
-//! Aggregates the record batches of one file into a `Summary`. Strings are handled as
-//! per-file integer ids taken from the Arrow dictionaries, and rows arrive in time
-//! order, so last-value checks spare most set inserts: the per-row cost is one hash
-//! lookup of (app, protocol, address, port).
+//! Aggregates record batches into a `Summary`. Strings are handled as integer ids
+//! taken from the Arrow dictionaries, and rows arrive in time order, so last-value
+//! checks spare most set inserts: the per-row cost is one hash lookup of (app,
+//! protocol, address, port). A scan of one file (or part) is absorbed into a worker's
+//! scan when it is done: memory follows distinct applications and destinations, and
+//! strings become `String`s once per worker, not once per file.
 
 use std::net::IpAddr;
 
@@ -11,6 +13,7 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use pinhole_recorder::event::hook_has_destination;
 use rustc_hash::FxHashMap;
 
+use crate::small_set::SmallSet;
 use crate::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -23,9 +26,49 @@ enum LocalApp {
 }
 
 struct LocalDest {
-    sum: DestSummary,
+    events: u64,
+    first_ns: i64,
+    last_ns: i64,
+    hours: SmallSet<i64>,
+    days: SmallSet<i64>,
+    users: SmallSet<u32>,
     last_hour: i64,
     last_uid: u32,
+}
+
+impl LocalDest {
+    fn new(t: i64) -> Self {
+        LocalDest {
+            events: 0,
+            first_ns: t,
+            last_ns: t,
+            hours: SmallSet::default(),
+            days: SmallSet::default(),
+            users: SmallSet::default(),
+            last_hour: i64::MIN,
+            last_uid: u32::MAX,
+        }
+    }
+
+    fn absorb(&mut self, o: &LocalDest) {
+        self.events += o.events;
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.hours.extend(&o.hours);
+        self.days.extend(&o.days);
+        self.users.extend(&o.users);
+    }
+
+    fn summary(&self) -> DestSummary {
+        DestSummary {
+            events: self.events,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            days: self.days.iter().copied().collect(),
+            hours: self.hours.iter().copied().collect(),
+            users: self.users.iter().copied().collect(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -40,9 +83,15 @@ struct LocalAppAcc {
     without_destination: u64,
 }
 
-/// Remembers the last value pushed so runs of equal values cost one comparison.
+/// Remembers the last value pushed so runs of equal values cost one comparison; a
+/// full vector is deduplicated before it grows, so it stays within twice the distinct
+/// values however many rows alternate between them.
 fn push_new(v: &mut Vec<u32>, x: u32) {
     if v.last() != Some(&x) {
+        if v.len() == v.capacity() && v.len() >= 64 {
+            v.sort_unstable();
+            v.dedup();
+        }
         v.push(x);
     }
 }
@@ -110,6 +159,11 @@ impl FileScan {
             .map(|i| dict.is_valid(i).then(|| map[keys.value(i) as usize]))
             .collect();
         (map, ids)
+    }
+
+    /// Events counted so far.
+    pub fn events(&self) -> u64 {
+        self.events
     }
 
     pub fn add_batch(&mut self, batch: &RecordBatch, window: Window) {
@@ -194,23 +248,19 @@ impl FileScan {
                 addr[i].unwrap_or(0),
                 port.value(i),
             );
-            let d = self.dests.entry(key).or_insert_with(|| LocalDest {
-                sum: DestSummary::new(t),
-                last_hour: i64::MIN,
-                last_uid: u32::MAX,
-            });
-            d.sum.events += 1;
-            d.sum.first_ns = d.sum.first_ns.min(t);
-            d.sum.last_ns = d.sum.last_ns.max(t);
+            let d = self.dests.entry(key).or_insert_with(|| LocalDest::new(t));
+            d.events += 1;
+            d.first_ns = d.first_ns.min(t);
+            d.last_ns = d.last_ns.max(t);
             let hour = t.div_euclid(HOUR_NS);
             if hour != d.last_hour {
                 d.last_hour = hour;
-                d.sum.hours.insert(hour);
-                d.sum.days.insert(t.div_euclid(DAY_NS));
+                d.hours.insert(hour);
+                d.days.insert(t.div_euclid(DAY_NS));
             }
             if u != d.last_uid {
                 d.last_uid = u;
-                d.sum.users.insert(u);
+                d.users.insert(u);
             }
         }
     }
@@ -225,7 +275,62 @@ impl FileScan {
         id
     }
 
-    /// Converts the file's ids back to strings: cost proportional to distinct pairs.
+    /// Adds a finished scan of another file (or part) to this one, translating its ids.
+    pub fn absorb(&mut self, o: FileScan) {
+        let strings: Vec<u32> = o.strings.iter().map(|s| self.intern(s)).collect();
+        let tr = |id: u32| strings[id as usize];
+        self.events += o.events;
+        self.first_ns = match (self.first_ns, o.first_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ns = match (self.last_ns, o.last_ns) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut apps = Vec::with_capacity(o.apps.len());
+        for (local, acc) in o.apps {
+            let key = match local {
+                LocalApp::Hash(h) => LocalApp::Hash(h),
+                LocalApp::Unresolved { status, exe } => LocalApp::Unresolved {
+                    status: tr(status),
+                    exe: tr(exe),
+                },
+            };
+            let id = self.app_id(key);
+            apps.push(id);
+            let mine = &mut self.apps[id as usize].1;
+            if acc.events == 0 {
+                continue;
+            }
+            if mine.events == 0 {
+                (mine.first_ns, mine.last_ns) = (acc.first_ns, acc.last_ns);
+            }
+            mine.events += acc.events;
+            mine.first_ns = mine.first_ns.min(acc.first_ns);
+            mine.last_ns = mine.last_ns.max(acc.last_ns);
+            mine.without_destination += acc.without_destination;
+            acc.paths
+                .iter()
+                .for_each(|&p| push_new(&mut mine.paths, tr(p)));
+            acc.comms
+                .iter()
+                .for_each(|&c| push_new(&mut mine.comms, tr(c)));
+            acc.users.iter().for_each(|&u| push_new(&mut mine.users, u));
+            acc.pids.iter().for_each(|&p| push_new(&mut mine.pids, p));
+        }
+        for ((app, proto, addr, port), d) in o.dests {
+            let key = (apps[app as usize], tr(proto), tr(addr), port);
+            match self.dests.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().absorb(&d),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(d);
+                }
+            }
+        }
+    }
+
+    /// Converts ids back to strings: cost proportional to distinct pairs.
     pub fn finish(self) -> Summary {
         let s = |id: u32| self.strings.get(id as usize).cloned().unwrap_or_default();
         let mut out = Summary {
@@ -268,7 +373,7 @@ impl FileScan {
                 .expect("app of a destination");
             let (protocol, ip) = (s(proto), s(addr).parse::<IpAddr>());
             let Ok(ip) = ip.ok().filter(|_| known_protocol(&protocol)).ok_or(()) else {
-                app.unreadable += d.sum.events;
+                app.unreadable += d.events;
                 continue;
             };
             let key = DestKey {
@@ -277,9 +382,11 @@ impl FileScan {
                 port,
             };
             match app.dests.entry(key) {
-                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(d.sum),
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    e.get_mut().merge(d.summary())
+                }
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(d.sum);
+                    e.insert(d.summary());
                 }
             }
         }

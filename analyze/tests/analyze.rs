@@ -66,6 +66,69 @@ fn per_file_summaries_merge_into_the_whole() {
     assert_eq!(whole.events, 20_000 + 1025);
 }
 
+/// Rewrites every file of `from` into `to` (same relative paths and metadata) with
+/// row groups of at most `rows` rows.
+fn with_small_row_groups(from: &Path, to: &Path, rows: usize) {
+    for f in published_files(from).unwrap() {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            fs::File::open(&f).unwrap(),
+        )
+        .unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        let schema = reader.schema().clone();
+        let out = to.join(f.strip_prefix(from).unwrap());
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows))
+            .set_key_value_metadata(kv)
+            .build();
+        let mut w =
+            ArrowWriter::try_new(fs::File::create(&out).unwrap(), schema, Some(props)).unwrap();
+        for batch in reader.build().unwrap() {
+            w.write(&batch.unwrap()).unwrap();
+        }
+        w.close().unwrap();
+    }
+}
+
+/// Workers merge as they go and split files of several row groups between them; the
+/// outcome is the same summary as reading each file whole, whatever the file count.
+#[test]
+fn many_files_and_split_row_groups_merge_into_the_same_summary() {
+    let (few, split, many) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    for (dir, files) in [(&few, None), (&many, Some(60))] {
+        let cfg = SynthConfig {
+            events: 30_000,
+            apps: 30,
+            destinations: 800,
+            days: 3,
+            files,
+            ..Default::default()
+        };
+        generate(&cfg, dir.path()).unwrap();
+    }
+    with_small_row_groups(few.path(), split.path(), 1_000);
+    assert!(published_files(many.path()).unwrap().len() >= 60);
+    let mut by_file = Summary::default();
+    for f in &published_files(few.path()).unwrap() {
+        by_file.merge(summarize_file(f, &Filter::default()).unwrap());
+    }
+    for threads in [1, 2, 3] {
+        for dir in [&few, &split, &many] {
+            let got = summarize(dir.path(), &opts(threads), &()).unwrap().summary;
+            assert_eq!(got, by_file, "{threads} threads");
+        }
+    }
+}
+
 #[test]
 fn profiles_are_deterministic_and_round_trip_as_json() {
     let dir = tempfile::tempdir().unwrap();

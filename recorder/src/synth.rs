@@ -34,6 +34,9 @@ pub struct SynthConfig {
     pub seed: u64,
     pub host: String,
     pub anomalies: bool,
+    /// Publish about this many files (a file every `events / files` events), as a long
+    /// recording with short rotation would; None: by size only.
+    pub files: Option<u64>,
 }
 
 impl Default for SynthConfig {
@@ -48,6 +51,7 @@ impl Default for SynthConfig {
             seed: 1,
             host: "synth-1".into(),
             anomalies: true,
+            files: None,
         }
     }
 }
@@ -177,6 +181,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     let days = cfg.days.max(1) as i64;
     let per_day = cfg.events / days as u64;
     let mut pid_base = 1000u32;
+    let rotate_every = cfg.files.map(|f| (cfg.events / f.max(1)).max(1));
 
     for day in 0..days {
         let last_day = day == days - 1;
@@ -207,6 +212,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
             let pid = pid_base + (a as u32) * 7 + (ts / 3_600_000_000_000 % 5) as u32;
             append(&mut sink, ts, app, pid, dest)?;
             report.events += 1;
+            if rotate_every.is_some_and(|n| report.events % n == 0) {
+                sink.rotate()?;
+            }
         }
         pid_base += 10_000;
         if last_day && cfg.anomalies && apps.len() > 3 {

@@ -30,6 +30,9 @@ struct Args {
     /// Leave out the injected anomalies (rehashed binary, one-off destination, port scan).
     #[arg(long)]
     no_anomalies: bool,
+    /// Publish about this many files (as a long recording with short rotation would).
+    #[arg(long)]
+    files: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         skew: a.skew,
         seed: a.seed,
         anomalies: !a.no_anomalies,
+        files: a.files,
         ..SynthConfig::default()
     };
     match generate(&cfg, &a.out) {
