@@ -10,8 +10,8 @@ use pinhole_policygen::compile::Compiled;
 use crate::skel::connect_event;
 
 /// How long a replaced policy's labels are kept: its last decisions are still in the
-/// ring for a poll interval or two after the reload.
-const RETIRED_KEPT: Duration = Duration::from_secs(10);
+/// ring for a poll interval after the reload (at most 1 s, `--poll-interval`'s bound).
+const RETIRED_KEPT: Duration = Duration::from_secs(2);
 
 /// The enforcer's policies by generation: what its app ids and rule numbers mean.
 /// Replaced generations are forgotten once their decisions have been drained, so

@@ -49,6 +49,16 @@ pub struct RecordArgs {
     /// zstd compression level of the Parquet files (1-22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
+    /// When the disk is full: `continue` counts what cannot be written as lost and
+    /// resumes when space returns; `stop` ends recording with an error.
+    #[arg(long, value_enum, default_value_t = OnDiskFull::Continue)]
+    pub on_disk_full: OnDiskFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnDiskFull {
+    Continue,
+    Stop,
 }
 
 pub fn require_root(what: &str) -> Result<()> {
@@ -107,6 +117,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
     cfg.rotate_interval = args.rotate_interval;
     cfg.rotate_bytes = rotate;
     cfg.zstd_level = args.zstd_level;
+    cfg.on_disk_full = match args.on_disk_full {
+        OnDiskFull::Continue => pinhole_recorder::DiskFullAction::Continue,
+        OnDiskFull::Stop => pinhole_recorder::DiskFullAction::Stop,
+    };
 
     // Recovery first: what an earlier unclean stop left is published before new data.
     let (mut sink, recovery) = Sink::open(cfg).context("opening the dataset")?;
@@ -205,6 +219,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             binaries_hashed = resolver.files_hashed,
             unresolved = resolver.unresolved,
             exec_descriptors_not_kept = crate::identity::fd_budget::refused(),
+            lost_to_full_disk = writer.sink.lost_to_full_disk(),
             "recording finished"
         );
         Ok(())

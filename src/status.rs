@@ -72,3 +72,34 @@ impl StatusLine {
         }
     }
 }
+
+/// A spinner for a wait with a changing step: on a terminal only (logs and scripts get
+/// the final line).
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    pub fn new(label: &str) -> Self {
+        Spinner(std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(label.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        }))
+    }
+
+    pub fn say(&self, msg: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(msg.to_owned());
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

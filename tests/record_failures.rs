@@ -152,7 +152,7 @@ fn bad_arguments_are_rejected_before_anything_is_loaded() {
 }
 
 #[test]
-fn a_full_disk_stops_recording_and_keeps_what_was_published() {
+fn a_full_disk_with_on_disk_full_stop_stops_recording_and_keeps_what_was_published() {
     require_root();
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
@@ -163,7 +163,17 @@ fn a_full_disk_stops_recording_and_keeps_what_was_published() {
         .arg(&mnt));
     let _unmount = Unmount(mnt.clone());
     let out = mnt.join("events");
-    let rec = Recording::start(&out, &["--flush-interval", "50ms", "--rotate-size", "8KiB"]);
+    let rec = Recording::start(
+        &out,
+        &[
+            "--flush-interval",
+            "50ms",
+            "--rotate-size",
+            "8KiB",
+            "--on-disk-full",
+            "stop",
+        ],
+    );
     let pid = rec.pid();
 
     let started = Instant::now();
@@ -198,6 +208,119 @@ fn a_full_disk_stops_recording_and_keeps_what_was_published() {
     for f in &files {
         read_file(f);
     }
+}
+
+/// Regression (bounded resources, 6): a full disk stopped recording, and the recorder
+/// refused to start until space was freed. By default it goes on, counts what it cannot
+/// write as lost, and resumes by itself when space returns; nothing published or staged
+/// is lost.
+#[test]
+fn a_full_disk_is_counted_as_lost_and_recording_resumes_when_space_returns() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "pinhole-test"])
+        .arg(&mnt));
+    let _unmount = Unmount(mnt.clone());
+    let ballast = mnt.join("ballast");
+    fs::write(&ballast, vec![1u8; 5 << 19]).unwrap();
+    let out = mnt.join("events");
+    let first = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-filling");
+    let second = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-after");
+    let rec = Recording::start(&out, &["--flush-interval", "50ms", "--rotate-size", "8KiB"]);
+    let made = 300_000u64;
+    run(Command::new(&first.path).args(["--port", "40070", "--count", &made.to_string()]));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        Path::new(&format!("/proc/{}", rec.pid())).exists(),
+        "still recording"
+    );
+    fs::remove_file(&ballast).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    run(Command::new(&second.path).args(["--port", "40071", "--count", "2000"]));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("recording goes on"), "{log}");
+    assert!(log.contains("recording resumed"), "{log}");
+    let field = |name: &str| -> u64 {
+        log.lines()
+            .find(|l| l.contains("recording finished"))
+            .and_then(|l| l.split(&format!("{name}=")).nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the final line: {log}"))
+    };
+    let (kernel_lost, disk_lost) = (field("lost"), field("lost_to_full_disk"));
+    assert!(disk_lost > 0, "{log}");
+    let mut kv_lost = 0;
+    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
+        kv_lost += read_file(&f).1["pinhole.lost_events"]
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert_eq!(
+        kv_lost,
+        kernel_lost + disk_lost,
+        "the gap is in the dataset"
+    );
+    let rows = rows(&out);
+    assert_eq!(
+        rows_of(&rows, &second.path).len(),
+        2000,
+        "all recorded after"
+    );
+    let ours = rows_of(&rows, &first.path).len() as u64;
+    let others = rows.len() as u64 - ours - 2000;
+    assert!(ours < made, "the disk filled: {ours} rows");
+    // Every connect is recorded or counted lost (the count is machine-wide).
+    assert!(ours + kv_lost >= made, "{ours} + {kv_lost} < {made}");
+    assert!(ours + kv_lost <= made + others + 50, "{ours} + {kv_lost}");
+}
+
+/// Regression (bounded resources, 6): with the disk full, the recorder refused to start
+/// (publishing what an earlier run staged needs space). It starts, and publishes the
+/// staged events once space returns.
+#[test]
+fn a_full_disk_does_not_keep_the_recorder_from_starting() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "pinhole-test"])
+        .arg(&mnt));
+    let _unmount = Unmount(mnt.clone());
+    let out = mnt.join("events");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-staged");
+    // Staged, never published: the recorder is killed.
+    let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
+    run(Command::new(&copy.path).args(["--port", "40080", "--count", "500"]));
+    let staging = out.join(".staging");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_dir(&staging).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "nothing was staged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    rec.kill9();
+    // Fill the disk to the last block.
+    let ballast = mnt.join("ballast");
+    let mut f = fs::File::create(&ballast).unwrap();
+    while std::io::Write::write_all(&mut f, &[7u8; 4096]).is_ok() {}
+    drop(f);
+    let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
+    fs::remove_file(&ballast).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("recording starts anyway"), "{log}");
+    let rows = rows(&out);
+    assert_eq!(rows_of(&rows, &copy.path).len(), 500, "{log}");
 }
 
 struct Unmount(std::path::PathBuf);

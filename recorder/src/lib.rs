@@ -17,4 +17,4 @@ pub mod synth;
 pub use batch::BatchBuilder;
 pub use error::SinkError;
 pub use event::{Event, ExeStatus, Hook, Protocol, Verdict};
-pub use sink::{RecoveryReport, Sink, SinkConfig, SinkStats};
+pub use sink::{DiskFullAction, RecoveryReport, Sink, SinkConfig, SinkStats};

@@ -23,6 +23,17 @@ use crate::parquet_file::{write_published, PendingParquet};
 use crate::schema::meta;
 use crate::staging::{read_staged, StagedMeta, StagingLog};
 
+/// What the sink does when the disk (or a quota) is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskFullAction {
+    /// Keep running: events that cannot be written are counted as lost (so the gap is
+    /// exact), and writing resumes by itself when space returns.
+    #[default]
+    Continue,
+    /// Stop with an error; what was published or staged stays intact.
+    Stop,
+}
+
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub out_dir: PathBuf,
@@ -35,6 +46,7 @@ pub struct SinkConfig {
     pub rotate_interval: Duration,
     pub rotate_bytes: u64,
     pub zstd_level: i32,
+    pub on_disk_full: DiskFullAction,
 }
 
 impl SinkConfig {
@@ -47,6 +59,7 @@ impl SinkConfig {
             rotate_interval: Duration::from_secs(15 * 60),
             rotate_bytes: 128 << 20,
             zstd_level: 3,
+            on_disk_full: DiskFullAction::Continue,
         }
     }
 }
@@ -87,8 +100,15 @@ pub struct Sink {
     segment: Option<Segment>,
     /// The date partition the buffered events belong to.
     open_date: Option<NaiveDate>,
+    /// The kernel's count of events it could not deliver.
     lost_total: u64,
+    /// Events that could not be written because the disk was full.
+    lost_disk: u64,
     lost_published: u64,
+    /// Rows taken from the buffer and not yet durable in staging.
+    at_risk: u64,
+    /// Since when the disk has been full (writing is retried at every flush).
+    full_since: Option<(Instant, u64)>,
     last_flush: Instant,
     seq: u64,
     stats: Arc<SinkStats>,
@@ -111,13 +131,26 @@ impl Sink {
         lock.try_lock()
             .map_err(|_| SinkError::Locked { path: out.clone() })?;
 
-        let report = recover(&cfg)?;
+        let (report, full) = match recover(&cfg) {
+            Ok(r) => (r, None),
+            // Staged data stays staged; it is published once space returns.
+            Err(e) if e.is_disk_full() && cfg.on_disk_full == DiskFullAction::Continue => {
+                tracing::warn!(
+                    "{e}: recording starts anyway; events are counted as lost until space returns"
+                );
+                (RecoveryReport::default(), Some((Instant::now(), 0)))
+            }
+            Err(e) => return Err(e),
+        };
         let sink = Sink {
             builder: BatchBuilder::new(&cfg.host),
             segment: None,
             open_date: None,
             lost_total: 0,
+            lost_disk: 0,
             lost_published: 0,
+            at_risk: 0,
+            full_since: full,
             last_flush: Instant::now(),
             seq: 0,
             stats: Arc::new(SinkStats::default()),
@@ -174,11 +207,86 @@ impl Sink {
         Ok(())
     }
 
+    /// Events lost so far: dropped by the kernel or not written for want of space.
+    fn lost_now(&self) -> u64 {
+        self.lost_total + self.lost_disk
+    }
+
+    /// Events lost because the disk was full, since the sink opened.
+    pub fn lost_to_full_disk(&self) -> u64 {
+        self.lost_disk
+    }
+
+    /// Whether writing is suspended for want of space.
+    pub fn disk_full(&self) -> bool {
+        self.full_since.is_some()
+    }
+
     /// Makes everything buffered durable in staging.
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.guarded(Self::flush_inner)
+    }
+
+    /// Runs a write; with `DiskFullAction::Continue` a full disk is not an error: the
+    /// open segment is given up (left staged for recovery, with exactly its successful
+    /// appends), the rows that were not yet durable are counted as lost, and writing is
+    /// retried at the next flush.
+    fn guarded(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        match op(self) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_disk_full() && self.cfg.on_disk_full == DiskFullAction::Continue => {
+                let lost = std::mem::take(&mut self.at_risk);
+                self.lost_disk += lost;
+                if let Some(seg) = self.segment.take() {
+                    // Its recorded losses are published with it, at recovery.
+                    self.lost_published += seg.log.abandon();
+                }
+                self.open_date = None;
+                if self.full_since.is_none() {
+                    tracing::warn!(
+                        "{e}: recording goes on; events are counted as lost (pinhole.lost_events) until space returns"
+                    );
+                    self.full_since = Some((Instant::now(), self.lost_disk - lost));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.at_risk = 0;
+                Err(e)
+            }
+        }
+    }
+
+    /// After a full disk: publishes the segments given up meanwhile (as recovery does
+    /// after a crash), then writing goes on as before.
+    fn resume(&mut self) -> Result<(), SinkError> {
+        let Some((since, lost_before)) = self.full_since else {
+            return Ok(());
+        };
+        let report = recover(&self.cfg)?;
+        self.full_since = None;
+        for path in &report.files_published {
+            self.note_published(path);
+        }
+        tracing::info!(
+            after_s = since.elapsed().as_secs(),
+            lost = self.lost_disk - lost_before,
+            republished_files = report.files_published.len(),
+            "disk space is back: recording resumed"
+        );
+        Ok(())
+    }
+
+    fn flush_inner(&mut self) -> Result<(), SinkError> {
         self.last_flush = Instant::now();
-        let unpublished_lost = self.lost_total - self.lost_published;
         if self.builder.is_empty() {
+            if self.full_since.is_some() {
+                return self.resume();
+            }
+            let unpublished_lost = self.lost_now() - self.lost_published;
             if let Some(seg) = &mut self.segment {
                 seg.log.set_lost_events(unpublished_lost)?;
             }
@@ -186,6 +294,9 @@ impl Sink {
         }
         let (first, last) = self.builder.time_span().expect("non-empty builder");
         let batch = self.builder.finish()?;
+        self.at_risk = batch.num_rows() as u64;
+        self.resume()?;
+        let unpublished_lost = self.lost_now() - self.lost_published;
         if self.segment.is_none() {
             let date = self.open_date.unwrap_or_else(|| date_of(first));
             self.segment = Some(self.new_segment(date, first)?);
@@ -193,6 +304,8 @@ impl Sink {
         let seg = self.segment.as_mut().expect("segment just ensured");
         seg.log.set_lost_events(unpublished_lost)?;
         seg.log.append(&batch)?;
+        // Durable now: a failure from here on gives the segment up, not these rows.
+        self.at_risk = 0;
         seg.parquet.write(&batch)?;
         seg.first_ts = seg.first_ts.min(first);
         seg.last_ts = seg.last_ts.max(last);
@@ -211,7 +324,7 @@ impl Sink {
             &name,
             StagedMeta {
                 date,
-                lost_events: self.lost_total - self.lost_published,
+                lost_events: self.lost_now() - self.lost_published,
             },
         )?;
         let parquet = PendingParquet::create(
@@ -233,18 +346,30 @@ impl Sink {
 
     /// Flushes, then publishes the open file (if any).
     pub fn rotate(&mut self) -> Result<(), SinkError> {
-        self.flush()?;
+        self.guarded(Self::rotate_inner)
+    }
+
+    fn rotate_inner(&mut self) -> Result<(), SinkError> {
+        self.flush_inner()?;
         self.open_date = None;
         let Some(seg) = self.segment.take() else {
             return Ok(());
         };
-        let lost = self.lost_total - self.lost_published;
-        let path = seg.parquet.publish(vec![
+        let lost = self.lost_now() - self.lost_published;
+        let published = seg.parquet.publish(vec![
             KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
             KeyValue::new(meta::FIRST_TS.into(), rfc3339(seg.first_ts)),
             KeyValue::new(meta::LAST_TS.into(), rfc3339(seg.last_ts)),
-        ])?;
-        self.lost_published = self.lost_total;
+        ]);
+        let path = match published {
+            Ok(path) => path,
+            Err(e) => {
+                // Every flushed row is in the log: recovery publishes it later.
+                self.lost_published += seg.log.abandon();
+                return Err(e);
+            }
+        };
+        self.lost_published += lost;
         seg.log.remove()?;
         self.note_published(&path);
         tracing::debug!(file = %path.display(), segment = %seg.name, date = %seg.date, "published");
@@ -263,16 +388,33 @@ impl Sink {
     /// file, so the audit trail says that events were lost.
     pub fn close(mut self) -> Result<Arc<SinkStats>, SinkError> {
         self.rotate()?;
-        let lost = self.lost_total - self.lost_published;
+        let lost = self.lost_now() - self.lost_published;
         if lost > 0 {
-            let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let seg = self.new_segment(date_of(now), now)?;
-            let path = seg.parquet.publish(vec![KeyValue::new(
-                meta::LOST_EVENTS.into(),
-                lost.to_string(),
-            )])?;
-            seg.log.remove()?;
-            self.note_published(&path);
+            let published = self.guarded(|s| {
+                let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+                let seg = s.new_segment(date_of(now), now)?;
+                let path = match seg.parquet.publish(vec![KeyValue::new(
+                    meta::LOST_EVENTS.into(),
+                    lost.to_string(),
+                )]) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        seg.log.abandon();
+                        return Err(e);
+                    }
+                };
+                seg.log.remove()?;
+                s.note_published(&path);
+                Ok(())
+            });
+            published?;
+        }
+        if self.full_since.is_some() {
+            let uncounted = self.lost_now() - self.lost_published;
+            tracing::error!(
+                lost_to_full_disk = self.lost_disk,
+                "the disk is still full: staged events are published by the next `pinhole record` on this dataset; {uncounted} lost events could not be counted in it"
+            );
         }
         Ok(self.stats)
     }

@@ -3,7 +3,7 @@
 //! at most a torn last message, which recovery drops; everything before it is kept.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -45,10 +45,14 @@ impl StagedMeta {
 }
 
 pub(crate) struct StagingLog {
-    writer: StreamWriter<BufWriter<File>>,
+    /// Unbuffered: after a failed write nothing waits in memory to be written later,
+    /// so cutting the file back to `durable_len` leaves exactly the complete messages.
+    writer: StreamWriter<File>,
     data_path: PathBuf,
     meta_path: PathBuf,
     meta: StagedMeta,
+    /// Length of the log after its last successful append.
+    durable_len: u64,
 }
 
 impl StagingLog {
@@ -61,14 +65,16 @@ impl StagingLog {
             .write(true)
             .open(&data_path)
             .map_err(|e| SinkError::write(&data_path, e))?;
-        let writer = StreamWriter::try_new(BufWriter::new(file), &schema())
-            .map_err(|e| SinkError::encode(&data_path, e))?;
+        let writer =
+            StreamWriter::try_new(file, &schema()).map_err(|e| arrow_error(&data_path, e))?;
         sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
+        let durable_len = writer.get_ref().metadata().map_or(0, |m| m.len());
         Ok(StagingLog {
             writer,
             data_path,
             meta_path,
             meta,
+            durable_len,
         })
     }
 
@@ -77,20 +83,40 @@ impl StagingLog {
         self.writer
             .write(batch)
             .map_err(|e| arrow_error(&self.data_path, e))?;
-        let buffered = self.writer.get_mut();
-        buffered
-            .flush()
+        let file = self.writer.get_mut();
+        file.flush()
+            .and_then(|_| file.sync_data())
             .map_err(|e| SinkError::write(&self.data_path, e))?;
-        buffered
-            .get_ref()
-            .sync_data()
-            .map_err(|e| SinkError::write(&self.data_path, e))
+        self.durable_len = file
+            .metadata()
+            .map_err(|e| SinkError::write(&self.data_path, e))?
+            .len();
+        Ok(())
+    }
+
+    /// Gives the log up after a failed write: cuts off whatever part of a message the
+    /// failure left, so the log holds exactly the appends that succeeded, and leaves it
+    /// staged for recovery. Returns the lost-event count its sidecar records.
+    pub fn abandon(self) -> u64 {
+        let file = self.writer.get_ref();
+        if let Err(e) = file
+            .set_len(self.durable_len)
+            .and_then(|_| file.sync_data())
+        {
+            tracing::warn!(log = %self.data_path.display(), "cutting a torn staging write: {e} (recovery drops it)");
+        }
+        self.meta.lost_events
     }
 
     pub fn set_lost_events(&mut self, lost: u64) -> Result<(), SinkError> {
         if lost != self.meta.lost_events {
-            self.meta.lost_events = lost;
-            write_meta(&self.meta_path, &self.meta)?;
+            // Memory follows the disk: what `abandon` reports is what recovery will read.
+            let meta = StagedMeta {
+                lost_events: lost,
+                ..self.meta.clone()
+            };
+            write_meta(&self.meta_path, &meta)?;
+            self.meta = meta;
         }
         Ok(())
     }

@@ -175,27 +175,42 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    // Done when the enforcer reports having taken this request (or a later identical one).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Done when the enforcer reports having taken this request, however long a large
+    // policy takes; only the enforcer's exit ends the wait otherwise.
+    let spinner = crate::status::Spinner::new("reloading");
+    let started = Instant::now();
     loop {
         let now = state::read()?.context("the enforcer's state disappeared during reload")?;
         match state::request_outcome(&now, &want) {
             Some(Ok(generation)) => {
+                spinner.finish();
                 println!(
-                    "reloaded {} (generation {generation})",
-                    args.policy.display()
+                    "reloaded {} (generation {generation}) in {:.1} s",
+                    args.policy.display(),
+                    started.elapsed().as_secs_f64()
                 );
                 return Ok(());
             }
             Some(Err(why)) => {
+                spinner.finish();
                 bail!("the enforcer refused the new policy; the previous one stays in force: {why}")
             }
             None => {}
         }
-        if Instant::now() > deadline {
-            bail!("the enforcer did not take the reload request within 30 s");
+        if !state::is_running(st.pid) {
+            spinner.finish();
+            bail!(
+                "the enforcer (pid {}) exited before taking the reload request",
+                st.pid
+            );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let phase = state::reload_phase().unwrap_or_else(|| "waiting for the enforcer".into());
+        spinner.say(&format!(
+            "{} ({:.0} s)",
+            pinhole_recorder::printable::printable(&phase),
+            started.elapsed().as_secs_f64()
+        ));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -282,6 +282,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 }
             }
             let now = Instant::now();
+            labels.prune(now);
             if reload.swap(false, Ordering::AcqRel) && attached {
                 let taken = state::take_reload_request();
                 let requested = taken
@@ -296,7 +297,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     gate: &gate_target,
                     persist: args.persist,
                 };
-                match ctx.run(&current, &mut links) {
+                let outcome = ctx.run(&current, &mut links);
+                state::set_reload_phase(None);
+                match outcome {
                     Ok((gen, text)) => {
                         labels.insert_current(gen.number, gen.compiled.clone());
                         apps = AppsByHash::new(&gen.compiled);
@@ -461,16 +464,27 @@ impl Reload<'_> {
     /// Loads the requested policy as a new generation with complete tables, then moves
     /// every hook to it.
     fn run(&self, current: &Generation, links: &mut Links) -> Result<(Generation, String)> {
+        let phase = |p: &str| state::set_reload_phase(Some(p));
+        phase("checking and compiling the policy");
         let loaded = load(self.policy, "the previous policy stays in force")?;
+        phase("loading the programs and tables into the kernel");
         let gen = generation::load(
             current.number + 1,
             loaded.compiled.clone(),
             self.opts,
             Some(self.shared),
         )?;
+        phase("placing the identities of hashed files");
         let apps = AppsByHash::new(&loaded.compiled);
         let per_app = identities::seed(&gen.skel.maps.identities, &apps, self.resolver)?;
         identities::report_seeding(&loaded.compiled, &per_app);
+        phase("moving the hooks to the new policy");
+        if let Err(e) = links.swap_to(&gen) {
+            // Put back the hooks that did switch: one policy decides, never two.
+            links.swap_to(current).ok();
+            return Err(e);
+        }
+        // Only now: the gate writes to the table of the policy in force.
         self.gate
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -479,11 +493,6 @@ impl Reload<'_> {
                 MapHandle::try_from(&gen.skel.maps.identities)?,
                 self.resolver.sizes(),
             );
-        if let Err(e) = links.swap_to(&gen) {
-            // Put back the hooks that did switch: one policy decides, never two.
-            links.swap_to(current).ok();
-            return Err(e);
-        }
         if self.persist {
             links.pin(&state::pin_dir())?;
             pin_maps(&gen, self.shared)?;

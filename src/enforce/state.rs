@@ -82,6 +82,27 @@ pub fn reload_request() -> PathBuf {
     dir().join("reload.toml")
 }
 
+/// Where the daemon says which step of a reload it is at (`reload` shows it).
+fn reload_phase_file() -> PathBuf {
+    dir().join("reload.phase")
+}
+
+/// The daemon: the reload under way is at `phase` (None: no reload under way).
+pub fn set_reload_phase(phase: Option<&str>) {
+    let r = match phase {
+        Some(p) => write_atomic(&reload_phase_file(), p.as_bytes()),
+        None => fs::remove_file(reload_phase_file()).or(Ok(())),
+    };
+    if let Err(e) = r {
+        tracing::debug!("reload phase: {e:#}");
+    }
+}
+
+/// What the daemon last said of the reload under way.
+pub fn reload_phase() -> Option<String> {
+    fs::read_to_string(reload_phase_file()).ok()
+}
+
 /// Takes the pending reload request, if any, so a newer one written meanwhile waits
 /// for its own SIGHUP instead of being deleted unread. Returns the taken file.
 pub fn take_reload_request() -> Option<PathBuf> {
