@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pinhole_recorder::{Sink, SinkConfig};
+use pinhole_recorder::printable::printable;
+use pinhole_recorder::{Hook, Sink, SinkConfig};
 
 use crate::capture;
 use crate::identity::Resolver;
@@ -89,6 +90,24 @@ pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
     Ok(n as u32)
 }
 
+/// What the row marking a start says: this pinhole, and how the previous run ended
+/// when it left staged events behind.
+fn start_note(recovery: &pinhole_recorder::RecoveryReport) -> String {
+    let mut note = format!(
+        "started: pinhole {} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    if !recovery.files_published.is_empty() {
+        note.push_str(&format!(
+            "; the previous run did not stop cleanly: {} staged events recovered into {} files",
+            recovery.events_recovered,
+            recovery.files_published.len()
+        ));
+    }
+    note
+}
+
 pub fn run(args: RecordArgs) -> Result<()> {
     require_root("pinhole record")?;
     ignore_terminal_stop();
@@ -100,6 +119,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
             .context("installing signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    // Which signal it was, for the row that marks the stop.
+    let terminated = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, terminated.clone())
+        .context("installing signal handlers")?;
     let ring = ring_bytes(args.ring_size)?;
     let rotate = args.rotate_size.as_u64();
     if !(4 << 10..=64 << 30).contains(&rotate) {
@@ -157,6 +180,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         let mut writer = Writer::new(&mut sink);
+        writer.marker(Hook::RecordingStarted, &start_note(&recovery))?;
         let mut resolver = Resolver::default();
         match crate::snapshot::running_processes() {
             Ok(procs) => {
@@ -168,6 +192,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
 
         let mut status = StatusLine::new("recording");
+        let mut by_duration = false;
         let mut links = Some(links);
         let mut result = Ok(());
         let mut last_lost_read = Instant::now() - Duration::from_secs(1);
@@ -201,6 +226,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
             }
             status.update(writer.counters());
             let expired = deadline.is_some_and(|d| now >= d);
+            if expired && links.is_some() {
+                by_duration = true;
+            }
             if (stop.load(Ordering::Acquire) || expired) && links.is_some() {
                 // Detach first, then drain: nothing new arrives, nothing queued is lost.
                 drop(links.take());
@@ -210,6 +238,16 @@ pub fn run(args: RecordArgs) -> Result<()> {
         status.finish();
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
         writer.set_lost(capture::lost_events(&skel.maps.lost_events)?);
+        let why = match (&result, &polled) {
+            (Err(e), _) | (_, Err(e)) => format!("stopped by an error: {e:#}"),
+            _ if by_duration => "stopped: --duration reached".into(),
+            _ if terminated.load(Ordering::Acquire) => "stopped by SIGTERM".into(),
+            _ => "stopped by SIGINT".into(),
+        };
+        // Best effort when stopping on an error: the sink may be what failed.
+        if let Err(e) = writer.marker(Hook::RecordingStopped, &printable(&why)) {
+            tracing::warn!("the row marking the stop was not written: {e:#}");
+        }
         let counters = writer.counters();
         let resolver = resolver.stats();
         result.and(polled).context("recording stopped")?;

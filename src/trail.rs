@@ -14,6 +14,49 @@ pub use crate::labels::{label, Labels};
 use crate::skel::{c_str, connect_event};
 use crate::status::Counters;
 
+/// This process's executable, hashed once: marker rows name the pinhole that wrote them.
+struct OwnIdentity {
+    key: ExeKey,
+    path: Option<String>,
+    sha256: Option<[u8; 32]>,
+    status: pinhole_recorder::ExeStatus,
+}
+
+fn own_identity() -> &'static OwnIdentity {
+    static ME: std::sync::OnceLock<OwnIdentity> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let path = std::fs::read_link("/proc/self/exe")
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned());
+        let hashed = std::fs::File::open("/proc/self/exe")
+            .ok()
+            .and_then(|mut f| {
+                let key = ExeKey::from_metadata(&f.metadata().ok()?);
+                let d = crate::identity::sha256_file(&mut f, &key, Default::default()).ok()?;
+                Some((key, d.sha256))
+            });
+        let (key, sha256, status) = match hashed {
+            Some((k, h)) => (k, Some(h), pinhole_recorder::ExeStatus::Ok),
+            None => (
+                ExeKey {
+                    dev: 0,
+                    ino: 0,
+                    ctime_sec: 0,
+                    ctime_nsec: 0,
+                },
+                None,
+                pinhole_recorder::ExeStatus::Unreadable,
+            ),
+        };
+        OwnIdentity {
+            key,
+            path,
+            sha256,
+            status,
+        }
+    })
+}
+
 /// Turns captured records into dataset rows.
 pub struct Writer<'s> {
     pub sink: &'s mut Sink,
@@ -53,6 +96,44 @@ impl<'s> Writer<'s> {
             lost: self.lost,
             files: stats.files_published.load(Ordering::Relaxed),
         }
+    }
+
+    /// A row marking the recording itself (`RecordingStarted`/`Stopped`), made by this
+    /// process, with `note` saying why.
+    pub fn marker(&mut self, hook: Hook, note: &str) -> Result<()> {
+        let me = own_identity();
+        let ts_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        // SAFETY: getppid, getuid and getgid have no preconditions.
+        let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+        let row = Event {
+            ts_ns,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            ppid: ppid as u32,
+            uid,
+            gid,
+            comm: "pinhole",
+            exe: ExeRef {
+                path: me.path.as_deref(),
+                sha256: me.sha256.as_ref(),
+                status: me.status,
+                dev: me.key.dev,
+                ino: me.key.ino,
+            },
+            cgroup_id: 0,
+            netns: 0,
+            dst_addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dst_port: 0,
+            protocol: Protocol::Other(0),
+            hook,
+            verdict: Verdict::Observed,
+            sock_cookie: 0,
+            rule_id: None,
+            app: None,
+            note: Some(note),
+        };
+        self.sink.append(&row)?;
+        Ok(())
     }
 
     /// The recorder's path: observed events carry no policy labels.
@@ -119,6 +200,7 @@ impl<'s> Writer<'s> {
             sock_cookie: e.sock_cookie,
             rule_id: rule,
             app,
+            note: None,
         };
         self.sink.append(&row)?;
         Ok(())

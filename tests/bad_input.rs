@@ -86,6 +86,7 @@ fn dataset(out: &Path, path: &str, comm: &str, n: u32) {
             sock_cookie: u64::from(i),
             rule_id: None,
             app: None,
+            note: None,
         })
         .unwrap();
     }

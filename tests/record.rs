@@ -337,14 +337,16 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     );
     assert_eq!(seen("duckdb_dates"), "1", "{text}");
     assert!(
-        text.contains("\"duckdb_hooks\": [\"connect\", \"sendmsg\"]"),
+        text.contains(
+            "\"duckdb_hooks\": [\"connect\", \"recording_started\", \"recording_stopped\", \"sendmsg\"]"
+        ),
         "{text}"
     );
     assert!(
         text.contains("\"date\""),
         "hive partition column visible: {text}"
     );
-    assert!(text.contains("\"schema_versions\": [\"1\"]"), "{text}");
+    assert!(text.contains("\"schema_versions\": [\"2\"]"), "{text}");
     assert!(text.contains("fixed_size_binary[32]"), "{text}");
     assert!(text.contains("timestamp[ns, tz=UTC]"), "{text}");
 }
@@ -377,7 +379,9 @@ fn cgroup_option_records_only_that_subtree() {
         assert_eq!(r["cgroup_id"], cg.id().to_string());
     }
     assert!(
-        rows.iter().all(|r| r["cgroup_id"] == cg.id().to_string()),
+        rows.iter()
+            .filter(|r| !r["hook"].starts_with("recording_"))
+            .all(|r| r["cgroup_id"] == cg.id().to_string()),
         "nothing from outside the subtree"
     );
 }

@@ -443,3 +443,75 @@ fn an_exec_storm_under_a_1024_descriptor_limit_neither_kills_nor_blinds_the_reco
         );
     }
 }
+
+/// Regression (bounded resources, 5): restarts left gaps nothing in the trail showed.
+/// Every start and stop is a row (`hook` recording_started / recording_stopped, `note`
+/// saying why), so a reader can tell "nothing happened" from "nothing was recorded".
+#[test]
+fn starts_and_stops_are_marked_in_the_trail_with_why() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-marked");
+    let connect = |n: &str| {
+        run(Command::new(&copy.path).args(["--port", "40090", "--count", n]));
+    };
+    let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
+    connect("3");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec.stop().0.success());
+    connect("5"); // while nothing records
+    let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
+    connect("7");
+    let staging = out.join(".staging");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_dir(&staging).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "nothing was staged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    rec.kill9();
+    let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{log}");
+
+    let mut rows = rows(&out);
+    rows.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
+    let marks: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r["hook"].starts_with("recording_"))
+        .map(|r| (r["hook"].as_str(), r["note"].as_str()))
+        .collect();
+    let kinds: Vec<&str> = marks.iter().map(|m| m.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            "recording_started",
+            "recording_stopped",
+            "recording_started",
+            "recording_started",
+            "recording_stopped"
+        ],
+        "{marks:?}"
+    );
+    assert!(marks[1].1.contains("SIGINT"), "{marks:?}");
+    assert!(marks[3].1.contains("did not stop cleanly"), "{marks:?}");
+    assert!(marks[4].1.contains("SIGTERM"), "{marks:?}");
+    let marker_rows = rows.iter().filter(|r| r["hook"].starts_with("recording_"));
+    assert!(marker_rows
+        .clone()
+        .all(|r| r["comm"] == "pinhole" && r["exe_status"] == "ok"));
+    // The 5 connects made between the first stop and the second start are in the gap.
+    assert_eq!(rows_of(&rows, &copy.path).len(), 3 + 7);
+    let out = run(Command::new(PINHOLE)
+        .args(["analyze", "--format", "json"])
+        .arg(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("recording_"), "markers are no app's events");
+    assert!(
+        !text.contains("\"pinhole\""),
+        "pinhole is not an app here: {text}"
+    );
+}

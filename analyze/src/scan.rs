@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
-use pinhole_recorder::event::hook_has_destination;
+use pinhole_recorder::event::{hook_has_destination, hook_is_marker};
 use rustc_hash::FxHashMap;
 
 use crate::small_set::SmallSet;
@@ -187,6 +187,11 @@ impl FileScan {
             .iter()
             .map(|&id| hook_has_destination(&self.strings[id as usize]))
             .collect();
+        // Rows that mark when recording started or stopped are no one's events.
+        let marker: Vec<bool> = hook_names
+            .iter()
+            .map(|&id| hook_is_marker(&self.strings[id as usize]))
+            .collect();
         let hook_keys = batch
             .column_by_name("hook")
             .expect("validated")
@@ -198,6 +203,9 @@ impl FileScan {
         for i in 0..batch.num_rows() {
             let t = ts.value(i);
             if window.since_ns.is_some_and(|s| t < s) || window.until_ns.is_some_and(|u| t >= u) {
+                continue;
+            }
+            if hook[i].is_some() && marker[hook_keys.value(i) as usize] {
                 continue;
             }
             let comm_id = comm[i].unwrap_or(0);

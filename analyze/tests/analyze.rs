@@ -256,6 +256,7 @@ fn unresolved_rows_are_never_merged_into_a_hashed_app() {
             sock_cookie: 1,
             rule_id: None,
             app: None,
+            note: None,
         })
         .unwrap();
     }

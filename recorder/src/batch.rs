@@ -43,6 +43,7 @@ pub struct BatchBuilder {
     sock_cookie: UInt64Builder,
     rule_id: Dict,
     app: Dict,
+    note: Dict,
     /// Scratch buffer for formatting addresses without allocating per event.
     addr_buf: String,
     min_ts: i64,
@@ -77,6 +78,7 @@ impl BatchBuilder {
             sock_cookie: UInt64Builder::new(),
             rule_id: Dict::new(),
             app: Dict::new(),
+            note: Dict::new(),
             addr_buf: String::with_capacity(64),
             min_ts: i64::MAX,
             max_ts: i64::MIN,
@@ -132,6 +134,7 @@ impl BatchBuilder {
         self.sock_cookie.append_value(e.sock_cookie);
         self.rule_id.append_option(e.rule_id);
         self.app.append_option(e.app);
+        self.note.append_option(e.note);
     }
 
     /// Takes everything appended so far as one batch and starts afresh.
@@ -163,6 +166,7 @@ impl BatchBuilder {
             Arc::new(self.sock_cookie.finish()),
             Arc::new(self.rule_id.finish()),
             Arc::new(self.app.finish()),
+            Arc::new(self.note.finish()),
         ];
         RecordBatch::try_new(schema(), columns)
     }

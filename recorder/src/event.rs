@@ -99,12 +99,22 @@ pub enum Hook {
     Egress,
     /// A subflow the kernel opened for an MPTCP connection (from a kernel worker).
     MptcpSubflow,
+    /// Not an event: the recorder started (`note` says how the previous run ended).
+    RecordingStarted,
+    /// Not an event: the recorder stopped (`note` says why). Until the next
+    /// `recording_started` row of the same host, nothing was recorded.
+    RecordingStopped,
 }
 
 /// Whether rows of the hook named `name` have a destination: connects and sends do; a
 /// socket being opened, a source route or a subflow decision is counted apart.
 pub fn hook_has_destination(name: &str) -> bool {
     matches!(name, "connect" | "sendmsg")
+}
+
+/// Whether rows of the hook named `name` mark the recording itself, not an event.
+pub fn hook_is_marker(name: &str) -> bool {
+    matches!(name, "recording_started" | "recording_stopped")
 }
 
 impl Hook {
@@ -116,6 +126,8 @@ impl Hook {
             Hook::Setsockopt => "setsockopt",
             Hook::Egress => "egress",
             Hook::MptcpSubflow => "mptcp_subflow",
+            Hook::RecordingStarted => "recording_started",
+            Hook::RecordingStopped => "recording_stopped",
         }
     }
 }
@@ -174,6 +186,8 @@ pub struct Event<'a> {
     pub sock_cookie: u64,
     pub rule_id: Option<&'a str>,
     pub app: Option<&'a str>,
+    /// Words for people: why recording started or stopped (marker rows only).
+    pub note: Option<&'a str>,
 }
 
 /// The canonical form of a destination address: IPv4-mapped IPv6 becomes IPv4.

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Bumped on any change a reader could notice; readers refuse newer versions.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the `note` column, and rows marking when recording started and stopped.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key-value metadata keys written into every Parquet file's footer.
 pub mod meta {
@@ -47,6 +48,7 @@ pub mod col {
     pub const SOCK_COOKIE: &str = "sock_cookie";
     pub const RULE_ID: &str = "rule_id";
     pub const APP: &str = "app";
+    pub const NOTE: &str = "note";
 }
 
 fn dict() -> DataType {
@@ -87,6 +89,7 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::SOCK_COOKIE, DataType::UInt64, false),
                 Field::new(col::RULE_ID, dict(), true),
                 Field::new(col::APP, dict(), true),
+                Field::new(col::NOTE, dict(), true),
             ]))
         })
         .clone()
@@ -105,6 +108,6 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
         assert_eq!(names[0], col::TS);
-        assert_eq!(names.last(), Some(&col::APP));
+        assert_eq!(names.last(), Some(&col::NOTE));
     }
 }

@@ -279,6 +279,7 @@ fn append(sink: &mut Sink, ts: i64, app: &App, pid: u32, dest: Dest) -> Result<(
         sock_cookie: ts as u64 / 1000,
         rule_id: None,
         app: None,
+        note: None,
     })
 }
 

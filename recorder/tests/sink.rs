@@ -45,6 +45,7 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
         sock_cookie: ts_ns as u64,
         rule_id: None,
         app: None,
+        note: None,
     }
 }
 

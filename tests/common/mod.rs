@@ -130,9 +130,14 @@ impl Recording {
     }
 
     /// SIGINT, wait, and check that it left no program loaded.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub fn stop(self) -> (ExitStatus, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// As `stop`, with another signal.
+    pub fn stop_with(mut self, sig: i32) -> (ExitStatus, String) {
         // SAFETY: plain signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait for pinhole record");
         let log: Vec<String> = self
             .startup_log
