@@ -4,18 +4,18 @@
 use std::cell::RefCell;
 use std::fs::{self, File};
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject, RingBufferBuilder};
 
 use crate::clock::BootClock;
 use crate::identity::{fd_budget, Candidate, ExeKey, ExecWatch};
+use crate::record_persist::PinnedMaps;
 use crate::skel::record::{RecordSkel, RecordSkelBuilder};
 use crate::skel::{c_str, connect_event, exec_event, parse};
 
@@ -26,44 +26,40 @@ pub enum Captured {
     Connects(Vec<connect_event>),
 }
 
-pub fn load(open_object: &mut MaybeUninit<OpenObject>, ring_bytes: u32) -> Result<RecordSkel<'_>> {
+/// Loads the recorder's programs; with `pinned`, into the maps a persisted recorder
+/// left (its rings hold what was captured while no process ran).
+pub fn load<'obj>(
+    open_object: &'obj mut MaybeUninit<OpenObject>,
+    ring_bytes: u32,
+    pinned: Option<&PinnedMaps>,
+) -> Result<RecordSkel<'obj>> {
     let mut open = RecordSkelBuilder::default()
         .open(open_object)
         .context("opening the recorder's BPF object")?;
-    open.maps
-        .connect_events
-        .set_max_entries(ring_bytes)
-        .with_context(|| format!("sizing the connect ring buffer to {ring_bytes} bytes (must be a power of two multiple of the page size)"))?;
+    match pinned {
+        Some(PinnedMaps(maps)) => {
+            let m = &mut open.maps;
+            for (name, map) in maps {
+                let target = match *name {
+                    "connect_events" => &mut m.connect_events,
+                    "exec_events" => &mut m.exec_events,
+                    "lost_events" => &mut m.lost_events,
+                    _ => &mut m.mptcp_owners,
+                };
+                target
+                    .reuse_fd(map.as_fd())
+                    .with_context(|| format!("reusing the pinned map {name}"))?;
+            }
+        }
+        None => open
+            .maps
+            .connect_events
+            .set_max_entries(ring_bytes)
+            .with_context(|| format!("sizing the connect ring buffer to {ring_bytes} bytes (must be a power of two multiple of the page size)"))?,
+    }
     open.load().context(
         "loading the recorder's BPF programs into the kernel (needs root, BTF at /sys/kernel/btf/vmlinux, and cgroup BPF support)",
     )
-}
-
-/// Attaches the four sock_addr observers and the socket-creation observer to `cgroup`,
-/// and the exec tracepoint.
-pub fn attach(skel: &RecordSkel<'_>, cgroup: &Path) -> Result<Vec<Link>> {
-    let dir = File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-    let fd = dir.as_raw_fd();
-    let p = &skel.progs;
-    let mut links = Vec::new();
-    for (name, prog) in [
-        ("connect4", &p.record_connect4),
-        ("connect6", &p.record_connect6),
-        ("sendmsg4", &p.record_sendmsg4),
-        ("sendmsg6", &p.record_sendmsg6),
-        ("sock_create", &p.record_sock_create),
-    ] {
-        links.push(
-            prog.attach_cgroup(fd)
-                .with_context(|| format!("attaching cgroup/{name} to {}", cgroup.display()))?,
-        );
-    }
-    links.push(
-        p.record_exec
-            .attach()
-            .context("attaching the sched_process_exec tracepoint")?,
-    );
-    Ok(links)
 }
 
 /// Sum of the per-CPU loss counters (`lost_events` of record.bpf.c or enforce.bpf.c):

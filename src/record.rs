@@ -12,8 +12,10 @@ use pinhole_recorder::printable::printable;
 use pinhole_recorder::{Hook, Sink, SinkConfig};
 
 use crate::capture;
+use crate::hook_links::HookLinks;
 use crate::identity::Resolver;
 use crate::mounts;
+use crate::record_persist;
 use crate::status::StatusLine;
 use crate::trail::Writer;
 
@@ -50,6 +52,13 @@ pub struct RecordArgs {
     /// zstd compression level of the Parquet files (1-22).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
+    /// When stopping, leave the programs attached and their rings pinned, so that the
+    /// next `pinhole record` (a restart, an upgrade) drains what they capture meanwhile.
+    #[arg(long)]
+    pub persist: bool,
+    /// Remove what a `--persist` run left attached and pinned, and exit.
+    #[arg(long)]
+    pub release: bool,
     /// When the disk is full: `continue` counts what cannot be written as lost and
     /// resumes when space returns; `stop` ends recording with an error.
     #[arg(long, value_enum, default_value_t = OnDiskFull::Continue)]
@@ -90,14 +99,37 @@ pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
     Ok(n as u32)
 }
 
+/// At stop: with `persist` the links are pinned and left attached, else they are
+/// detached and anything a persisted run left pinned is removed.
+fn finish_links(
+    mut links: HookLinks,
+    persist: bool,
+    skel: &crate::skel::record::RecordSkel<'_>,
+    target: &std::path::Path,
+    lost_published: u64,
+) -> Result<()> {
+    if persist {
+        record_persist::pin(&mut links, skel, target, lost_published)?;
+        links.leave_pinned();
+        return Ok(());
+    }
+    links.unpin()?;
+    drop(links);
+    record_persist::release()?;
+    Ok(())
+}
+
 /// What the row marking a start says: this pinhole, and how the previous run ended
-/// when it left staged events behind.
-fn start_note(recovery: &pinhole_recorder::RecoveryReport) -> String {
+/// when it left staged events behind or its programs attached.
+fn start_note(recovery: &pinhole_recorder::RecoveryReport, took_over: bool) -> String {
     let mut note = format!(
         "started: pinhole {} (pid {})",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    if took_over {
+        note.push_str("; took over the programs the previous run left attached (--persist): nothing was missed in between, except events counted lost");
+    }
     if !recovery.files_published.is_empty() {
         note.push_str(&format!(
             "; the previous run did not stop cleanly: {} staged events recovered into {} files",
@@ -110,6 +142,11 @@ fn start_note(recovery: &pinhole_recorder::RecoveryReport) -> String {
 
 pub fn run(args: RecordArgs) -> Result<()> {
     require_root("pinhole record")?;
+    if args.release {
+        let removed = record_persist::release()?;
+        println!("removed {} pins of a persisted recorder", removed.len());
+        return Ok(());
+    }
     ignore_terminal_stop();
     // Handlers first: a signal during set-up must find them installed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -163,8 +200,21 @@ pub fn run(args: RecordArgs) -> Result<()> {
     };
     mounts::ensure_tracefs()?;
     let mut object = MaybeUninit::uninit();
-    let skel = capture::load(&mut object, ring)?;
-    let links = capture::attach(&skel, &target)?;
+    let persisted = record_persist::pinned(&target)?;
+    let skel = capture::load(&mut object, ring, persisted.as_ref().map(|p| &p.maps))?;
+    let (links, lost_base) = match persisted {
+        Some(mut p) => {
+            p.links.swap_to(&record_persist::programs(&skel))?;
+            tracing::info!(
+                "took over the persisted recorder's programs: what they captured meanwhile follows"
+            );
+            (p.links, Some(p.lost_published))
+        }
+        None => (
+            HookLinks::attach(&record_persist::programs(&skel), &target)?,
+            None,
+        ),
+    };
     tracing::info!(cgroup = %target.display(), out = %args.out.display(), "attached; recording");
 
     crate::identity::fd_budget::init();
@@ -180,7 +230,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         let mut writer = Writer::new(&mut sink);
-        writer.marker(Hook::RecordingStarted, &start_note(&recovery))?;
+        writer.set_lost_base(lost_base.unwrap_or(0));
+        writer.marker(Hook::RecordingStarted, &start_note(&recovery, lost_base.is_some()))?;
         let mut resolver = Resolver::default();
         match crate::snapshot::running_processes() {
             Ok(procs) => {
@@ -230,20 +281,29 @@ pub fn run(args: RecordArgs) -> Result<()> {
                 by_duration = true;
             }
             if (stop.load(Ordering::Acquire) || expired) && links.is_some() {
-                // Detach first, then drain: nothing new arrives, nothing queued is lost.
-                drop(links.take());
+                if let Some(l) = links.take() {
+                    // --persist: what the programs capture from now on waits in the
+                    // pinned rings. Otherwise detach first, then drain: nothing new
+                    // arrives, nothing queued is lost.
+                    if let Err(e) = finish_links(l, args.persist, &skel, &target, writer.lost_total()) {
+                        result = result.and(Err(e));
+                    }
+                }
                 poll_stop.store(true, Ordering::Release);
             }
         }
         status.finish();
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
         writer.set_lost(capture::lost_events(&skel.maps.lost_events)?);
-        let why = match (&result, &polled) {
+        let mut why = match (&result, &polled) {
             (Err(e), _) | (_, Err(e)) => format!("stopped by an error: {e:#}"),
             _ if by_duration => "stopped: --duration reached".into(),
             _ if terminated.load(Ordering::Acquire) => "stopped by SIGTERM".into(),
             _ => "stopped by SIGINT".into(),
         };
+        if args.persist {
+            why.push_str("; the programs stay attached (--persist): the next `pinhole record` drains what they capture meanwhile");
+        }
         // Best effort when stopping on an error: the sink may be what failed.
         if let Err(e) = writer.marker(Hook::RecordingStopped, &printable(&why)) {
             tracing::warn!("the row marking the stop was not written: {e:#}");

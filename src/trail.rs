@@ -63,6 +63,7 @@ pub struct Writer<'s> {
     clock: BootClock,
     events: u64,
     lost: u64,
+    lost_base: u64,
 }
 
 impl<'s> Writer<'s> {
@@ -72,11 +73,24 @@ impl<'s> Writer<'s> {
             clock: BootClock::now(),
             events: 0,
             lost: 0,
+            lost_base: 0,
         }
     }
 
+    /// Losses of the kernel's counter that an earlier run already published (a counter
+    /// pinned across runs with `--persist` goes on counting).
+    pub fn set_lost_base(&mut self, base: u64) {
+        self.lost_base = base;
+    }
+
+    /// The kernel's cumulative count, as the counter says (for the next run's base).
+    pub fn lost_total(&self) -> u64 {
+        self.lost + self.lost_base
+    }
+
     /// The kernel's cumulative loss count: into the dataset, the status line and a log.
-    pub fn set_lost(&mut self, total: u64) {
+    pub fn set_lost(&mut self, counter: u64) {
+        let total = counter.saturating_sub(self.lost_base);
         if total > self.lost {
             tracing::warn!(
                 lost = total - self.lost,

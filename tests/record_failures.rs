@@ -515,3 +515,69 @@ fn starts_and_stops_are_marked_in_the_trail_with_why() {
         "pinhole is not an app here: {text}"
     );
 }
+
+/// Bounded resources, 5: a planned restart loses nothing with `--persist`. The first
+/// run leaves its programs attached and its rings pinned; connects made while no
+/// recorder runs wait there; the next run takes the links over and drains them, and
+/// (without --persist) leaves nothing behind when it stops.
+#[test]
+fn a_persisted_recorder_loses_nothing_across_a_restart() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-persist");
+    let connect = |port: &str, n: &str| {
+        run(Command::new(&copy.path).args(["--port", port, "--count", n]));
+    };
+    let before = loaded_programs("record_");
+    // Whatever happens, nothing stays attached after this test.
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let _ = Command::new(PINHOLE).args(["record", "--release"]).output();
+        }
+    }
+    let _release = Release;
+    let rec = Recording::start(&out, &["--persist"]);
+    connect("40100", "10");
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop_leaving_programs(libc::SIGTERM);
+    assert!(status.success(), "{log}");
+    assert!(
+        Path::new("/sys/fs/bpf/pinhole/record/exec").exists(),
+        "{log}"
+    );
+    // No recorder process now: the programs go on capturing into the pinned ring.
+    connect("40101", "50");
+    let rec = Recording::start(&out, &[]);
+    connect("40102", "20");
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("took over the persisted recorder"), "{log}");
+    assert!(
+        !Path::new("/sys/fs/bpf/pinhole/record").exists(),
+        "pins left after a run without --persist"
+    );
+    assert_eq!(loaded_programs("record_"), before, "programs left loaded");
+    let rows = rows(&out);
+    let ours = rows_of(&rows, &copy.path);
+    for (port, n) in [("40100", 10), ("40101", 50), ("40102", 20)] {
+        assert_eq!(
+            ours.iter().filter(|r| r["dst_port"] == port).count(),
+            n,
+            "port {port}"
+        );
+    }
+    let notes: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["hook"].starts_with("recording_"))
+        .map(|r| r["note"].as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("stay attached")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("took over")), "{notes:?}");
+}

@@ -7,9 +7,10 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::hook_links::{HookLinks, Programs};
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle, OpenObject, ProgramMut};
+use libbpf_rs::{MapHandle, OpenObject};
 use pinhole_policygen::compile::Compiled;
 use pinhole_policygen::UnknownAction;
 
@@ -127,124 +128,55 @@ impl Generation {
         })
     }
 
-    fn cgroup_prog(&self, hook: &str) -> &ProgramMut<'static> {
+    /// This generation's programs, in hook order.
+    pub fn programs(&self) -> Programs<'_, 'static> {
         let p = &self.skel.progs;
-        match hook {
-            "connect4" => &p.enforce_connect4,
-            "connect6" => &p.enforce_connect6,
-            "sendmsg4" => &p.enforce_sendmsg4,
-            "sendmsg6" => &p.enforce_sendmsg6,
-            "sock_create" => &p.enforce_sock_create,
-            "setsockopt" => &p.enforce_setsockopt,
-            _ => &p.enforce_egress,
+        Programs {
+            hooks: &CGROUP_HOOKS,
+            cgroup: vec![
+                &p.enforce_connect4,
+                &p.enforce_connect6,
+                &p.enforce_sendmsg4,
+                &p.enforce_sendmsg6,
+                &p.enforce_sock_create,
+                &p.enforce_setsockopt,
+                &p.enforce_egress,
+            ],
+            exec: &p.enforce_exec,
         }
     }
 }
 
 /// The enforcer's links: one per cgroup hook, plus the exec tracepoint.
-pub struct Links {
-    pub cgroup: Vec<Link>,
-    pub exec: Link,
-}
+pub struct Links(HookLinks);
 
 impl Links {
     pub fn attach(gen: &Generation, cgroup: &Path) -> Result<Links> {
-        let dir = std::fs::File::open(cgroup)
-            .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
-        let mut links = Vec::new();
-        for hook in CGROUP_HOOKS {
-            links.push(
-                gen.cgroup_prog(hook)
-                    .attach_cgroup(std::os::fd::AsRawFd::as_raw_fd(&dir))
-                    .with_context(|| format!("attaching cgroup/{hook} to {}", cgroup.display()))?,
-            );
-        }
-        Ok(Links {
-            cgroup: links,
-            exec: attach_exec(gen)?,
-        })
+        HookLinks::attach(&gen.programs(), cgroup).map(Links)
     }
 
     /// Links pinned by an earlier `--persist` run, still enforcing its policy.
     pub fn open_pinned(dir: &Path) -> Result<Links> {
-        let open = |name: &str| {
-            let path = dir.join(name);
-            Link::open(&path).with_context(|| format!("opening pinned link {}", path.display()))
-        };
-        Ok(Links {
-            cgroup: CGROUP_HOOKS
-                .iter()
-                .map(|h| open(h))
-                .collect::<Result<_>>()?,
-            exec: open("exec")?,
-        })
+        HookLinks::open_pinned(dir, &CGROUP_HOOKS).map(Links)
     }
 
-    /// Moves every hook to `gen`'s programs. Each cgroup link switches atomically, so a
-    /// connect is decided by either the old policy or the new, never by none.
+    /// Moves every hook to `gen`'s programs: a connect is decided by either the old
+    /// policy or the new, never by none.
     pub fn swap_to(&mut self, gen: &Generation) -> Result<()> {
-        for (link, hook) in self.cgroup.iter_mut().zip(CGROUP_HOOKS) {
-            link.update_prog(gen.cgroup_prog(hook))
-                .with_context(|| format!("switching cgroup/{hook} to the new policy"))?;
-        }
-        // Tracepoint links cannot switch programs: attach the new one before the old
-        // goes, so no exec is missed (one may be reported twice).
-        let mut old = std::mem::replace(&mut self.exec, attach_exec(gen)?);
-        if old.pin_path().is_some() {
-            old.unpin().context("unpinning the old exec link")?;
-        }
-        Ok(())
+        self.0.swap_to(&gen.programs())
     }
 
     pub fn pin(&mut self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (link, hook) in self.cgroup.iter_mut().zip(CGROUP_HOOKS) {
-            pin_link(link, &dir.join(hook))?;
-        }
-        pin_link(&mut self.exec, &dir.join("exec"))
+        self.0.pin(dir)
     }
 
     /// Keeps the pinned links (and so enforcement) after this process exits.
-    pub fn leave_pinned(mut self) {
-        for link in self
-            .cgroup
-            .iter_mut()
-            .chain(std::iter::once(&mut self.exec))
-        {
-            link.disconnect();
-        }
+    pub fn leave_pinned(self) {
+        self.0.leave_pinned()
     }
 
     /// Removes the pins (if any); the links go when this value is dropped.
     pub fn unpin(&mut self) -> Result<()> {
-        for link in self
-            .cgroup
-            .iter_mut()
-            .chain(std::iter::once(&mut self.exec))
-        {
-            if link.pin_path().is_some() {
-                link.unpin().context("unpinning a link")?;
-            }
-        }
-        Ok(())
+        self.0.unpin()
     }
-}
-
-fn pin_link(link: &mut Link, path: &Path) -> Result<()> {
-    if link.pin_path().is_some_and(|p| p == path) {
-        return Ok(());
-    }
-    if path.exists() {
-        std::fs::remove_file(path).with_context(|| format!("replacing pin {}", path.display()))?;
-    }
-    link.pin(path)
-        .with_context(|| format!("pinning {}", path.display()))
-}
-
-fn attach_exec(gen: &Generation) -> Result<Link> {
-    gen.skel
-        .progs
-        .enforce_exec
-        .attach()
-        .context("attaching the sched_process_exec tracepoint")
 }

@@ -7,7 +7,7 @@ mod exec_gate;
 mod generation;
 mod identities;
 mod run;
-mod state;
+pub(crate) mod state;
 mod tables;
 
 use std::path::PathBuf;

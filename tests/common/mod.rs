@@ -152,6 +152,20 @@ impl Recording {
         (status, log.join("\n"))
     }
 
+    /// Signals `sig` and waits, without checking that the programs were unloaded
+    /// (`--persist` leaves them attached on purpose).
+    pub fn stop_leaving_programs(mut self, sig: i32) -> (ExitStatus, String) {
+        // SAFETY: plain signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let status = self.child.wait().expect("wait for pinhole record");
+        let log: Vec<String> = self
+            .startup_log
+            .drain(..)
+            .chain(self.stderr.iter())
+            .collect();
+        (status, log.join("\n"))
+    }
+
     pub fn kill9(mut self) -> String {
         self.child.kill().expect("SIGKILL");
         self.child.wait().unwrap();
