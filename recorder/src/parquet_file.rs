@@ -116,19 +116,3 @@ fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> SinkError {
         other => SinkError::encode(path, other),
     }
 }
-
-/// Writes `batches` as one published file in a single step (used by recovery).
-pub(crate) fn write_published(
-    temp: PathBuf,
-    target: PathBuf,
-    host: &str,
-    zstd_level: i32,
-    batches: &[RecordBatch],
-    extra: Vec<KeyValue>,
-) -> Result<PathBuf, SinkError> {
-    let mut file = PendingParquet::create(temp, target, host, zstd_level)?;
-    for b in batches {
-        file.write(b)?;
-    }
-    file.publish(extra)
-}

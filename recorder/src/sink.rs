@@ -19,7 +19,7 @@ use crate::batch::BatchBuilder;
 use crate::error::SinkError;
 use crate::event::Event;
 use crate::layout::{self, date_of};
-use crate::parquet_file::{write_published, PendingParquet};
+use crate::parquet_file::PendingParquet;
 use crate::schema::meta;
 use crate::staging::{read_staged, StagedMeta, StagingLog};
 
@@ -424,40 +424,44 @@ fn rfc3339(ts_ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ts_ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-fn time_span(batches: &[RecordBatch]) -> Option<(i64, i64)> {
-    let mut span: Option<(i64, i64)> = None;
-    for b in batches {
-        for ts in b
-            .column(0)
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .iter()
-            .copied()
-        {
-            span = Some(span.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
-        }
-    }
-    span
+/// First and last event time of a batch.
+fn time_span(b: &RecordBatch) -> Option<(i64, i64)> {
+    let ts = b
+        .column(0)
+        .as_primitive::<TimestampNanosecondType>()
+        .values();
+    Some((*ts.iter().min()?, *ts.iter().max()?))
 }
 
-/// Publishes staged segments left by an unclean stop, and removes torn temporaries.
+fn widen(span: Option<(i64, i64)>, more: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (span, more) {
+        (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Publishes staged segments left by an unclean stop (or given up on a full disk), and
+/// removes torn temporaries. Each log is streamed into its file a batch at a time, so
+/// memory stays bounded by the Parquet writer's row group, whatever was staged.
 fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
     let out = &cfg.out_dir;
     remove_stale_temporaries(out)?;
     let mut report = RecoveryReport::default();
     for seg in read_staged(&layout::staging_dir(out))? {
-        report.torn_logs += usize::from(seg.torn_tail);
         let lost = seg.meta.as_ref().map_or(0, |m| m.lost_events);
-        let span = time_span(&seg.batches);
-        let date = match (&seg.meta, span) {
+        let mut batches = seg.batches()?;
+        let first = batches.next();
+        let date = match (&seg.meta, &first) {
             (Some(m), _) => m.date,
-            (None, Some((first, _))) => date_of(first),
+            (None, Some(b)) => date_of(time_span(b).map_or(0, |s| s.0)),
             (None, None) => {
+                report.torn_logs += usize::from(batches.torn);
                 seg.remove()?;
                 continue;
             }
         };
-        if seg.rows() == 0 && lost == 0 {
+        if first.is_none() && lost == 0 {
+            report.torn_logs += usize::from(batches.torn);
             seg.remove()?;
             continue;
         }
@@ -468,6 +472,19 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
             seg.remove()?;
             continue;
         }
+        let mut file = PendingParquet::create(
+            layout::temp_path(out, date, &seg.name),
+            target,
+            &cfg.host,
+            cfg.zstd_level,
+        )?;
+        let (mut rows, mut span) = (0u64, None);
+        for b in first.into_iter().chain(&mut batches) {
+            rows += b.num_rows() as u64;
+            span = widen(span, time_span(&b));
+            file.write(&b)?;
+        }
+        report.torn_logs += usize::from(batches.torn);
         let mut kv = vec![
             KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
             KeyValue::new(meta::RECOVERED.into(), "true".to_string()),
@@ -476,16 +493,9 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
             kv.push(KeyValue::new(meta::FIRST_TS.into(), rfc3339(first)));
             kv.push(KeyValue::new(meta::LAST_TS.into(), rfc3339(last)));
         }
-        let path = write_published(
-            layout::temp_path(out, date, &seg.name),
-            target,
-            &cfg.host,
-            cfg.zstd_level,
-            &seg.batches,
-            kv,
-        )?;
-        report.events_recovered += seg.rows() as u64;
-        tracing::info!(file = %path.display(), events = seg.rows(), "recovered staged events");
+        let path = file.publish(kv)?;
+        report.events_recovered += rows;
+        tracing::info!(file = %path.display(), events = rows, "recovered staged events");
         report.files_published.push(path);
         seg.remove()?;
     }

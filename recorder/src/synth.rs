@@ -37,6 +37,11 @@ pub struct SynthConfig {
     /// Publish about this many files (a file every `events / files` events), as a long
     /// recording with short rotation would; None: by size only.
     pub files: Option<u64>,
+    /// Flush every this many events (a recorder flushes once a second).
+    pub flush_every: Option<u64>,
+    /// Never publish: leave everything in one staged segment, as a recorder killed
+    /// before its first rotation would (for recovery tests and benchmarks).
+    pub leave_staged: bool,
 }
 
 impl Default for SynthConfig {
@@ -52,6 +57,8 @@ impl Default for SynthConfig {
             host: "synth-1".into(),
             anomalies: true,
             files: None,
+            flush_every: None,
+            leave_staged: false,
         }
     }
 }
@@ -175,7 +182,10 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     let mut apps = apps(&mut rng, cfg.apps.max(1), pool.len());
     let app_zipf = Zipf::new(apps.len() as f64, cfg.skew).expect("apps is not empty");
     let mut sink_cfg = SinkConfig::new(out, cfg.host.clone());
-    sink_cfg.rotate_bytes = 64 << 20;
+    sink_cfg.rotate_bytes = if cfg.leave_staged { u64::MAX } else { 64 << 20 };
+    if cfg.leave_staged {
+        sink_cfg.rotate_interval = std::time::Duration::MAX;
+    }
     let (mut sink, _) = Sink::open(sink_cfg)?;
     let mut report = SynthReport::default();
     let days = cfg.days.max(1) as i64;
@@ -215,6 +225,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
             if rotate_every.is_some_and(|n| report.events % n == 0) {
                 sink.rotate()?;
             }
+            if cfg.flush_every.is_some_and(|n| report.events % n == 0) {
+                sink.flush()?;
+            }
         }
         pid_base += 10_000;
         if last_day && cfg.anomalies && apps.len() > 3 {
@@ -244,6 +257,12 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
             report.scanner = Some((apps[3].sha256, target));
             report.events += 1025;
         }
+    }
+    if cfg.leave_staged {
+        sink.flush()?;
+        // As if killed: the segment stays staged (the lock goes with the process).
+        std::mem::forget(sink);
+        return Ok(report);
     }
     sink.close()?;
     Ok(report)

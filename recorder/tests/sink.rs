@@ -332,3 +332,105 @@ fn string_columns_read_back_as_dictionaries() {
     ));
     assert_eq!(comm.len(), 1);
 }
+
+/// A realistic mix: 60 apps (hash, path, name, pids), 2,000 destinations, ports,
+/// rising times and cookies, flushed every 200 events (one second at 200 events/s).
+fn realistic(sink: &mut Sink, events: u64) {
+    let shas: Vec<[u8; 32]> = (0..60u8).map(|i| [i.wrapping_mul(37); 32]).collect();
+    let paths: Vec<String> = (0..60).map(|i| format!("/usr/bin/app-{i}")).collect();
+    let comms: Vec<String> = (0..60).map(|i| format!("app-{i}")).collect();
+    let dests: Vec<String> = (0..2000)
+        .map(|i| format!("10.{}.{}.{}", i % 7, (i * 13) % 251, (i * 7) % 253))
+        .collect();
+    let mut x: u64 = 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut ts = 1_795_305_600_000_000_000i64;
+    for n in 0..events {
+        let r = next();
+        // Popular apps and destinations come up more often.
+        let app = ((r % 60) * (r % 60) / 60) as usize;
+        let dest = ((r >> 8) % 2000 * ((r >> 8) % 2000) / 2000) as usize;
+        ts += 5_000_000 + (r >> 40) as i64 % 1_000_000;
+        let e = Event {
+            ts_ns: ts,
+            pid: 1000 + app as u32 * 3 + (r >> 20) as u32 % 3,
+            tid: 1000 + app as u32 * 3,
+            ppid: 1,
+            uid: [0, 1000, 33][app % 3],
+            gid: [0, 1000, 33][app % 3],
+            comm: &comms[app],
+            exe: ExeRef {
+                path: Some(&paths[app]),
+                sha256: Some(&shas[app]),
+                status: ExeStatus::Ok,
+                dev: 2049,
+                ino: 4000 + app as u64,
+            },
+            cgroup_id: 7,
+            netns: 4026531840,
+            dst_addr: dests[dest].parse().unwrap(),
+            dst_port: [443, 80, 53, 8080, 5432][(r >> 30) as usize % 5],
+            protocol: if r % 9 == 0 {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            hook: Hook::Connect,
+            verdict: Verdict::Observed,
+            sock_cookie: 10_000 + n * 3,
+            rule_id: None,
+            app: None,
+            note: None,
+        };
+        sink.append(&e).unwrap();
+        if n % 200 == 199 {
+            sink.flush().unwrap();
+        }
+    }
+    sink.flush().unwrap();
+}
+
+fn dir_bytes(dir: &Path, ext: &str) -> u64 {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Regression (bounded resources, 2): staging cost about 140 bytes per event, 45 to 59
+/// times the Parquet it becomes. Target: at most 10 times.
+#[test]
+fn staging_costs_at_most_ten_times_the_parquet_it_becomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    realistic(&mut sink, 40_000);
+    let staged = dir_bytes(&staging_dir(dir.path()), ".arrows");
+    sink.close().unwrap();
+    let parquet = dir_bytes(dir.path(), ".parquet");
+    let ratio = staged as f64 / parquet as f64;
+    eprintln!(
+        "staged {staged} bytes ({:.1} per event), published {parquet} bytes ({:.1} per event): {ratio:.1}x",
+        staged as f64 / 40_000.0,
+        parquet as f64 / 40_000.0
+    );
+    assert!(ratio <= 10.0, "{ratio:.1}x");
+}

@@ -33,6 +33,12 @@ struct Args {
     /// Publish about this many files (as a long recording with short rotation would).
     #[arg(long)]
     files: Option<u64>,
+    /// Flush every this many events (a recorder flushes once a second).
+    #[arg(long)]
+    flush_every: Option<u64>,
+    /// Leave everything staged and unpublished, as a recorder killed before rotating.
+    #[arg(long)]
+    leave_staged: bool,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         seed: a.seed,
         anomalies: !a.no_anomalies,
         files: a.files,
+        flush_every: a.flush_every,
+        leave_staged: a.leave_staged,
         ..SynthConfig::default()
     };
     match generate(&cfg, &a.out) {
