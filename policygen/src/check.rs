@@ -10,7 +10,9 @@ use std::ops::Range;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use crate::model::{PolicyFile, PortsField, RuleSection, POLICY_VERSION};
+use crate::model::{
+    AppSection, DefaultsSection, PolicyPiece, PortsField, RuleSection, POLICY_VERSION,
+};
 use crate::policy::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
 
 /// One problem in a policy file; `line` and `column` count from 1.
@@ -48,6 +50,9 @@ struct Checker<'a> {
     /// Byte offset where each line starts, so a position costs a binary search.
     line_starts: Vec<usize>,
     diags: Vec<Diagnostic>,
+    /// Where the piece being checked starts in `src` (its spans count from there); a
+    /// piece parsed behind a synthetic `[[app]]` line starts before its text.
+    base: isize,
 }
 
 impl<'a> Checker<'a> {
@@ -59,7 +64,14 @@ impl<'a> Checker<'a> {
             src,
             line_starts,
             diags: Vec::new(),
+            base: 0,
         }
+    }
+
+    /// A span of the current piece, in `src`.
+    fn abs(&self, span: Range<usize>) -> Range<usize> {
+        let shift = |x: usize| (x as isize + self.base).max(0) as usize;
+        shift(span.start)..shift(span.end)
     }
 
     /// The 1-based line holding byte `offset`.
@@ -67,7 +79,14 @@ impl<'a> Checker<'a> {
         self.line_starts.partition_point(|&s| s <= offset)
     }
 
+    /// A problem at `span` of the current piece.
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let span = self.abs(span);
+        self.at_abs(span, message);
+    }
+
+    /// A problem at `span` of `src`.
+    fn at_abs(&mut self, span: Range<usize>, message: impl Into<String>) {
         let offset = span.start.min(self.src.len());
         let line = self.line_of(offset);
         let column = self.src[self.line_starts[line - 1]..offset].chars().count() + 1;
@@ -81,31 +100,115 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Source bytes per piece: small enough that parsing one costs little memory, large
+/// enough that pieces are few.
+const PIECE_BYTES: usize = 256 << 10;
+
 /// Validates `src`; on success the policy, else every problem found, in file order.
 pub fn check(src: &str, limits: Limits) -> Result<Policy, Vec<Diagnostic>> {
+    check_in_pieces(src, limits, PIECE_BYTES)
+}
+
+/// An app being read, possibly across pieces.
+struct AppBuild {
+    app: App,
+    allow: Vec<(Rule, Range<usize>)>,
+}
+
+/// What the checker carries from piece to piece.
+#[derive(Default)]
+struct Reading {
+    version: Option<(u32, Range<usize>)>,
+    unknown_binary: UnknownAction,
+    defaults_at: Option<Range<usize>>,
+    apps: Vec<AppBuild>,
+    ids: HashMap<String, Range<usize>>,
+    hashes: HashSet<[u8; 32]>,
+}
+
+/// `check`, parsing `src` in pieces of about `piece_bytes` (see `pieces`): memory
+/// follows a piece, not the file, and the outcome is the same for any piece size.
+fn check_in_pieces(
+    src: &str,
+    limits: Limits,
+    piece_bytes: usize,
+) -> Result<Policy, Vec<Diagnostic>> {
+    const APP_LINE: &str = "[[app]]\n";
     let mut c = Checker::new(src);
-    let file: PolicyFile = match toml::from_str(src) {
-        Ok(f) => f,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            c.at(span, e.message().trim().to_owned());
-            return Err(c.diags);
-        }
-    };
-    if *file.version.get_ref() != POLICY_VERSION {
-        c.at(
-            file.version.span(),
-            format!(
-                "policy version {} is not supported; expected {POLICY_VERSION}",
-                file.version.get_ref()
-            ),
-        );
-    }
-    let unknown_binary = match file
-        .defaults
-        .as_ref()
-        .and_then(|d| d.get_ref().unknown_binary.as_ref())
+    let mut r = Reading::default();
+    for (i, piece) in crate::pieces::pieces(src, piece_bytes)
+        .into_iter()
+        .enumerate()
     {
+        let text = &src[piece.range.clone()];
+        let parsed = if piece.continues_app {
+            c.base = piece.range.start as isize - APP_LINE.len() as isize;
+            toml::from_str::<PolicyPiece>(&format!("{APP_LINE}{text}"))
+        } else {
+            c.base = piece.range.start as isize;
+            toml::from_str::<PolicyPiece>(text)
+        };
+        let file = match parsed {
+            Ok(f) => f,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                c.at(span, e.message().trim().to_owned());
+                return Err(c.diags);
+            }
+        };
+        read_piece(&mut c, &mut r, file, i == 0, piece.continues_app, limits);
+    }
+    finish(c, r)
+}
+
+/// Checks one piece's tables and adds them to what was read.
+fn read_piece(
+    c: &mut Checker<'_>,
+    r: &mut Reading,
+    file: PolicyPiece,
+    first: bool,
+    continues_app: bool,
+    limits: Limits,
+) {
+    if let Some(v) = &file.version {
+        // Only the first piece can hold top-level keys (they precede every table).
+        debug_assert!(first);
+        r.version = Some((*v.get_ref(), c.abs(v.span())));
+    }
+    if let Some(d) = &file.defaults {
+        let span = c.abs(d.span());
+        if let Some(first) = r.defaults_at.replace(span.clone()) {
+            let line = c.line_of(first.start);
+            c.at_abs(span, format!("duplicate [defaults] (first on line {line})"));
+        }
+        r.unknown_binary = unknown_binary(c, d.get_ref());
+    }
+    for (i, app) in file.apps.into_iter().enumerate() {
+        let span = app.span();
+        let a = app.into_inner();
+        if i == 0 && continues_app {
+            let Some(last) = r.apps.last_mut() else {
+                continue;
+            };
+            for item in &a.allow {
+                if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+                    last.allow.push(rule);
+                }
+            }
+            for item in &a.review {
+                if let Some((rule, _)) = rule(c, item, &mut r.ids, limits) {
+                    last.app.review.push(rule);
+                }
+            }
+            continue;
+        }
+        let build = new_app(c, r, a, span, limits);
+        r.apps.push(build);
+    }
+}
+
+fn unknown_binary(c: &mut Checker<'_>, d: &DefaultsSection) -> UnknownAction {
+    match d.unknown_binary.as_ref() {
         None => UnknownAction::Allow,
         Some(v) => {
             match v.get_ref().as_str() {
@@ -118,51 +221,95 @@ pub fn check(src: &str, limits: Limits) -> Result<Policy, Vec<Diagnostic>> {
                 }
             }
         }
-    };
+    }
+}
 
-    let mut apps = Vec::new();
-    let mut ids: HashMap<String, Range<usize>> = HashMap::new();
-    let mut hashes: HashSet<[u8; 32]> = HashSet::new();
-    for app in &file.apps {
-        let a = app.get_ref();
-        let sha = parse_sha(&mut c, &a.sha256);
-        if let Some(h) = sha {
-            if !hashes.insert(h) {
-                c.at(
-                    a.sha256.span(),
-                    format!(
-                        "sha256 {} names a second app; each binary has one [[app]]",
-                        a.sha256.get_ref()
-                    ),
-                );
-            }
+/// An `[[app]]` table: its identity, mode and the rules it holds so far.
+fn new_app(
+    c: &mut Checker<'_>,
+    r: &mut Reading,
+    a: AppSection,
+    span: Range<usize>,
+    limits: Limits,
+) -> AppBuild {
+    let missing = |c: &mut Checker<'_>, field: &str| {
+        c.at(span.start..span.start, format!("missing field `{field}`"));
+    };
+    if a.name.is_none() {
+        missing(c, "name");
+    }
+    let sha = match &a.sha256 {
+        Some(s) => parse_sha(c, s),
+        None => {
+            missing(c, "sha256");
+            None
         }
-        let mode = match a.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-            None | Some(("enforce", _)) => Mode::Enforce,
-            Some(("audit", _)) => Mode::Audit,
-            Some((other, span)) => {
-                c.at(
-                    span,
-                    format!("mode = \"{other}\": expected \"enforce\" or \"audit\""),
-                );
-                Mode::Enforce
-            }
-        };
-        let rules = rules(&mut c, &a.allow, &mut ids, limits, true);
-        let review = rules_of(&mut c, &a.review, &mut ids, limits);
-        apps.push(App {
-            name: a.name.get_ref().clone(),
+    };
+    if let (Some(h), Some(s)) = (sha, &a.sha256) {
+        if !r.hashes.insert(h) {
+            c.at(
+                s.span(),
+                format!(
+                    "sha256 {} names a second app; each binary has one [[app]]",
+                    s.get_ref()
+                ),
+            );
+        }
+    }
+    let mode = match a.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("enforce", _)) => Mode::Enforce,
+        Some(("audit", _)) => Mode::Audit,
+        Some((other, span)) => {
+            c.at(
+                span,
+                format!("mode = \"{other}\": expected \"enforce\" or \"audit\""),
+            );
+            Mode::Enforce
+        }
+    };
+    let allow = a
+        .allow
+        .iter()
+        .filter_map(|item| rule(c, item, &mut r.ids, limits))
+        .collect();
+    let review = a
+        .review
+        .iter()
+        .filter_map(|item| rule(c, item, &mut r.ids, limits).map(|(rule, _)| rule))
+        .collect();
+    AppBuild {
+        app: App {
+            name: a.name.map(|n| n.into_inner()).unwrap_or_default(),
             sha256: sha.unwrap_or_default(),
-            paths: a.paths.clone(),
-            comms: a.comms.clone(),
+            paths: a.paths,
+            comms: a.comms,
             mode,
-            rules,
+            rules: Vec::new(),
             review,
-        });
+        },
+        allow,
+    }
+}
+
+/// Checks what needs the whole file (the version, shadowed rules) and builds the policy.
+fn finish(mut c: Checker<'_>, r: Reading) -> Result<Policy, Vec<Diagnostic>> {
+    match &r.version {
+        None => c.at_abs(0..0, "missing field `version`"),
+        Some((v, span)) if *v != POLICY_VERSION => c.at_abs(
+            span.clone(),
+            format!("policy version {v} is not supported; expected {POLICY_VERSION}"),
+        ),
+        Some(_) => {}
+    }
+    let mut apps = Vec::with_capacity(r.apps.len());
+    for mut b in r.apps {
+        report_shadowed(&mut c, &mut b.allow);
+        b.app.rules = b.allow.into_iter().map(|(rule, _)| rule).collect();
+        apps.push(b.app);
     }
     if c.diags.is_empty() {
         Ok(Policy {
-            unknown_binary,
+            unknown_binary: r.unknown_binary,
             apps,
         })
     } else {
@@ -188,73 +335,57 @@ fn parse_sha(c: &mut Checker<'_>, s: &Spanned<String>) -> Option<[u8; 32]> {
     }
 }
 
-fn rules_of(
+/// One rule, checked; with its span in `src` (where a shadowing is reported).
+fn rule(
     c: &mut Checker<'_>,
-    items: &[Spanned<RuleSection>],
+    item: &Spanned<RuleSection>,
     ids: &mut HashMap<String, Range<usize>>,
     limits: Limits,
-) -> Vec<Rule> {
-    rules(c, items, ids, limits, false)
-}
-
-/// Parses rules; for allow rules also refuses duplicates and rules another one shadows.
-fn rules(
-    c: &mut Checker<'_>,
-    items: &[Spanned<RuleSection>],
-    ids: &mut HashMap<String, Range<usize>>,
-    limits: Limits,
-    allow: bool,
-) -> Vec<Rule> {
-    let mut out: Vec<(Rule, Range<usize>)> = Vec::new();
-    for item in items {
-        let r = item.get_ref();
-        let id = r.id.get_ref();
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
-        {
-            c.at(
-                r.id.span(),
-                format!("id \"{id}\": expected letters, digits, '-', '_', '.' or ':'"),
-            );
-        }
-        if let Some(first) = ids.get(id).cloned() {
-            let line = c.line_of(first.start);
-            c.at(
-                r.id.span(),
-                format!("duplicate rule id \"{id}\" (first used on line {line})"),
-            );
-        } else {
-            ids.insert(id.clone(), r.id.span());
-        }
-        let protocol = Protocol::parse(r.protocol.get_ref());
-        if protocol.is_none() {
-            c.at(
-                r.protocol.span(),
-                format!(
-                    "protocol \"{}\": expected \"tcp\", \"udp\" or \"icmp\"",
-                    r.protocol.get_ref()
-                ),
-            );
-        }
-        let dst = parse_dst(c, &r.dst, limits);
-        let ports = parse_ports(c, &r.ports);
-        if let (Some(protocol), Some(dst), Some(ports)) = (protocol, dst, ports) {
-            let rule = Rule {
-                id: id.clone(),
-                protocol,
-                dst,
-                ports,
-                evidence: r.evidence.clone(),
-            };
-            out.push((rule, item.span()));
-        }
+) -> Option<(Rule, Range<usize>)> {
+    let r = item.get_ref();
+    let id = r.id.get_ref();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
+    {
+        c.at(
+            r.id.span(),
+            format!("id \"{id}\": expected letters, digits, '-', '_', '.' or ':'"),
+        );
     }
-    if allow {
-        report_shadowed(c, &mut out);
+    if let Some(first) = ids.get(id).cloned() {
+        let line = c.line_of(first.start);
+        c.at(
+            r.id.span(),
+            format!("duplicate rule id \"{id}\" (first used on line {line})"),
+        );
+    } else {
+        ids.insert(id.clone(), c.abs(r.id.span()));
     }
-    out.into_iter().map(|(r, _)| r).collect()
+    let protocol = Protocol::parse(r.protocol.get_ref());
+    if protocol.is_none() {
+        c.at(
+            r.protocol.span(),
+            format!(
+                "protocol \"{}\": expected \"tcp\", \"udp\" or \"icmp\"",
+                r.protocol.get_ref()
+            ),
+        );
+    }
+    let dst = parse_dst(c, &r.dst, limits);
+    let ports = parse_ports(c, &r.ports);
+    let (protocol, dst, ports) = (protocol?, dst?, ports?);
+    Some((
+        Rule {
+            id: id.clone(),
+            protocol,
+            dst,
+            ports,
+            evidence: r.evidence.clone(),
+        },
+        c.abs(item.span()),
+    ))
 }
 
 /// Reports, at the covered rule, every allow rule another one makes redundant, and drops it.
@@ -268,7 +399,7 @@ fn report_shadowed(c: &mut Checker<'_>, out: &mut Vec<(Rule, Range<usize>)>) {
         } else {
             "is shadowed by"
         };
-        c.at(
+        c.at_abs(
             out[s.covered].1.clone(),
             format!(
                 "rule \"{}\" {what} rule \"{}\" ({} {} port {})",
@@ -357,4 +488,77 @@ fn parse_ports(c: &mut Checker<'_>, s: &Spanned<PortsField>) -> Option<PortRange
         );
     }
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const SHB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn rule(id: &str, dst: &str, ports: &str) -> String {
+        format!("[[app.allow]]\nid = \"{id}\"\nprotocol = \"tcp\"\ndst = \"{dst}\"\nports = {ports}\n\n")
+    }
+
+    /// Policies that exercise everything a piece boundary could break: rules of one app
+    /// across pieces, a shadowed rule and a duplicate id in another piece than the rule
+    /// they clash with, review entries, [defaults] after apps, errors late in the file,
+    /// and a multi-line string holding a header.
+    fn corpus() -> Vec<String> {
+        let mut many = format!("version = 1\n[[app]]\nname = \"a\"\nsha256 = \"{SHA}\"\n");
+        for i in 0..40 {
+            many += &rule(&format!("r{i}"), &format!("10.0.{i}.0/24"), "443");
+        }
+        let valid = many.clone()
+            + &format!("[[app]]\nname = \"b\"\nsha256 = \"{SHB}\"\nmode = \"audit\"\n")
+            + &rule("b1", "192.0.2.1", "\"1-1024\"")
+            + "[[app.review]]\nid = \"rv\"\nprotocol = \"udp\"\ndst = \"198.51.100.7\"\nports = 53\nreason = \"\"\"\n[[app]]\nnot a header\n\"\"\"\n\n"
+            + "[defaults]\nunknown_binary = \"deny\"\n";
+        let shadowed = many.clone() + &rule("late", "10.0.3.7", "443");
+        let duplicate = many.clone() + &rule("r2", "172.16.0.1", "80");
+        let bad_late =
+            many.clone() + &rule("x", "10.0.0.300", "80") + "[[app]]\nsha256 = \"nothex\"\n";
+        let no_version = many.replacen("version = 1\n", "", 1);
+        vec![valid, shadowed, duplicate, bad_late, no_version]
+    }
+
+    #[test]
+    fn any_piece_size_gives_the_same_outcome() {
+        for src in corpus() {
+            let whole = check_in_pieces(&src, Limits::default(), usize::MAX);
+            for piece in [1, 100, 700] {
+                assert_eq!(
+                    check_in_pieces(&src, Limits::default(), piece),
+                    whole,
+                    "pieces of {piece} bytes:\n{src}"
+                );
+            }
+        }
+        let outcomes: Vec<_> = corpus()
+            .iter()
+            .map(|s| check_in_pieces(s, Limits::default(), 1))
+            .collect();
+        let valid = outcomes[0].as_ref().unwrap();
+        assert_eq!(valid.apps[0].rules.len(), 40);
+        assert_eq!(valid.apps[1].review.len(), 1);
+        assert_eq!(valid.unknown_binary, UnknownAction::Deny);
+        let text = |i: usize| format!("{:?}", outcomes[i].as_ref().unwrap_err());
+        assert!(
+            text(1).contains("rule \\\"late\\\" is shadowed by rule \\\"r3\\\""),
+            "{}",
+            text(1)
+        );
+        assert!(
+            text(2).contains("duplicate rule id \\\"r2\\\""),
+            "{}",
+            text(2)
+        );
+        assert!(
+            text(3).contains("10.0.0.300") && text(3).contains("missing field `name`"),
+            "{}",
+            text(3)
+        );
+        assert!(text(4).contains("missing field `version`"), "{}", text(4));
+    }
 }

@@ -8,7 +8,7 @@
 //! of the same app, protocol and family, resolved by specificity at compile time.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -137,6 +137,18 @@ pub fn query_key(addr: IpAddr) -> (u8, [u8; 16]) {
     }
 }
 
+/// `addr` with every bit past the first `prefix_len` cleared.
+fn truncated(addr: &[u8; 16], prefix_len: u8) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let full = usize::from(prefix_len / 8).min(16);
+    out[..full].copy_from_slice(&addr[..full]);
+    let rest = prefix_len % 8;
+    if rest != 0 && full < 16 {
+        out[full] = addr[full] & (0xffu8 << (8 - rest));
+    }
+    out
+}
+
 fn prefix_matches(node: &[u8; 16], prefix_len: u8, addr: &[u8; 16]) -> bool {
     let full = usize::from(prefix_len / 8);
     let rest = prefix_len % 8;
@@ -205,13 +217,14 @@ pub fn compile(policy: &Policy) -> Compiled {
     let mut spans = Vec::new();
     let mut max_node_spans = 0;
     for ((app_id, protocol, family), nodes) in &groups {
+        // A node's rules apply to it and to every longer prefix inside it: look up its
+        // enclosing prefixes by the lengths present (a few), not every other node.
+        let lens: BTreeSet<u8> = nodes.keys().map(|(plen, _)| *plen).collect();
         for (&(prefix_len, addr), own) in nodes {
-            let applicable: Vec<&Candidate> = nodes
-                .iter()
-                .filter(|((plen, node), _)| {
-                    *plen <= prefix_len && prefix_matches(node, *plen, &addr)
-                })
-                .flat_map(|(_, cs)| cs.iter())
+            let applicable: Vec<&Candidate> = lens
+                .range(..=prefix_len)
+                .filter_map(|&plen| nodes.get(&(plen, truncated(&addr, plen))))
+                .flat_map(|cs| cs.iter())
                 .collect();
             debug_assert!(applicable.len() >= own.len());
             let node_spans = partition(applicable);

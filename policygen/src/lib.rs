@@ -8,6 +8,7 @@ pub mod diff;
 pub mod generate;
 pub mod matcher;
 pub mod model;
+mod pieces;
 pub mod policy;
 pub mod replay;
 pub mod shadow;

@@ -7,10 +7,14 @@ use toml::Spanned;
 /// The file format version this build reads and writes.
 pub const POLICY_VERSION: u32 = 1;
 
+/// One piece of a policy file (see `pieces`): the first holds `version` and usually
+/// `[defaults]`; every piece holds apps, the first of which may go on with the previous
+/// piece's last app. Required fields are checked by `check`, across pieces.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyFile {
-    pub version: Spanned<u32>,
+pub struct PolicyPiece {
+    #[serde(default)]
+    pub version: Option<Spanned<u32>>,
     #[serde(default)]
     pub defaults: Option<Spanned<DefaultsSection>>,
     #[serde(default, rename = "app")]
@@ -28,8 +32,10 @@ pub struct DefaultsSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
-    pub name: Spanned<String>,
-    pub sha256: Spanned<String>,
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
     /// Where the binary was seen: hints for a reviewer, not part of the identity.
     #[serde(default)]
     pub paths: Vec<String>,

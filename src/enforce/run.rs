@@ -230,6 +230,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     if !args.persist {
         tracing::info!("enforcement ends when this process exits (fail-open); --persist keeps it");
     }
+    // The checked policy and its text are done with (the compiled tables stay, shared
+    // with the labels): with a million rules they are hundreds of MB.
+    drop(loaded);
 
     crate::identity::fd_budget::init();
     let poll_stop = AtomicBool::new(false);
