@@ -115,3 +115,18 @@ fn attach_exec(prog: &ProgramMut<'_>) -> Result<Link> {
     prog.attach()
         .context("attaching the sched_process_exec tracepoint")
 }
+
+/// Removes every pin in `dir`, then `dir` itself (if empty); returns what was removed.
+/// Links and maps go when nothing else holds them.
+pub fn remove_pins(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing pin {}", e.path().display()))?;
+            removed.push(e.path());
+        }
+        std::fs::remove_dir(dir).ok();
+    }
+    Ok(removed)
+}

@@ -132,14 +132,9 @@ pub fn pin(
 
 /// Removes every pin and the note; the programs go with the last link.
 pub fn release() -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    if let Ok(entries) = fs::read_dir(pin_dir()) {
-        for e in entries.flatten() {
-            fs::remove_file(e.path())
-                .with_context(|| format!("removing pin {}", e.path().display()))?;
-            removed.push(e.path());
-        }
-        fs::remove_dir(pin_dir()).ok();
+    let removed = crate::hook_links::remove_pins(&pin_dir())?;
+    if let Some(parent) = pin_dir().parent() {
+        fs::remove_dir(parent).ok(); // only if no enforcer's pins are there
     }
     fs::remove_file(STATE).ok();
     Ok(removed)

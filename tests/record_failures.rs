@@ -156,12 +156,7 @@ fn a_full_disk_with_on_disk_full_stop_stops_recording_and_keeps_what_was_publish
     require_root();
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    fs::create_dir(&mnt).unwrap();
-    run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "pinhole-test"])
-        .arg(&mnt));
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = small_tmpfs(tmp.path(), "4m");
     let out = mnt.join("events");
     let rec = Recording::start(
         &out,
@@ -219,20 +214,16 @@ fn a_full_disk_is_counted_as_lost_and_recording_resumes_when_space_returns() {
     require_root();
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    fs::create_dir(&mnt).unwrap();
-    run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "pinhole-test"])
-        .arg(&mnt));
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = small_tmpfs(tmp.path(), "4m");
+    // About 300 KiB left: a few seconds of compressed staging at this rate.
     let ballast = mnt.join("ballast");
-    fs::write(&ballast, vec![1u8; 5 << 19]).unwrap();
+    fs::write(&ballast, vec![1u8; (4 << 20) - (300 << 10)]).unwrap();
     let out = mnt.join("events");
     let first = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-filling");
     let second = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-after");
     let rec = Recording::start(&out, &["--flush-interval", "50ms", "--rotate-size", "8KiB"]);
     let made = 300_000u64;
-    run(Command::new(&first.path).args(["--port", "40070", "--count", &made.to_string()]));
+    run(Command::new(&first.path).args(["--port", "1000-60000", "--count", &made.to_string()]));
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         Path::new(&format!("/proc/{}", rec.pid())).exists(),
@@ -289,24 +280,13 @@ fn a_full_disk_does_not_keep_the_recorder_from_starting() {
     require_root();
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    fs::create_dir(&mnt).unwrap();
-    run(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "pinhole-test"])
-        .arg(&mnt));
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = small_tmpfs(tmp.path(), "2m");
     let out = mnt.join("events");
     let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-staged");
     // Staged, never published: the recorder is killed.
     let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
     run(Command::new(&copy.path).args(["--port", "40080", "--count", "500"]));
-    let staging = out.join(".staging");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read_dir(&staging).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "nothing was staged");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_staged(&out);
     rec.kill9();
     // Fill the disk to the last block.
     let ballast = mnt.join("ballast");
@@ -321,6 +301,27 @@ fn a_full_disk_does_not_keep_the_recorder_from_starting() {
     assert!(log.contains("recording starts anyway"), "{log}");
     let rows = rows(&out);
     assert_eq!(rows_of(&rows, &copy.path).len(), 500, "{log}");
+}
+
+/// A tmpfs of `size` mounted under `dir`, unmounted when the guard drops.
+fn small_tmpfs(dir: &Path, size: &str) -> (std::path::PathBuf, Unmount) {
+    let mnt = dir.join("small");
+    fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "pinhole-test"])
+        .arg(&mnt));
+    (mnt.clone(), Unmount(mnt))
+}
+
+/// Returns once the recorder writing to `out` has staged something (and a little more).
+fn wait_until_staged(out: &Path) {
+    let staging = out.join(".staging");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_dir(&staging).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "nothing was staged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 struct Unmount(std::path::PathBuf);
@@ -464,13 +465,7 @@ fn starts_and_stops_are_marked_in_the_trail_with_why() {
     connect("5"); // while nothing records
     let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
     connect("7");
-    let staging = out.join(".staging");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read_dir(&staging).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "nothing was staged");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_staged(&out);
     rec.kill9();
     let rec = Recording::start(&out, &["--flush-interval", "50ms"]);
     std::thread::sleep(Duration::from_millis(300));

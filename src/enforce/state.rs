@@ -147,16 +147,8 @@ pub fn has_pins() -> bool {
 
 /// Removes every pin and the state; links and maps go when nothing else holds them.
 pub fn remove_all() -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    if let Ok(entries) = fs::read_dir(pin_dir()) {
-        for e in entries.flatten() {
-            fs::remove_file(e.path())
-                .with_context(|| format!("removing pin {}", e.path().display()))?;
-            removed.push(e.path());
-        }
-        fs::remove_dir(pin_dir()).ok();
-        fs::remove_dir(pin_dir().parent().unwrap_or(Path::new("/"))).ok();
-    }
+    let removed = crate::hook_links::remove_pins(&pin_dir())?;
+    fs::remove_dir(pin_dir().parent().unwrap_or(Path::new("/"))).ok();
     if dir().exists() {
         fs::remove_dir_all(dir()).with_context(|| format!("removing {}", STATE_DIR))?;
     }

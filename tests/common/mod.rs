@@ -135,21 +135,15 @@ impl Recording {
     }
 
     /// As `stop`, with another signal.
-    pub fn stop_with(mut self, sig: i32) -> (ExitStatus, String) {
-        // SAFETY: plain signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        let status = self.child.wait().expect("wait for pinhole record");
-        let log: Vec<String> = self
-            .startup_log
-            .drain(..)
-            .chain(self.stderr.iter())
-            .collect();
+    pub fn stop_with(self, sig: i32) -> (ExitStatus, String) {
+        let before = self.programs_before.clone();
+        let (status, log) = self.stop_leaving_programs(sig);
         let left: Vec<_> = loaded_programs("record_")
-            .difference(&self.programs_before)
+            .difference(&before)
             .cloned()
             .collect();
         assert!(left.is_empty(), "programs left loaded after stop: {left:?}");
-        (status, log.join("\n"))
+        (status, log)
     }
 
     /// Signals `sig` and waits, without checking that the programs were unloaded
