@@ -3,12 +3,14 @@
 
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use sha2::{Digest as _, Sha256};
 
 use super::key::ExeKey;
+pub use super::lasting::until_lasting;
+use super::lasting::{coarse_now_ns, lasting_after_ns};
+use super::read_lease::{LeaseOutcome, ReadLease};
 
 #[derive(Debug)]
 pub enum HashError {
@@ -64,112 +66,6 @@ pub struct Digest {
     pub lasting: bool,
 }
 
-/// The wall clock the kernel stamps change times from (the coarse one), in Unix ns.
-fn coarse_now_ns() -> i64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; the clock id is valid on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
-}
-
-/// How often the coarse clock moves (a scheduler tick).
-fn coarse_tick_ns() -> i64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as above.
-    unsafe { libc::clock_getres(libc::CLOCK_REALTIME_COARSE, &mut t) };
-    (t.tv_sec * 1_000_000_000 + t.tv_nsec).clamp(1_000_000, 100_000_000)
-}
-
-/// How far past a change time the coarse clock must be before any later write is
-/// sure to get another stamp: past the stamp itself where times have sub-second
-/// precision, two seconds where they have none (ext4 with 128-byte inodes stores
-/// seconds; other such filesystems have two-second steps).
-fn lasting_after_ns(key: &ExeKey) -> i64 {
-    let stamp = key.ctime_sec * 1_000_000_000 + i64::from(key.ctime_nsec);
-    if key.ctime_nsec == 0 {
-        stamp + 2_000_000_000
-    } else {
-        stamp + 1
-    }
-}
-
-/// The longest wait `until_lasting` allows for: a change time later than this is in
-/// the future (the clock was set back).
-const LASTING_WAIT_MAX_NS: i64 = 3_000_000_000;
-
-/// How long until a file changed at `key`'s change time can have a lasting identity;
-/// None for a change time in the future: such a file is trusted once it changes again.
-pub fn until_lasting(key: &ExeKey) -> Option<std::time::Duration> {
-    let wait = lasting_after_ns(key) - coarse_now_ns();
-    // The coarse clock moves a tick at a time: one more tick is sure to have passed.
-    let wait = if wait > 0 { wait + coarse_tick_ns() } else { 0 };
-    (wait <= LASTING_WAIT_MAX_NS).then(|| std::time::Duration::from_nanos(wait as u64))
-}
-
-/// A read lease on a file: the kernel grants it only while nobody has the file open
-/// for writing, and breaks it when someone opens it for writing (or truncates it).
-/// Held across hashing, it shows that no write was under way or started meanwhile:
-/// a write already in progress set its change time when it began, and would go on
-/// changing bytes under an unchanged stamp.
-struct ReadLease<'a> {
-    file: &'a File,
-    /// False where the filesystem has no leases (then only the stamp is evidence).
-    held: bool,
-}
-
-enum LeaseOutcome<'a> {
-    Taken(ReadLease<'a>),
-    /// The file is open for writing right now.
-    Writers,
-}
-
-impl<'a> ReadLease<'a> {
-    fn take(file: &'a File) -> LeaseOutcome<'a> {
-        ignore_lease_breaks();
-        // SAFETY: fcntl on a descriptor `file` owns.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
-        if r == 0 {
-            return LeaseOutcome::Taken(ReadLease { file, held: true });
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN) => LeaseOutcome::Writers,
-            _ => LeaseOutcome::Taken(ReadLease { file, held: false }),
-        }
-    }
-
-    /// Whether the lease is still whole (nobody opened the file for writing meanwhile).
-    fn unbroken(&self) -> bool {
-        // SAFETY: as above.
-        !self.held
-            || unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) } == libc::F_RDLCK
-    }
-}
-
-impl Drop for ReadLease<'_> {
-    fn drop(&mut self) {
-        if self.held {
-            // SAFETY: as above; releasing lets a waiting writer go on at once.
-            unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
-        }
-    }
-}
-
-/// A broken lease is signalled with SIGIO, whose default action ends the process;
-/// the lease is checked by asking instead.
-fn ignore_lease_breaks() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: setting a signal's disposition to ignore has no handler to race.
-        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
-    });
-}
-
 /// Hashes `file` only if its bytes can be shown to be those the kernel saw as
 /// `expected`, before and after reading: a digest never describes other bytes than ran.
 pub fn sha256_file(file: &mut File, expected: &ExeKey, proof: Proof) -> Result<Digest, HashError> {
@@ -221,7 +117,6 @@ mod tests {
     use super::*;
     use crate::identity::key::{settled_temp_file_with, temp_file_with};
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
 
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
@@ -379,26 +274,6 @@ mod tests {
         drop(writer);
         let d = sha256_file(&mut File::open(&f).unwrap(), &key, Proof::default()).unwrap();
         assert!(d.lasting, "lasting again once the writer has gone");
-    }
-
-    #[test]
-    fn an_open_for_writing_while_hashing_breaks_the_lease() {
-        let (f, _) = settled_temp_file_with(b"abc");
-        let file = File::open(&f).unwrap();
-        let LeaseOutcome::Taken(lease) = ReadLease::take(&file) else {
-            panic!("no writers, yet no lease");
-        };
-        assert!(lease.held && lease.unbroken());
-        let attempt = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&f);
-        assert_eq!(
-            attempt.unwrap_err().raw_os_error(),
-            Some(libc::EWOULDBLOCK),
-            "the writer waits for the lease"
-        );
-        assert!(!lease.unbroken());
     }
 
     #[test]

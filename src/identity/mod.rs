@@ -4,6 +4,8 @@ mod exec_watch;
 pub mod fd_budget;
 mod hash;
 mod key;
+mod lasting;
+mod read_lease;
 mod resolver;
 
 pub use exec_watch::{mark_exec_filesystems, ExecWatch};
