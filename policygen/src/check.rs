@@ -3,11 +3,12 @@
 //! broader than the configured limits. Every problem is reported with its line and
 //! column and what was expected; a file with no problem becomes a `Policy`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::Range;
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 use toml::Spanned;
 
 use crate::model::{
@@ -115,6 +116,87 @@ struct AppBuild {
     allow: Vec<(Rule, Range<usize>)>,
 }
 
+/// The line a piece that goes on with an app is parsed behind.
+const APP_LINE: &str = "[[app]]\n";
+
+/// Where a piece's spans count from, in the source.
+fn piece_base(piece: &crate::pieces::Piece) -> isize {
+    let start = piece.range.start as isize;
+    match piece.continues_app {
+        true => start - APP_LINE.len() as isize,
+        false => start,
+    }
+}
+
+fn parse_piece(src: &str, piece: &crate::pieces::Piece) -> Result<PolicyPiece, toml::de::Error> {
+    let text = &src[piece.range.clone()];
+    match piece.continues_app {
+        true => toml::from_str(&format!("{APP_LINE}{text}")),
+        false => toml::from_str(text),
+    }
+}
+
+/// Parses the pieces on the machine's threads and hands them to `take` in order, until
+/// it returns false. At most a few parsed pieces wait at a time: memory stays bounded.
+fn parse_pieces(
+    src: &str,
+    pieces: &[crate::pieces::Piece],
+    mut take: impl FnMut(usize, &crate::pieces::Piece, Result<PolicyPiece, toml::de::Error>) -> bool,
+) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || pieces.len() < 2 {
+        for (i, p) in pieces.iter().enumerate() {
+            if !take(i, p, parse_piece(src, p)) {
+                return;
+            }
+        }
+        return;
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    // The first piece not yet handed over; workers stay within `ahead` of it.
+    let frontier = AtomicUsize::new(0);
+    let ahead = threads * 2;
+    std::thread::scope(|s| {
+        // Made inside the scope: when `take` stops early, dropping `rx` here ends the
+        // workers' sends, so the scope can join them.
+        let (tx, rx) = std::sync::mpsc::sync_channel(ahead);
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, frontier) = (&next, &frontier);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= pieces.len() {
+                    return;
+                }
+                while i > frontier.load(Ordering::Acquire) + ahead {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                if tx.send((i, parse_piece(src, &pieces[i]))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, parsed) in rx.iter() {
+            waiting.insert(i, parsed);
+            while let Some(parsed) = waiting.remove(&want) {
+                if !take(want, &pieces[want], parsed) {
+                    // Workers still waiting for the frontier must see the end.
+                    frontier.store(usize::MAX / 2, Ordering::Release);
+                    return;
+                }
+                want += 1;
+                frontier.store(want, Ordering::Release);
+            }
+        }
+    });
+}
+
 /// What the checker carries from piece to piece.
 #[derive(Default)]
 struct Reading {
@@ -122,7 +204,8 @@ struct Reading {
     unknown_binary: UnknownAction,
     defaults_at: Option<Range<usize>>,
     apps: Vec<AppBuild>,
-    ids: HashMap<String, Range<usize>>,
+    /// Every rule id seen, where first used (ids are unique in the file).
+    ids: FxHashMap<String, Range<usize>>,
     hashes: HashSet<[u8; 32]>,
 }
 
@@ -133,30 +216,27 @@ fn check_in_pieces(
     limits: Limits,
     piece_bytes: usize,
 ) -> Result<Policy, Vec<Diagnostic>> {
-    const APP_LINE: &str = "[[app]]\n";
     let mut c = Checker::new(src);
     let mut r = Reading::default();
-    for (i, piece) in crate::pieces::pieces(src, piece_bytes)
-        .into_iter()
-        .enumerate()
-    {
-        let text = &src[piece.range.clone()];
-        let parsed = if piece.continues_app {
-            c.base = piece.range.start as isize - APP_LINE.len() as isize;
-            toml::from_str::<PolicyPiece>(&format!("{APP_LINE}{text}"))
-        } else {
-            c.base = piece.range.start as isize;
-            toml::from_str::<PolicyPiece>(text)
-        };
-        let file = match parsed {
-            Ok(f) => f,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                c.at(span, e.message().trim().to_owned());
-                return Err(c.diags);
+    let pieces = crate::pieces::pieces(src, piece_bytes);
+    let mut failed = None;
+    parse_pieces(src, &pieces, |i, piece, parsed| {
+        c.base = piece_base(piece);
+        match parsed {
+            Ok(file) => {
+                read_piece(&mut c, &mut r, file, i == 0, piece.continues_app, limits);
+                true
             }
-        };
-        read_piece(&mut c, &mut r, file, i == 0, piece.continues_app, limits);
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = failed {
+        let span = e.span().unwrap_or(0..0);
+        c.at(span, e.message().trim().to_owned());
+        return Err(c.diags);
     }
     finish(c, r)
 }
@@ -339,7 +419,7 @@ fn parse_sha(c: &mut Checker<'_>, s: &Spanned<String>) -> Option<[u8; 32]> {
 fn rule(
     c: &mut Checker<'_>,
     item: &Spanned<RuleSection>,
-    ids: &mut HashMap<String, Range<usize>>,
+    ids: &mut FxHashMap<String, Range<usize>>,
     limits: Limits,
 ) -> Option<(Rule, Range<usize>)> {
     let r = item.get_ref();
@@ -520,7 +600,15 @@ mod tests {
         let bad_late =
             many.clone() + &rule("x", "10.0.0.300", "80") + "[[app]]\nsha256 = \"nothex\"\n";
         let no_version = many.replacen("version = 1\n", "", 1);
-        vec![valid, shadowed, duplicate, bad_late, no_version]
+        let syntax_late = many.clone() + "[[app.allow]]\nid = \n" + &many[12..];
+        vec![
+            valid,
+            shadowed,
+            duplicate,
+            bad_late,
+            no_version,
+            syntax_late,
+        ]
     }
 
     #[test]
@@ -560,5 +648,10 @@ mod tests {
             text(3)
         );
         assert!(text(4).contains("missing field `version`"), "{}", text(4));
+        assert_eq!(
+            outcomes[5].as_ref().unwrap_err().len(),
+            1,
+            "a syntax error stops"
+        );
     }
 }
