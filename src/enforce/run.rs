@@ -55,7 +55,13 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         .clone()
         .context("no policy file given (pinhole enforce POLICY.toml)")?;
     // A bad file is refused before anything touches the kernel.
+    let started = Instant::now();
     let loaded = load(&path, "nothing was loaded")?;
+    tracing::debug!(
+        took_ms = started.elapsed().as_millis(),
+        rules = loaded.compiled.rules.len(),
+        "policy checked and compiled"
+    );
     require_root("pinhole enforce")?;
     crate::record::ignore_terminal_stop();
     // Handlers first: a signal that arrives during set-up must not kill the process
@@ -152,7 +158,12 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         false => None,
     };
     let number = previous.as_ref().map_or(1, |s| s.generation + 1);
+    let loading = Instant::now();
     let gen = generation::load(number, loaded.compiled.clone(), opts, shared.as_ref())?;
+    tracing::debug!(
+        took_ms = loading.elapsed().as_millis(),
+        "programs and tables loaded into the kernel"
+    );
     let shared = match shared {
         Some(s) => s,
         None => gen.shared()?,
