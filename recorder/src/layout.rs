@@ -16,7 +16,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 pub const STAGING_DIR: &str = ".staging";
 pub const LOCK_FILE: &str = ".pinhole.lock";
-pub const STAGED_DATA_EXT: &str = "arrows";
+/// A staged log: one zstd frame of IPC messages per flush (`frames`).
+pub const STAGED_DATA_EXT: &str = "arrowz";
+/// A staged log of pinhole 0.1 before framing: a plain IPC stream (still recovered).
+pub const STAGED_STREAM_EXT: &str = "arrows";
 pub const STAGED_META_EXT: &str = "meta";
 
 /// The UTC date an event time (ns since the epoch) falls on.

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod error;
 pub mod event;
+mod frames;
 pub mod layout;
 mod parquet_file;
 pub mod printable;

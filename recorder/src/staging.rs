@@ -2,18 +2,20 @@
 //! flush, plus a small sidecar with what the Parquet footer will need. A kill -9 leaves
 //! at most a torn last message, which recovery drops; everything before it is kept.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
-use arrow_ipc::CompressionType;
+use arrow_ipc::writer::StreamWriter;
 use chrono::NaiveDate;
 
 use crate::error::SinkError;
-use crate::layout::{sync_dir, STAGED_DATA_EXT, STAGED_META_EXT};
+use crate::frames::{write_frame, FrameReader};
+use crate::layout::{sync_dir, STAGED_DATA_EXT, STAGED_META_EXT, STAGED_STREAM_EXT};
 use crate::schema::schema;
 
 /// The sidecar: where the segment publishes to and how many events it lost.
@@ -46,9 +48,11 @@ impl StagedMeta {
 }
 
 pub(crate) struct StagingLog {
-    /// Unbuffered: after a failed write nothing waits in memory to be written later,
-    /// so cutting the file back to `durable_len` leaves exactly the complete messages.
-    writer: StreamWriter<File>,
+    /// Encodes into memory; each append writes what it encoded as one frame.
+    writer: StreamWriter<Vec<u8>>,
+    /// Unbuffered: after a failed write nothing waits to be written later, so cutting
+    /// the file back to `durable_len` leaves exactly the complete frames.
+    file: File,
     data_path: PathBuf,
     meta_path: PathBuf,
     meta: StagedMeta,
@@ -66,20 +70,17 @@ impl StagingLog {
             .write(true)
             .open(&data_path)
             .map_err(|e| SinkError::write(&data_path, e))?;
-        // zstd-compressed buffers: a quarter or less of the raw size for pinhole's columns.
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::ZSTD))
-            .map_err(|e| arrow_error(&data_path, e))?;
-        let writer = StreamWriter::try_new_with_options(file, &schema(), options)
-            .map_err(|e| arrow_error(&data_path, e))?;
+        // The schema message waits in memory and goes out with the first append.
+        let writer =
+            StreamWriter::try_new(Vec::new(), &schema()).map_err(|e| arrow_error(&data_path, e))?;
         sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
-        let durable_len = writer.get_ref().metadata().map_or(0, |m| m.len());
         Ok(StagingLog {
             writer,
+            file,
             data_path,
             meta_path,
             meta,
-            durable_len,
+            durable_len: 0,
         })
     }
 
@@ -88,8 +89,9 @@ impl StagingLog {
         self.writer
             .write(batch)
             .map_err(|e| arrow_error(&self.data_path, e))?;
-        let file = self.writer.get_mut();
-        file.flush()
+        let encoded = std::mem::take(self.writer.get_mut());
+        let file = &mut self.file;
+        write_frame(file, &encoded)
             .and_then(|_| file.sync_data())
             .map_err(|e| SinkError::write(&self.data_path, e))?;
         self.durable_len = file
@@ -103,7 +105,7 @@ impl StagingLog {
     /// failure left, so the log holds exactly the appends that succeeded, and leaves it
     /// staged for recovery. Returns the lost-event count its sidecar records.
     pub fn abandon(self) -> u64 {
-        let file = self.writer.get_ref();
+        let file = &self.file;
         if let Err(e) = file
             .set_len(self.durable_len)
             .and_then(|_| file.sync_data())
@@ -169,13 +171,17 @@ pub(crate) struct StagedSegment {
     pub meta: Option<StagedMeta>,
     data_path: PathBuf,
     meta_path: PathBuf,
+    /// Framed (`frames`), or a plain IPC stream of an older pinhole.
+    framed: bool,
 }
 
 /// The complete messages of a staged log, in order; `torn` is set when the log ended
 /// in a partly written message (the crash happened mid-flush), which is dropped.
 pub(crate) struct StagedBatches {
-    reader: Option<StreamReader<BufReader<File>>>,
+    reader: Option<StreamReader<Box<dyn Read>>>,
     pub torn: bool,
+    /// The framing's own verdict on the last frame.
+    frames_torn: Option<Rc<Cell<bool>>>,
 }
 
 impl Iterator for StagedBatches {
@@ -189,7 +195,10 @@ impl Iterator for StagedBatches {
                 self.reader = None;
                 None
             }
-            None => None,
+            None => {
+                self.torn |= self.frames_torn.as_ref().is_some_and(|t| t.get());
+                None
+            }
         }
     }
 }
@@ -197,15 +206,24 @@ impl Iterator for StagedBatches {
 impl StagedSegment {
     pub fn batches(&self) -> Result<StagedBatches, SinkError> {
         let file = File::open(&self.data_path).map_err(|e| SinkError::write(&self.data_path, e))?;
-        Ok(match StreamReader::try_new(BufReader::new(file), None) {
+        let (input, frames_torn): (Box<dyn Read>, _) = match self.framed {
+            true => {
+                let (r, torn) = FrameReader::new(BufReader::new(file));
+                (Box::new(r), Some(torn))
+            }
+            false => (Box::new(BufReader::new(file)), None),
+        };
+        Ok(match StreamReader::try_new(input, None) {
             Ok(r) => StagedBatches {
                 reader: Some(r),
                 torn: false,
+                frames_torn,
             },
             // Not even the schema made it to disk: nothing was promised from this log.
             Err(_) => StagedBatches {
                 reader: None,
-                torn: true,
+                torn: frames_torn.is_some_and(|t| t.get()) || !self.framed,
+                frames_torn: None,
             },
         })
     }
@@ -237,12 +255,15 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
             })?
             .path();
         match path.extension().and_then(|e| e.to_str()) {
-            Some(STAGED_DATA_EXT) => names.push(path),
+            Some(STAGED_DATA_EXT) | Some(STAGED_STREAM_EXT) => names.push(path),
             // A sidecar whose log never got created, or a half-written sidecar.
             Some("tmp") => {
                 let _ = fs::remove_file(&path);
             }
-            Some(STAGED_META_EXT) if !path.with_extension(STAGED_DATA_EXT).exists() => {
+            Some(STAGED_META_EXT)
+                if !path.with_extension(STAGED_DATA_EXT).exists()
+                    && !path.with_extension(STAGED_STREAM_EXT).exists() =>
+            {
                 let _ = fs::remove_file(&path);
             }
             _ => {}
@@ -259,11 +280,13 @@ pub(crate) fn read_staged(dir: &Path) -> Result<Vec<StagedSegment>, SinkError> {
         let meta = fs::read_to_string(&meta_path)
             .ok()
             .and_then(|t| StagedMeta::decode(&t));
+        let framed = data_path.extension().is_some_and(|e| e == STAGED_DATA_EXT);
         out.push(StagedSegment {
             name,
             meta,
             data_path,
             meta_path,
+            framed,
         });
     }
     Ok(out)

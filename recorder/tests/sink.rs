@@ -238,7 +238,7 @@ fn a_torn_last_message_loses_only_that_message() {
     let log = fs::read_dir(staging_dir(dir.path()))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().unwrap() == "arrows")
+        .find(|p| p.extension().unwrap() == "arrowz")
         .unwrap();
     let len = fs::metadata(&log).unwrap().len();
     fs::OpenOptions::new()
@@ -423,7 +423,7 @@ fn staging_costs_at_most_ten_times_the_parquet_it_becomes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
     realistic(&mut sink, 40_000);
-    let staged = dir_bytes(&staging_dir(dir.path()), ".arrows");
+    let staged = dir_bytes(&staging_dir(dir.path()), ".arrowz");
     sink.close().unwrap();
     let parquet = dir_bytes(dir.path(), ".parquet");
     let ratio = staged as f64 / parquet as f64;
