@@ -434,3 +434,45 @@ fn staging_costs_at_most_ten_times_the_parquet_it_becomes() {
     );
     assert!(ratio <= 10.0, "{ratio:.1}x");
 }
+
+/// A log staged by an older pinhole (a plain IPC stream, `.arrows`) is still recovered
+/// after an upgrade, torn tail and all.
+#[test]
+fn a_plain_stream_log_of_an_older_pinhole_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = staging_dir(dir.path());
+    fs::create_dir_all(&staging).unwrap();
+    let mut builder = pinhole_recorder::BatchBuilder::new("test-host");
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(
+        fs::File::create(staging.join("old-1.arrows")).unwrap(),
+        &pinhole_recorder::schema::schema(),
+    )
+    .unwrap();
+    for flush in 0..3 {
+        for i in 0..10 {
+            builder.append(&event(T0 + flush * 100 + i, 80));
+        }
+        w.write(&builder.finish().unwrap()).unwrap();
+    }
+    drop(w);
+    let log = staging.join("old-1.arrows");
+    let len = fs::metadata(&log).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    fs::write(
+        staging.join("old-1.meta"),
+        "date=2026-11-22\nlost_events=3\n",
+    )
+    .unwrap();
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(report.torn_logs, 1);
+    assert_eq!(report.events_recovered, 20);
+    let (batches, kv) = read(&report.files_published[0]);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 20);
+    assert_eq!(kv[meta::LOST_EVENTS], "3");
+    sink.close().unwrap();
+}
