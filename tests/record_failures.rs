@@ -237,22 +237,12 @@ fn a_full_disk_is_counted_as_lost_and_recording_resumes_when_space_returns() {
     assert!(status.success(), "{log}");
     assert!(log.contains("recording goes on"), "{log}");
     assert!(log.contains("recording resumed"), "{log}");
-    let field = |name: &str| -> u64 {
-        log.lines()
-            .find(|l| l.contains("recording finished"))
-            .and_then(|l| l.split(&format!("{name}=")).nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in the final line: {log}"))
-    };
-    let (kernel_lost, disk_lost) = (field("lost"), field("lost_to_full_disk"));
+    let (kernel_lost, disk_lost) = (
+        final_count(&log, "lost"),
+        final_count(&log, "lost_to_full_disk"),
+    );
     assert!(disk_lost > 0, "{log}");
-    let mut kv_lost = 0;
-    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
-        kv_lost += read_file(&f).1["pinhole.lost_events"]
-            .parse::<u64>()
-            .unwrap();
-    }
+    let kv_lost = published_lost(&out);
     assert_eq!(
         kv_lost,
         kernel_lost + disk_lost,
@@ -303,6 +293,29 @@ fn a_full_disk_does_not_keep_the_recorder_from_starting() {
     assert_eq!(rows_of(&rows, &copy.path).len(), 500, "{log}");
 }
 
+/// The count `name=N` on the recorder's final log line ("recording finished").
+fn final_count(log: &str, name: &str) -> u64 {
+    log.lines()
+        .find(|l| l.contains("recording finished"))
+        .and_then(|l| l.split(&format!(" {name}=")).nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in the final line: {log}"))
+}
+
+/// The losses the dataset's files record (`pinhole.lost_events`), summed.
+fn published_lost(out: &Path) -> u64 {
+    pinhole_recorder::layout::published_files(out)
+        .unwrap()
+        .iter()
+        .map(|f| {
+            read_file(f).1["pinhole.lost_events"]
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
 /// A tmpfs of `size` mounted under `dir`, unmounted when the guard drops.
 fn small_tmpfs(dir: &Path, size: &str) -> (std::path::PathBuf, Unmount) {
     let mnt = dir.join("small");
@@ -347,23 +360,12 @@ fn losses_are_counted_and_reconcile_with_what_was_made() {
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
 
-    let logged_lost: u64 = log
-        .lines()
-        .find(|l| l.contains("recording finished"))
-        .and_then(|l| l.split("lost=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("the final log line reports the loss count");
+    let logged_lost = final_count(&log, "lost");
     assert!(
         log.contains("the kernel dropped events"),
         "a warning names the loss: {log}"
     );
-    let mut kv_lost = 0;
-    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
-        kv_lost += read_file(&f).1["pinhole.lost_events"]
-            .parse::<u64>()
-            .unwrap();
-    }
+    let kv_lost = published_lost(&out);
     assert_eq!(
         kv_lost, logged_lost,
         "the dataset's metadata carries the same count"

@@ -49,6 +49,17 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
     }
 }
 
+/// Cuts `bytes` off the end of a staged log: a crash in the middle of a flush.
+fn cut_tail(log: &Path, bytes: u64) {
+    let len = fs::metadata(log).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(log)
+        .unwrap()
+        .set_len(len - bytes)
+        .unwrap();
+}
+
 fn config(dir: &Path) -> SinkConfig {
     SinkConfig::new(dir, "test-host")
 }
@@ -240,13 +251,7 @@ fn a_torn_last_message_loses_only_that_message() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().unwrap() == "arrowz")
         .unwrap();
-    let len = fs::metadata(&log).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(len - 7)
-        .unwrap();
+    cut_tail(&log, 7);
 
     let (sink, report) = Sink::open(config(dir.path())).unwrap();
     assert_eq!(report.torn_logs, 1);
@@ -456,13 +461,7 @@ fn a_plain_stream_log_of_an_older_pinhole_is_recovered() {
     }
     drop(w);
     let log = staging.join("old-1.arrows");
-    let len = fs::metadata(&log).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(len - 7)
-        .unwrap();
+    cut_tail(&log, 7);
     fs::write(
         staging.join("old-1.meta"),
         "date=2026-11-22\nlost_events=3\n",

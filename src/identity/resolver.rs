@@ -365,27 +365,24 @@ mod tests {
         let (f, key) = settled_temp_file_with(b"abc");
         let writer = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
         let mut r = Resolver::default();
-        r.offer(Candidate {
-            pid: u32::MAX - 1,
-            key,
-            file: Some(File::open(&f).unwrap()),
-            path: None,
-            at_ns: None,
-            held: None,
-        });
+        // Offered as a process (that never exists) reported it, with the file open.
+        let offer_open = |r: &mut Resolver, f: &tempfile::TempPath| {
+            r.offer(Candidate {
+                pid: u32::MAX - 1,
+                key,
+                file: Some(File::open(f).unwrap()),
+                path: None,
+                at_ns: None,
+                held: None,
+            })
+        };
+        offer_open(&mut r, &f);
         assert_eq!(r.stats().files_hashed, 1);
         assert_eq!(r.sha256_of(&key), None, "not for the enforcer's table");
         // pid u32::MAX never exists: only a cache could answer, and must not.
         assert_ne!(r.resolve(u32::MAX, key, i64::MAX).status, ExeStatus::Ok);
         drop(writer);
-        r.offer(Candidate {
-            pid: u32::MAX - 1,
-            key,
-            file: Some(File::open(&f).unwrap()),
-            path: None,
-            at_ns: None,
-            held: None,
-        });
+        offer_open(&mut r, &f);
         assert!(r.sha256_of(&key).is_some(), "lasting once nobody writes");
     }
 
