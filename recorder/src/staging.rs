@@ -1,5 +1,5 @@
-//! The open segment's on-disk log: an Arrow IPC stream appended and fsynced at every
-//! flush, plus a small sidecar with what the Parquet footer will need. A kill -9 leaves
+//! The open segment's on-disk log: an Arrow IPC stream, compressed as one zstd stream
+//! (`frames`), appended and fsynced at every flush, plus a small sidecar with what the Parquet footer will need. A kill -9 leaves
 //! at most a torn last message, which recovery drops; everything before it is kept.
 
 use std::cell::Cell;
@@ -14,7 +14,7 @@ use arrow_ipc::writer::StreamWriter;
 use chrono::NaiveDate;
 
 use crate::error::SinkError;
-use crate::frames::{write_frame, FrameReader};
+use crate::frames::{FrameReader, FrameWriter, MAGIC};
 use crate::layout::{sync_dir, STAGED_DATA_EXT, STAGED_META_EXT, STAGED_STREAM_EXT};
 use crate::schema::schema;
 
@@ -48,8 +48,9 @@ impl StagedMeta {
 }
 
 pub(crate) struct StagingLog {
-    /// Encodes into memory; each append writes what it encoded as one frame.
+    /// Encodes into memory; each append writes what it encoded as one record.
     writer: StreamWriter<Vec<u8>>,
+    frames: FrameWriter,
     /// Unbuffered: after a failed write nothing waits to be written later, so cutting
     /// the file back to `durable_len` leaves exactly the complete frames.
     file: File,
@@ -65,22 +66,28 @@ impl StagingLog {
         let data_path = dir.join(format!("{name}.{STAGED_DATA_EXT}"));
         let meta_path = dir.join(format!("{name}.{STAGED_META_EXT}"));
         write_meta(&meta_path, &meta)?;
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create_new(true)
             .write(true)
             .open(&data_path)
             .map_err(|e| SinkError::write(&data_path, e))?;
+        file.write_all(MAGIC)
+            .map_err(|e| SinkError::write(&data_path, e))?;
+        let frames = FrameWriter::new().map_err(|e| SinkError::write(&data_path, e))?;
         // The schema message waits in memory and goes out with the first append.
         let writer =
             StreamWriter::try_new(Vec::new(), &schema()).map_err(|e| arrow_error(&data_path, e))?;
         sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
         Ok(StagingLog {
             writer,
+            frames,
             file,
             data_path,
             meta_path,
             meta,
-            durable_len: 0,
+            // The magic is not synced on its own: a log holding only (part of) it
+            // promised nothing, and recovery drops it.
+            durable_len: MAGIC.len() as u64,
         })
     }
 
@@ -91,7 +98,9 @@ impl StagingLog {
             .map_err(|e| arrow_error(&self.data_path, e))?;
         let encoded = std::mem::take(self.writer.get_mut());
         let file = &mut self.file;
-        write_frame(file, &encoded)
+        self.frames
+            .record(&encoded)
+            .and_then(|record| file.write_all(&record))
             .and_then(|_| file.sync_data())
             .map_err(|e| SinkError::write(&self.data_path, e))?;
         self.durable_len = file
@@ -208,7 +217,8 @@ impl StagedSegment {
         let file = File::open(&self.data_path).map_err(|e| SinkError::write(&self.data_path, e))?;
         let (input, frames_torn): (Box<dyn Read>, _) = match self.framed {
             true => {
-                let (r, torn) = FrameReader::new(BufReader::new(file));
+                let (r, torn) = FrameReader::new(BufReader::new(file))
+                    .map_err(|e| SinkError::write(&self.data_path, e))?;
                 (Box::new(r), Some(torn))
             }
             false => (Box::new(BufReader::new(file)), None),
