@@ -166,18 +166,22 @@ pub fn read_columns(
 
 /// Summarises one file.
 pub fn summarize_file(path: &Path, filter: &Filter) -> Result<Summary, AnalyzeError> {
-    scan_part(path, filter, None, None).map(FileScan::finish)
+    let mut scan = FileScan::default();
+    scan_part(path, filter, None, None, &mut scan)?;
+    Ok(scan.finish())
 }
 
-/// Summarises row groups `row_groups` of a file (all when None). Given `spill`, a part
-/// of two or more row groups keeps its first half and hands the rest to it, so that
-/// idle workers can take it: a few large files still keep every thread busy.
+/// Scans row groups `row_groups` of a file (all when None) into `scan`; returns the
+/// events it added. Given `spill`, a part of two or more row groups keeps its first
+/// half and hands the rest to it, so that idle workers can take it: a few large files
+/// still keep every thread busy. On an error `scan` holds part of the file.
 fn scan_part(
     path: &Path,
     filter: &Filter,
     row_groups: Option<Range<usize>>,
     spill: Option<&mut dyn FnMut(Range<usize>)>,
-) -> Result<FileScan, AnalyzeError> {
+    scan: &mut FileScan,
+) -> Result<u64, AnalyzeError> {
     let builder = open_checked(path)?;
     let all = builder.metadata().num_row_groups();
     let mut part = row_groups.unwrap_or(0..all);
@@ -199,16 +203,16 @@ fn scan_part(
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| AnalyzeError::corrupt(path, e))?;
-    let mut scan = FileScan::default();
     let window = Window {
         since_ns: filter.since_ns,
         until_ns: filter.until_ns,
     };
+    let before = scan.events();
     for batch in reader {
         let batch = batch.map_err(|e| AnalyzeError::corrupt(path, e))?;
         scan.add_batch(&batch, window);
     }
-    Ok(scan)
+    Ok(scan.events() - before)
 }
 
 /// Work for the scan's threads: files in order, then parts other workers handed back.
@@ -249,8 +253,9 @@ pub fn summarize(
     };
     let failures: Mutex<Vec<(usize, AnalyzeError)>> = Mutex::new(Vec::new());
     let summaries: Mutex<Vec<Summary>> = Mutex::new(Vec::new());
-    // A part is absorbed only once it has been read whole: a file that fails halfway
-    // adds nothing.
+    // Without --skip-bad a failure ends the run, so parts are scanned straight into the
+    // worker's summary. With it, a file is scanned on its own and absorbed only once
+    // read whole: a file that fails halfway adds nothing.
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1).min(files.len().max(1)) {
             s.spawn(|| {
@@ -261,12 +266,17 @@ pub fn summarize(
                     let mut spill = |r| lock(&work.spilled).push((i, r));
                     // With --skip-bad a file counts whole or not at all: no parts.
                     let spill = (!opts.skip_bad).then_some(&mut spill as &mut dyn FnMut(_));
-                    let r = decode_guarded(path, || scan_part(path, &opts.filter, part, spill));
-                    match r {
-                        Ok(scan) => {
-                            progress.file_done(scan.events(), whole);
-                            acc.absorb(scan);
+                    let r = decode_guarded(path, || match opts.skip_bad {
+                        false => scan_part(path, &opts.filter, part, spill, &mut acc),
+                        true => {
+                            let mut own = FileScan::default();
+                            let events = scan_part(path, &opts.filter, part, spill, &mut own)?;
+                            acc.absorb(own);
+                            Ok(events)
                         }
+                    });
+                    match r {
+                        Ok(events) => progress.file_done(events, whole),
                         Err(e) => {
                             progress.file_done(0, whole);
                             lock(&failures).push((i, e));

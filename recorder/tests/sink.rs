@@ -478,3 +478,39 @@ fn a_plain_stream_log_of_an_older_pinhole_is_recovered() {
     assert_eq!(kv[meta::LOST_EVENTS], "3");
     sink.close().unwrap();
 }
+
+/// Bit-packed integer columns carry no zstd (a reader would pay a codec per column
+/// chunk for a few percent); strings and hashes keep it.
+#[test]
+fn integer_columns_are_stored_without_zstd_and_strings_with_it() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(config(dir.path())).unwrap();
+    realistic(&mut sink, 2_000, 500);
+    sink.close().unwrap();
+    let file = fs::File::open(&published_files(dir.path()).unwrap()[0]).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    let codec = |name: &str| {
+        (0..group.num_columns())
+            .map(|i| group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+            .compression()
+    };
+    for c in [
+        "ts",
+        "sock_cookie",
+        "pid",
+        "uid",
+        "dst_port",
+        "protocol",
+        "hook",
+    ] {
+        assert_eq!(codec(c), Compression::UNCOMPRESSED, "{c}");
+    }
+    for c in ["comm", "exe_path", "exe_sha256", "dst_addr"] {
+        assert!(matches!(codec(c), Compression::ZSTD(_)), "{c}");
+    }
+}
