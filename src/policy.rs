@@ -284,28 +284,56 @@ fn load_policy(path: &std::path::Path) -> Result<pinhole_policygen::Policy> {
 const MAX_POLICY_BYTES: u64 = 512 << 20;
 
 /// A policy file's text; a FIFO, device or oversized file is refused, never waited on.
-fn read_policy_text(path: &std::path::Path) -> Result<String> {
+pub fn read_policy_text(path: &std::path::Path) -> Result<String> {
     pinhole_recorder::regular::read_text(path, MAX_POLICY_BYTES)
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// Reads and checks a policy file; on problems prints each as FILE:LINE:COL and fails
-/// saying what was not done.
+/// A policy's problems: the error names the count and what was not done; `lines` are
+/// the problems as LINE:COL: what (the reload command prints them for the daemon).
+#[derive(Debug)]
+pub struct Problems {
+    pub summary: String,
+    pub lines: Vec<String>,
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Checks a policy's text; on problems prints each as FILE:LINE:COL and fails with
+/// `Problems` saying what was not done.
+pub fn check_text(
+    src: &str,
+    path: &std::path::Path,
+    consequence: &str,
+) -> Result<pinhole_policygen::Policy> {
+    check(src, Limits::default()).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{}:{d}", path.display());
+        }
+        anyhow::Error::new(Problems {
+            summary: format!(
+                "{}: {} problem(s); {consequence}",
+                path.display(),
+                diags.len()
+            ),
+            lines: diags.iter().map(|d| d.to_string()).collect(),
+        })
+    })
+}
+
+/// Reads and checks a policy file (see `check_text`).
 pub fn load_checked(
     path: &std::path::Path,
     consequence: &str,
 ) -> Result<(String, pinhole_policygen::Policy)> {
     let src = read_policy_text(path)?;
-    let policy = check(&src, Limits::default()).map_err(|diags| {
-        for d in &diags {
-            eprintln!("{}:{d}", path.display());
-        }
-        anyhow::anyhow!(
-            "{}: {} problem(s); {consequence}",
-            path.display(),
-            diags.len()
-        )
-    })?;
+    let policy = check_text(&src, path, consequence)?;
     Ok((src, policy))
 }
 

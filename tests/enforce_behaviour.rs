@@ -197,7 +197,10 @@ fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
     assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["ECONNREFUSED"]);
     let out = pinhole(["enforce".as_ref(), "reload".as_ref(), bad.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("nothing was changed"), "{said}");
+    // The enforcer's check is relayed, with the user's file and its own line numbers.
+    assert!(said.contains(&format!("{}:3:", bad.display())), "{said}");
     assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["ECONNREFUSED"]);
     // SIGHUP re-reads the file the enforcer was started with (policy A).
     unsafe { libc::kill(e.pid() as i32, libc::SIGHUP) };

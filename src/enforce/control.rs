@@ -9,6 +9,8 @@ use libbpf_rs::MapHandle;
 use pinhole_policygen::compile::compile;
 use sha2::{Digest, Sha256};
 
+use pinhole_recorder::printable::printable;
+
 use super::state::{self, State};
 use super::tables::{read_counters, Counts};
 
@@ -151,7 +153,9 @@ fn print_status(s: &Status) {
 }
 
 pub fn reload(args: ReloadArgs) -> Result<()> {
-    let (text, _) = crate::policy::load_checked(&args.policy, "nothing was changed")?;
+    // Checked once, by the enforcer, which relays the problems: a second check here
+    // would add seconds to a large policy's reload.
+    let text = crate::policy::read_policy_text(&args.policy)?;
     crate::record::require_root("pinhole enforce reload")?;
     let st = state::read()?
         .context("no enforcer is loaded (start one with `pinhole enforce POLICY`)")?;
@@ -193,7 +197,16 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             }
             Some(Err(why)) => {
                 spinner.finish();
-                bail!("the enforcer refused the new policy; the previous one stays in force: {why}")
+                let mut lines = why.lines();
+                let first = lines.next().unwrap_or_default();
+                for problem in lines {
+                    eprintln!("{}:{}", args.policy.display(), printable(problem));
+                }
+                bail!(
+                    "the enforcer refused the new policy; nothing was changed, the previous \
+                     one stays in force: {}",
+                    printable(first)
+                )
             }
             None => {}
         }

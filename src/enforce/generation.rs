@@ -106,10 +106,17 @@ pub fn load(
             .set_max_entries(opts.ring_bytes)
             .context("sizing the decision ring buffer")?,
     }
+    let started = std::time::Instant::now();
     let skel = open.load().context(
         "loading the enforcer's BPF programs into the kernel (needs root, BTF and cgroup BPF support)",
     )?;
+    let loaded = started.elapsed();
     tables::fill_policy(&skel, &compiled).context("filling the policy tables")?;
+    tracing::debug!(
+        load_ms = loaded.as_millis(),
+        fill_ms = (started.elapsed() - loaded).as_millis(),
+        "enforcer programs loaded, policy tables filled"
+    );
     Ok(Generation {
         number,
         compiled,

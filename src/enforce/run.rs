@@ -35,14 +35,40 @@ struct Loaded {
 }
 
 fn load(path: &Path, consequence: &str) -> Result<Loaded> {
-    let (text, policy) = crate::policy::load_checked(path, consequence)?;
-    let text = state::strip_request_header(&text).to_owned();
+    let raw = crate::policy::read_policy_text(path)?;
+    // Checked without the request's header line, so that line numbers are the file's.
+    let text = state::strip_request_header(&raw).to_owned();
+    // A reload request's file is ours, not the user's: name what it is instead.
+    let shown = match text.len() < raw.len() {
+        true => Path::new("the requested policy"),
+        false => path,
+    };
+    drop(raw);
+    let policy = crate::policy::check_text(&text, shown, consequence)?;
     let compiled = Arc::new(compile(&policy));
     Ok(Loaded {
         text,
         policy,
         compiled,
     })
+}
+
+/// Why a reload was refused, for the reload command: one line, then the policy's
+/// problems (at most `MAX_RELAYED`) as LINE:COL: what, one per line.
+fn refusal(e: &anyhow::Error) -> String {
+    const MAX_RELAYED: usize = 100;
+    let mut why = format!("{e:#}");
+    if let Some(p) = e.downcast_ref::<crate::policy::Problems>() {
+        for line in p.lines.iter().take(MAX_RELAYED) {
+            why.push('\n');
+            why.push_str(line);
+        }
+        if p.lines.len() > MAX_RELAYED {
+            let more = p.lines.len() - MAX_RELAYED;
+            why.push_str(&format!("\n(and {more} more: see the enforcer's log)"));
+        }
+    }
+    why
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -332,7 +358,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         tracing::error!(
                             "reload refused, the previous policy stays in force: {e:#}"
                         );
-                        st.reload_error = Some(format!("{e:#}"));
+                        st.reload_error = Some(refusal(&e));
                         st.last_request_ok = Some(false);
                     }
                 }

@@ -54,16 +54,17 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
             .update(&id.to_ne_bytes(), bytes(&info), MapFlags::ANY)
             .with_context(|| format!("writing app {}", app.name))?;
     }
+    let mut spans = Batch::new(&maps.port_spans, "writing port spans");
     for (i, s) in c.spans.iter().enumerate() {
         let span = port_span {
             lo: s.lo,
             hi: s.hi,
             rule: s.rule,
         };
-        maps.port_spans
-            .update(&(i as u32).to_ne_bytes(), bytes(&span), MapFlags::ANY)
-            .context("writing port spans")?;
+        spans.push(&(i as u32).to_ne_bytes(), bytes(&span))?;
     }
+    spans.finish()?;
+    let mut dests = Batch::new(&maps.dests, "writing the destination trie");
     for (k, range) in &c.dests {
         let key = dest_key {
             prefixlen: DEST_FIXED_BITS + u32::from(k.prefix_len),
@@ -77,11 +78,92 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
             start: range.start,
             count: range.count,
         };
-        maps.dests
-            .update(bytes(&key), bytes(&value), MapFlags::ANY)
-            .context("writing the destination trie")?;
+        dests.push(bytes(&key), bytes(&value))?;
     }
-    Ok(())
+    dests.finish()
+}
+
+/// Map writes gathered into batches of `BATCH` elements: one system call each instead
+/// of one per element (a million-rule policy's trie took 1.3 s element by element).
+/// Falls back to element writes where the kernel has no batch update for the map type.
+struct Batch<'a> {
+    map: &'a dyn MapCore,
+    what: &'static str,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+    count: u32,
+    batched: bool,
+}
+
+const BATCH: u32 = 8192;
+
+impl<'a> Batch<'a> {
+    fn new(map: &'a dyn MapCore, what: &'static str) -> Self {
+        Batch {
+            map,
+            what,
+            keys: Vec::new(),
+            values: Vec::new(),
+            count: 0,
+            batched: true,
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.keys.extend_from_slice(key);
+        self.values.extend_from_slice(value);
+        self.count += 1;
+        if self.count == BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        if self.batched {
+            match self.map.update_batch(
+                &self.keys,
+                &self.values,
+                self.count,
+                MapFlags::ANY,
+                MapFlags::ANY,
+            ) {
+                Ok(()) => return self.clear(),
+                // Not supported for this map type here: write element by element.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        libbpf_rs::ErrorKind::Unsupported | libbpf_rs::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    tracing::debug!(what = self.what, "no batch update: {e}");
+                    self.batched = false;
+                }
+                Err(e) => return Err(e).context(self.what),
+            }
+        }
+        let (k, v) = (self.map.key_size() as usize, self.map.value_size() as usize);
+        for (key, value) in self.keys.chunks_exact(k).zip(self.values.chunks_exact(v)) {
+            self.map
+                .update(key, value, MapFlags::ANY)
+                .context(self.what)?;
+        }
+        self.clear()
+    }
+
+    fn clear(&mut self) -> Result<()> {
+        self.keys.clear();
+        self.values.clear();
+        self.count = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush()
+    }
 }
 
 /// Tells the kernel that this version of this file is `app_id`'s bytes.
