@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use pinhole_analyze::{summarize, Filter, ScanOptions};
 use pinhole_policygen::check::{check, Limits};
@@ -187,32 +187,52 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
             min_v6_prefix,
         } => {
             let src = read_policy_text(&file)?;
-            match check(
-                &src,
-                Limits {
-                    min_v4_prefix,
-                    min_v6_prefix,
-                },
-            ) {
-                Ok(p) => {
-                    let rules: usize = p.apps.iter().map(|a| a.rules.len()).sum();
-                    let review: usize = p.apps.iter().map(|a| a.review.len()).sum();
-                    println!(
-                        "{}: ok: {} apps, {rules} allow rules, {review} held for review",
-                        file.display(),
-                        p.apps.len()
-                    );
-                    Ok(())
-                }
-                Err(diags) => {
-                    for d in &diags {
-                        eprintln!("{}:{d}", file.display());
-                    }
-                    bail!("{}: {} problem(s)", file.display(), diags.len())
-                }
-            }
+            let limits = Limits {
+                min_v4_prefix,
+                min_v6_prefix,
+            };
+            let p = checked(&src, &file, limits, "")?;
+            let count =
+                |f: fn(&pinhole_policygen::App) -> usize| -> usize { p.apps.iter().map(f).sum() };
+            let rules = count(|a| a.rules.len());
+            let names = count(|a| a.name_rules.len());
+            let review = count(|a| a.review.len() + a.name_review.len());
+            let denied = p.deny.len() + count(|a| a.deny.len());
+            println!(
+                "{}: ok: {} apps, {rules} allow rules by address, {names} by name, {review} held for review, {denied} names denied",
+                file.display(),
+                p.apps.len()
+            );
+            Ok(())
         }
     }
+}
+
+/// Checks `src` (read from `path`) and imports its blocklists (relative to `path`'s
+/// directory); on problems prints each as FILE:LINE:COL and fails.
+fn checked(
+    src: &str,
+    path: &std::path::Path,
+    limits: Limits,
+    consequence: &str,
+) -> Result<pinhole_policygen::Policy> {
+    let fail = |diags: Vec<pinhole_policygen::Diagnostic>| {
+        for d in &diags {
+            eprintln!("{}:{d}", path.display());
+        }
+        let then = match consequence {
+            "" => String::new(),
+            c => format!("; {c}"),
+        };
+        anyhow::Error::new(Problems {
+            summary: format!("{}: {} problem(s){then}", path.display(), diags.len()),
+            lines: diags.iter().map(|d| d.to_string()).collect(),
+        })
+    };
+    let mut policy = check(src, limits).map_err(fail)?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    pinhole_policygen::blocklist::import(&mut policy, base).map_err(fail)?;
+    Ok(policy)
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
@@ -305,8 +325,8 @@ impl std::fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-/// Checks a policy's text; on problems prints each as FILE:LINE:COL and fails with
-/// `Problems` saying what was not done.
+/// Checks a policy's text, without its blocklists; on problems prints each as
+/// FILE:LINE:COL and fails with `Problems` saying what was not done.
 pub fn check_text(
     src: &str,
     path: &std::path::Path,
@@ -327,13 +347,13 @@ pub fn check_text(
     })
 }
 
-/// Reads and checks a policy file (see `check_text`).
+/// Reads and checks a policy file, blocklists included (see `checked`).
 pub fn load_checked(
     path: &std::path::Path,
     consequence: &str,
 ) -> Result<(String, pinhole_policygen::Policy)> {
     let src = read_policy_text(path)?;
-    let policy = check_text(&src, path, consequence)?;
+    let policy = checked(&src, path, Limits::default(), consequence)?;
     Ok((src, policy))
 }
 
@@ -373,6 +393,12 @@ fn replay_cmd(a: ReplayArgs) -> Result<()> {
     let policy = load_policy(&a.policy)?;
     let started = std::time::Instant::now();
     let report = replay(&policy, &a.dataset, &filter(a.since, a.until))?;
+    if policy.uses_names() && report.dns_answers == 0 {
+        tracing::warn!(
+            "the dataset holds no DNS answers: this policy's name rules and deny lists \
+             matched nothing in this replay (connects they would allow count as denied)"
+        );
+    }
     print_replay(&report, a.top, started.elapsed().as_secs_f64());
     if let Some(max) = a.max_deny_rate {
         if report.deny_rate() > max {

@@ -44,9 +44,34 @@ fn every_semantics_case_holds_in_the_kernel() {
     require_root();
     let _guard = serial();
     let cases = cases::load();
-    let mut checked = 0;
+    let (mut checked, mut names) = (0, 0);
     for (s, suite) in cases.suite.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
+        if !suite.answers.is_empty() {
+            // Names: the kernel side (DNS capture, name evidence in maps) is not built
+            // yet, so the enforcer refuses these policies instead of mis-enforcing them.
+            let policy_path = dir.path().join("policy.toml");
+            fs::write(&policy_path, &suite.policy).unwrap();
+            // Confined like every enforcer of the suite, should it ever start.
+            let cg = TestCgroup::new(&format!("pinhole-sem{s}"));
+            let cg_path = cg.path.as_os_str();
+            let out = pinhole([
+                "enforce".as_ref(),
+                policy_path.as_os_str(),
+                "--cgroup".as_ref(),
+                cg_path,
+                "--attach-cgroup".as_ref(),
+                cg_path,
+            ]);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && said.contains("does not enforce names yet"),
+                "{}: {said}",
+                suite.name
+            );
+            names += suite.events.len();
+            continue;
+        }
         // Each app's hash in the suite becomes the hash of a probe copy at a known path.
         let mut policy = suite.policy.clone();
         let mut binaries: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -144,7 +169,7 @@ fn every_semantics_case_holds_in_the_kernel() {
         }
         drop(cg);
     }
-    assert_eq!(checked, 23);
+    assert_eq!((checked, names), (23, 27));
     assert_nothing_pinned();
 }
 

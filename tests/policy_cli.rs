@@ -22,8 +22,9 @@ fn check_reports_ok_or_each_problem_with_its_position() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("ok: 1 apps, 1 allow rules, 0 held for review"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "ok: 1 apps, 1 allow rules by address, 0 by name, 0 held for review, 0 names denied"
+    ));
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, format!("version = 1\n[[app]]\nname = \"x\"\nsha256 = \"{sha}\"\n[[app.allow]]\nid = \"x-1\"\nprotocol = \"tcp\"\ndst = \"0.0.0.0/0\"\nports = 99999\n")).unwrap();

@@ -11,10 +11,16 @@ use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use toml::Spanned;
 
+use crate::blocklist::{BlocklistFormat, DenyFileRef};
+use crate::dns_evidence::{Lifetime, Scope};
 use crate::model::{
-    AppSection, DefaultsSection, PolicyPiece, PortsField, RuleSection, POLICY_VERSION,
+    AppSection, DefaultsSection, DenySection, PolicyPiece, PortsField, RuleSection, POLICY_VERSION,
 };
-use crate::policy::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
+use crate::names::{canonical_name, HostPattern};
+use crate::policy::{
+    App, DenyKind, DenyList, Mode, NameRule, NameSettings, Policy, PortRange, Protocol, Rule,
+    UnknownAction,
+};
 
 /// One problem in a policy file; `line` and `column` count from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +120,29 @@ pub fn check(src: &str, limits: Limits) -> Result<Policy, Vec<Diagnostic>> {
 struct AppBuild {
     app: App,
     allow: Vec<(Rule, Range<usize>)>,
+    names: Vec<(NameRule, Range<usize>)>,
+}
+
+/// A checked rule: by address or by name, with its span in `src`.
+enum Checked {
+    Addr(Rule, Range<usize>),
+    Name(NameRule, Range<usize>),
+}
+
+impl AppBuild {
+    fn allow(&mut self, rule: Checked) {
+        match rule {
+            Checked::Addr(r, span) => self.allow.push((r, span)),
+            Checked::Name(r, span) => self.names.push((r, span)),
+        }
+    }
+
+    fn review(&mut self, rule: Checked) {
+        match rule {
+            Checked::Addr(r, _) => self.app.review.push(r),
+            Checked::Name(r, _) => self.app.name_review.push(r),
+        }
+    }
 }
 
 /// The line a piece that goes on with an app is parsed behind.
@@ -207,6 +236,9 @@ struct Reading {
     /// Every rule id seen, where first used (ids are unique in the file).
     ids: FxHashMap<String, Range<usize>>,
     hashes: HashSet<[u8; 32]>,
+    names: NameSettings,
+    deny: DenyList,
+    deny_files: Vec<DenyFileRef>,
 }
 
 /// `check`, parsing `src` in pieces of about `piece_bytes` (see `pieces`): memory
@@ -262,28 +294,171 @@ fn read_piece(
             c.at_abs(span, format!("duplicate [defaults] (first on line {line})"));
         }
         r.unknown_binary = unknown_binary(c, d.get_ref());
+        r.names = name_settings(c, d.get_ref());
+    }
+    for item in &file.deny {
+        deny_entry(c, item, &mut r.deny, None, &mut r.deny_files);
     }
     for (i, app) in file.apps.into_iter().enumerate() {
         let span = app.span();
         let a = app.into_inner();
         if i == 0 && continues_app {
+            let index = r.apps.len().checked_sub(1);
             let Some(last) = r.apps.last_mut() else {
                 continue;
             };
             for item in &a.allow {
                 if let Some(rule) = rule(c, item, &mut r.ids, limits) {
-                    last.allow.push(rule);
+                    last.allow(rule);
                 }
             }
             for item in &a.review {
-                if let Some((rule, _)) = rule(c, item, &mut r.ids, limits) {
-                    last.app.review.push(rule);
+                if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+                    last.review(rule);
                 }
+            }
+            for item in &a.deny {
+                deny_entry(c, item, &mut last.app.deny, index, &mut r.deny_files);
             }
             continue;
         }
         let build = new_app(c, r, a, span, limits);
         r.apps.push(build);
+    }
+}
+
+/// `dns_scope`, `dns_min_ttl` and `dns_grace` of `[defaults]`.
+fn name_settings(c: &mut Checker<'_>, d: &DefaultsSection) -> NameSettings {
+    let defaults = Lifetime::default();
+    let seconds = |c: &mut Checker<'_>, v: &Option<Spanned<i64>>, key: &str, default: u32| {
+        let Some(v) = v else { return default };
+        match u32::try_from(*v.get_ref()) {
+            Ok(s) if s <= 7 * 86_400 => s,
+            _ => {
+                c.at(
+                    v.span(),
+                    format!(
+                        "{key} = {}: expected seconds from 0 to 604800 (a week)",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    };
+    NameSettings {
+        scope: d.dns_scope.as_ref().map_or(Scope::App, |s| scope(c, s)),
+        lifetime: Lifetime {
+            min_ttl: seconds(c, &d.dns_min_ttl, "dns_min_ttl", defaults.min_ttl),
+            grace: seconds(c, &d.dns_grace, "dns_grace", defaults.grace),
+        },
+    }
+}
+
+fn scope(c: &mut Checker<'_>, s: &Spanned<String>) -> Scope {
+    Scope::parse(s.get_ref()).unwrap_or_else(|| {
+        c.at(
+            s.span(),
+            format!(
+                "dns_scope = \"{}\": expected \"app\" or \"host\"",
+                s.get_ref()
+            ),
+        );
+        Scope::App
+    })
+}
+
+/// One `[[deny]]` or `[[app.deny]]` entry, added to `list` (files are noted, for
+/// `blocklist::import`, with the index of their app).
+fn deny_entry(
+    c: &mut Checker<'_>,
+    item: &Spanned<DenySection>,
+    list: &mut DenyList,
+    app: Option<usize>,
+    files: &mut Vec<DenyFileRef>,
+) {
+    let d = item.get_ref();
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("host", &d.host),
+        ("suffix", &d.suffix),
+        ("prefix", &d.prefix),
+        ("file", &d.file),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let [(key, value)] = given[..] else {
+        c.at(
+            item.span(),
+            "a deny entry needs exactly one of `host`, `suffix`, `prefix` or `file`",
+        );
+        return;
+    };
+    if let Some(format) = d.format.as_ref().filter(|_| key != "file") {
+        c.at(format.span(), "`format` is only for a `file` entry");
+    }
+    let text = value.get_ref();
+    let id = match &d.id {
+        Some(id) => id.get_ref().clone(),
+        None => format!("deny:{key}:{text}"),
+    };
+    match key {
+        "file" => {
+            let format = match d.format.as_ref() {
+                None => Some(BlocklistFormat::Hosts),
+                Some(f) => BlocklistFormat::parse(f.get_ref()).or_else(|| {
+                    c.at(
+                        f.span(),
+                        format!(
+                            "format = \"{}\": expected \"hosts\" or \"domains\"",
+                            f.get_ref()
+                        ),
+                    );
+                    None
+                }),
+            };
+            let at = c.abs(value.span());
+            let line = c.line_of(at.start);
+            let column = c.src[c.line_starts[line - 1]..at.start].chars().count() + 1;
+            if let Some(format) = format {
+                files.push(DenyFileRef {
+                    path: text.clone(),
+                    format,
+                    app,
+                    source: list.source(&id),
+                    line,
+                    column,
+                });
+            }
+        }
+        "prefix" => {
+            let ok = !text.is_empty()
+                && text.len() <= crate::names::MAX_NAME
+                && text
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+            if !ok {
+                c.at(
+                    value.span(),
+                    format!("prefix \"{text}\": expected the start of a name (letters, digits, '-', '_', '.')"),
+                );
+                return;
+            }
+            let source = list.source(&id);
+            list.add(DenyKind::Prefix, text.to_ascii_lowercase(), source);
+        }
+        _ => match canonical_name(text) {
+            Ok(name) => {
+                let kind = if key == "host" {
+                    DenyKind::Host
+                } else {
+                    DenyKind::Suffix
+                };
+                let source = list.source(&id);
+                list.add(kind, name, source);
+            }
+            Err(why) => c.at(value.span(), format!("{key} \"{text}\": {why}")),
+        },
     }
 }
 
@@ -347,17 +522,8 @@ fn new_app(
             Mode::Enforce
         }
     };
-    let allow = a
-        .allow
-        .iter()
-        .filter_map(|item| rule(c, item, &mut r.ids, limits))
-        .collect();
-    let review = a
-        .review
-        .iter()
-        .filter_map(|item| rule(c, item, &mut r.ids, limits).map(|(rule, _)| rule))
-        .collect();
-    AppBuild {
+    let dns_scope = a.dns_scope.as_ref().map(|s| scope(c, s));
+    let mut build = AppBuild {
         app: App {
             name: a.name.map(|n| n.into_inner()).unwrap_or_default(),
             sha256: sha.unwrap_or_default(),
@@ -365,10 +531,30 @@ fn new_app(
             comms: a.comms,
             mode,
             rules: Vec::new(),
-            review,
+            name_rules: Vec::new(),
+            review: Vec::new(),
+            name_review: Vec::new(),
+            deny: DenyList::default(),
+            dns_scope,
         },
-        allow,
+        allow: Vec::new(),
+        names: Vec::new(),
+    };
+    for item in &a.allow {
+        if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+            build.allow(rule);
+        }
     }
+    for item in &a.review {
+        if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+            build.review(rule);
+        }
+    }
+    let index = Some(r.apps.len());
+    for item in &a.deny {
+        deny_entry(c, item, &mut build.app.deny, index, &mut r.deny_files);
+    }
+    build
 }
 
 /// Checks what needs the whole file (the version, shadowed rules) and builds the policy.
@@ -384,13 +570,18 @@ fn finish(mut c: Checker<'_>, r: Reading) -> Result<Policy, Vec<Diagnostic>> {
     let mut apps = Vec::with_capacity(r.apps.len());
     for mut b in r.apps {
         report_shadowed(&mut c, &mut b.allow);
+        report_shadowed_names(&mut c, &mut b.names);
         b.app.rules = b.allow.into_iter().map(|(rule, _)| rule).collect();
+        b.app.name_rules = b.names.into_iter().map(|(rule, _)| rule).collect();
         apps.push(b.app);
     }
     if c.diags.is_empty() {
         Ok(Policy {
             unknown_binary: r.unknown_binary,
             apps,
+            deny: r.deny,
+            names: r.names,
+            deny_files: r.deny_files,
         })
     } else {
         c.diags.sort_by_key(|d| (d.line, d.column));
@@ -421,7 +612,7 @@ fn rule(
     item: &Spanned<RuleSection>,
     ids: &mut FxHashMap<String, Range<usize>>,
     limits: Limits,
-) -> Option<(Rule, Range<usize>)> {
+) -> Option<Checked> {
     let r = item.get_ref();
     let id = r.id.get_ref();
     if id.is_empty()
@@ -453,19 +644,107 @@ fn rule(
             ),
         );
     }
-    let dst = parse_dst(c, &r.dst, limits);
     let ports = parse_ports(c, &r.ports);
-    let (protocol, dst, ports) = (protocol?, dst?, ports?);
-    Some((
-        Rule {
-            id: id.clone(),
-            protocol,
-            dst,
-            ports,
-            evidence: r.evidence.clone(),
-        },
-        c.abs(item.span()),
-    ))
+    let span = c.abs(item.span());
+    match (&r.dst, &r.host) {
+        (Some(dst), None) => {
+            let dst = parse_dst(c, dst, limits);
+            let (protocol, dst, ports) = (protocol?, dst?, ports?);
+            Some(Checked::Addr(
+                Rule {
+                    id: id.clone(),
+                    protocol,
+                    dst,
+                    ports,
+                    evidence: r.evidence.clone(),
+                },
+                span,
+            ))
+        }
+        (None, Some(host)) => {
+            let pattern = HostPattern::parse(host.get_ref());
+            if let Err(why) = &pattern {
+                c.at(host.span(), format!("host \"{}\": {why}", host.get_ref()));
+            }
+            let (protocol, host, ports) = (protocol?, pattern.ok()?, ports?);
+            Some(Checked::Name(
+                NameRule {
+                    id: id.clone(),
+                    protocol,
+                    host,
+                    ports,
+                    evidence: r.evidence.clone(),
+                },
+                span,
+            ))
+        }
+        _ => {
+            c.at(
+                item.span(),
+                format!("rule \"{id}\": expected exactly one of `dst` (an address or prefix) or `host` (a name)"),
+            );
+            None
+        }
+    }
+}
+
+/// Reports every name rule another one of the app makes redundant, and drops it: a
+/// rule is covered by one of the same protocol whose pattern covers its own (the same
+/// name, or a wildcard over one of its parents) and whose ports cover its ports.
+fn report_shadowed_names(c: &mut Checker<'_>, out: &mut Vec<(NameRule, Range<usize>)>) {
+    let mut by_pattern: FxHashMap<(Protocol, &HostPattern), Vec<usize>> = FxHashMap::default();
+    for (i, (r, _)) in out.iter().enumerate() {
+        by_pattern.entry((r.protocol, &r.host)).or_default().push(i);
+    }
+    let mut covered = Vec::new();
+    for (i, (r, _)) in out.iter().enumerate() {
+        // Candidate patterns: its own, then wildcards over each proper parent.
+        let name = match &r.host {
+            HostPattern::Exact(n) | HostPattern::Wildcard(n) => n.as_str(),
+        };
+        let mut candidates = vec![r.host.clone()];
+        let mut rest = name;
+        while let Some((_, parent)) = rest.split_once('.') {
+            candidates.push(HostPattern::Wildcard(parent.to_owned()));
+            rest = parent;
+        }
+        let by = candidates.iter().find_map(|p| {
+            by_pattern
+                .get(&(r.protocol, p))?
+                .iter()
+                .copied()
+                .find(|&j| {
+                    let o = &out[j].0;
+                    j != i && o.covers(r) && (!r.covers(o) || j < i)
+                })
+        });
+        if let Some(j) = by {
+            covered.push((i, j));
+        }
+    }
+    for &(i, j) in &covered {
+        let (rule, other) = (&out[i].0, &out[j].0);
+        let what = if rule.covers(other) {
+            "duplicates"
+        } else {
+            "is shadowed by"
+        };
+        c.at_abs(
+            out[i].1.clone(),
+            format!(
+                "rule \"{}\" {what} rule \"{}\" ({} {} port {})",
+                rule.id,
+                other.id,
+                other.protocol.as_str(),
+                other.host,
+                other.ports
+            ),
+        );
+    }
+    let mut keep = vec![true; out.len()];
+    covered.iter().for_each(|&(i, _)| keep[i] = false);
+    let mut flags = keep.into_iter();
+    out.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// Reports, at the covered rule, every allow rule another one makes redundant, and drops it.
@@ -601,6 +880,12 @@ mod tests {
             many.clone() + &rule("x", "10.0.0.300", "80") + "[[app]]\nsha256 = \"nothex\"\n";
         let no_version = many.replacen("version = 1\n", "", 1);
         let syntax_late = many.clone() + "[[app.allow]]\nid = \n" + &many[12..];
+        let names = many.clone()
+            + "[[app.allow]]\nid = \"n1\"\nprotocol = \"tcp\"\nhost = \"*.example.com\"\nports = 443\n"
+            + "[[app.deny]]\nsuffix = \"ads.example\"\n"
+            + &rule("after-deny", "10.9.0.0/16", "443")
+            + "[[app.allow]]\nid = \"n2\"\nprotocol = \"tcp\"\nhost = \"api.example.com\"\nports = 443\n"
+            + "[[deny]]\nprefix = \"ads.\"\n";
         vec![
             valid,
             shadowed,
@@ -608,6 +893,7 @@ mod tests {
             bad_late,
             no_version,
             syntax_late,
+            names,
         ]
     }
 
@@ -652,6 +938,11 @@ mod tests {
             outcomes[5].as_ref().unwrap_err().len(),
             1,
             "a syntax error stops"
+        );
+        assert!(
+            text(6).contains("rule \\\"n2\\\" is shadowed by rule \\\"n1\\\""),
+            "{}",
+            text(6)
         );
     }
 }

@@ -94,6 +94,7 @@ impl Acc {
             first_seen: t(self.first_ns),
             last_seen: t(self.last_ns),
             days: self.days.len() as u32,
+            source: None,
         }
     }
 }
@@ -164,6 +165,7 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
         policy: Policy {
             unknown_binary: knobs.unknown_binary,
             apps,
+            ..Default::default()
         },
         explain,
     }
@@ -393,7 +395,11 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         comms: a.comms.iter().cloned().collect(),
         mode: knobs.mode,
         rules,
+        name_rules: Vec::new(),
         review,
+        name_review: Vec::new(),
+        deny: Default::default(),
+        dns_scope: None,
     };
     (app, notes)
 }

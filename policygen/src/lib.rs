@@ -2,12 +2,15 @@
 //! positions, and the one specification of "does this rule match" that replay and the
 //! kernel enforcer both implement.
 
+pub mod blocklist;
 pub mod check;
 pub mod compile;
 pub mod diff;
+pub mod dns_evidence;
 pub mod generate;
 pub mod matcher;
 pub mod model;
+pub mod names;
 mod pieces;
 pub mod policy;
 pub mod replay;

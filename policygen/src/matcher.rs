@@ -15,13 +15,31 @@
 //! 5. What no rule can allow (a raw socket, a source route set on a socket): `denied`
 //!    for an app in enforce mode, `would-deny` in audit mode; an unknown binary gets
 //!    `unknown_binary` as for a connect.
+//! 6. Names. A connect's address is vouched for by a name when a DNS answer for that
+//!    name (the question's name, or any CNAME target on the chain to the address) gave
+//!    the address, and the answer counts: it was received at or before the connect, at
+//!    most `max(ttl, dns_min_ttl) + dns_grace` seconds before it (`dns_evidence`), and
+//!    by a process of this binary (scope `app`, the default) or, in scope `host`, by
+//!    this binary or the host's resolver. A name rule (`host`) matches when protocol
+//!    and port match and a vouching name matches its pattern (`names`: exact, or `*.`
+//!    for one or more labels). A connect to an address no answer vouches for matches
+//!    no name rule: a name never resolved, or an address typed in, is denied unless an
+//!    address rule allows it.
+//! 7. Among matching rules, name rules are reported before address rules: an exact
+//!    name first, then wildcards over longer names; ties as in 3.
+//! 8. Deny lists win over every allow: when a vouching name is denied by the policy's
+//!    list or the app's (exact name, suffix, prefix), the connect is `denied` (app in
+//!    enforce mode, or an unknown binary under `unknown_binary = allow` or `deny`) or
+//!    `would-deny` (audit mode, or `unknown_binary = audit`), and the entry's source is
+//!    reported.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::policy::{App, Mode, Policy, Protocol, Rule, UnknownAction};
+use crate::dns_evidence::DnsEvidence;
+use crate::policy::{App, Mode, NameRule, Policy, Protocol, Rule, UnknownAction};
 
 /// The dataset's verdicts: what the matcher decides is what the audit trail records.
 pub use pinhole_recorder::event::Verdict;
@@ -33,19 +51,38 @@ pub struct Query<'a> {
     pub protocol: Protocol,
     pub addr: IpAddr,
     pub port: u16,
+    /// When it happened (ns since the epoch): which DNS answers count depends on it.
+    pub t_ns: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision<'p> {
     pub verdict: Verdict,
     pub app: Option<&'p App>,
+    /// The address rule that allowed it...
     pub rule: Option<&'p Rule>,
+    /// ...or the name rule.
+    pub name_rule: Option<&'p NameRule>,
+    /// The deny entry's source (its id, or its file's) when a deny list decided.
+    pub denied_by: Option<&'p str>,
+}
+
+impl<'p> Decision<'p> {
+    /// The id of what decided: the allowing rule or the deny entry.
+    pub fn rule_id(&self) -> Option<&'p str> {
+        self.rule
+            .map(|r| r.id.as_str())
+            .or(self.name_rule.map(|r| r.id.as_str()))
+            .or(self.denied_by)
+    }
 }
 
 /// A policy ready for many lookups: apps by hash.
 pub struct Matcher<'p> {
     policy: &'p Policy,
     by_hash: HashMap<[u8; 32], &'p App>,
+    /// Whether any decision depends on DNS (skips the evidence lookup otherwise).
+    uses_names: bool,
 }
 
 fn canonical(addr: IpAddr) -> IpAddr {
@@ -78,6 +115,7 @@ impl<'p> Matcher<'p> {
         Matcher {
             policy,
             by_hash: policy.apps.iter().map(|a| (a.sha256, a)).collect(),
+            uses_names: policy.uses_names(),
         }
     }
 
@@ -91,6 +129,8 @@ impl<'p> Matcher<'p> {
             verdict,
             app: None,
             rule: None,
+            name_rule: None,
+            denied_by: None,
         }
     }
 
@@ -103,29 +143,85 @@ impl<'p> Matcher<'p> {
             verdict: no_rule_verdict(app.mode),
             app: Some(app),
             rule: None,
+            name_rule: None,
+            denied_by: None,
         }
     }
 
-    pub fn decide(&self, q: &Query<'_>) -> Decision<'p> {
-        let Some(app) = q.sha256.and_then(|h| self.by_hash.get(h)).copied() else {
+    /// The deny entry that one of `names` hits (item 8), if any.
+    fn denied(&self, app: Option<&'p App>, names: &[&str]) -> Option<&'p str> {
+        names.iter().find_map(|n| {
+            self.policy
+                .deny
+                .find(n)
+                .or_else(|| app.and_then(|a| a.deny.find(n)))
+        })
+    }
+
+    pub fn decide(&self, q: &Query<'_>, dns: &DnsEvidence) -> Decision<'p> {
+        let app = q.sha256.and_then(|h| self.by_hash.get(h)).copied();
+        let addr = canonical(q.addr);
+        let names: Vec<&str> = match self.uses_names {
+            true => {
+                let scope = app.map_or(self.policy.names.scope, |a| a.scope(self.policy));
+                dns.names_for(q.sha256, scope, addr, q.t_ns).collect()
+            }
+            false => Vec::new(),
+        };
+        if let Some(source) = self.denied(app, &names) {
+            let verdict = match app {
+                Some(a) => no_rule_verdict(a.mode),
+                None if self.policy.unknown_binary == UnknownAction::Audit => Verdict::WouldDeny,
+                None => Verdict::Denied,
+            };
+            return Decision {
+                verdict,
+                app,
+                rule: None,
+                name_rule: None,
+                denied_by: Some(source),
+            };
+        }
+        let Some(app) = app else {
             return self.unknown();
         };
-        let addr = canonical(q.addr);
-        let mut best: Option<&'p Rule> = None;
-        for r in &app.rules {
-            if rule_matches(r, q.protocol, addr, q.port) && best.is_none_or(|b| more_specific(r, b))
+        let mut best_name: Option<&'p NameRule> = None;
+        for r in &app.name_rules {
+            if r.protocol == q.protocol
+                && r.ports.contains(q.port)
+                && names.iter().any(|n| r.host.matches(n))
+                && best_name.is_none_or(|b| more_specific_name(r, b))
             {
-                best = Some(r);
+                best_name = Some(r);
             }
         }
-        let verdict = match best {
-            Some(_) => Verdict::Allowed,
-            None => no_rule_verdict(app.mode),
+        let mut best: Option<&'p Rule> = None;
+        if best_name.is_none() {
+            for r in &app.rules {
+                if rule_matches(r, q.protocol, addr, q.port)
+                    && best.is_none_or(|b| more_specific(r, b))
+                {
+                    best = Some(r);
+                }
+            }
+        }
+        let verdict = match best.is_some() || best_name.is_some() {
+            true => Verdict::Allowed,
+            false => no_rule_verdict(app.mode),
         };
         Decision {
             verdict,
             app: Some(app),
             rule: best,
+            name_rule: best_name,
+            denied_by: None,
         }
     }
+}
+
+/// Orders matching name rules (item 7): exact before wildcard, longer names first,
+/// then narrower ports; the first in the file wins ties.
+fn more_specific_name(a: &NameRule, b: &NameRule) -> bool {
+    (a.host.specificity(), std::cmp::Reverse(a.ports.width()))
+        > (b.host.specificity(), std::cmp::Reverse(b.ports.width()))
 }

@@ -19,6 +19,9 @@ pub struct PolicyPiece {
     pub defaults: Option<Spanned<DefaultsSection>>,
     #[serde(default, rename = "app")]
     pub apps: Vec<Spanned<AppSection>>,
+    /// Names no binary may reach.
+    #[serde(default)]
+    pub deny: Vec<Spanned<DenySection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +30,16 @@ pub struct DefaultsSection {
     /// What happens to binaries the policy does not name: allow, deny or audit.
     #[serde(default)]
     pub unknown_binary: Option<Spanned<String>>,
+    /// Whose DNS answers count for name rules: "app" (its own) or "host" (its own and
+    /// the host resolver's).
+    #[serde(default)]
+    pub dns_scope: Option<Spanned<String>>,
+    /// Seconds an answer counts for at least, whatever its TTL.
+    #[serde(default)]
+    pub dns_min_ttl: Option<Spanned<i64>>,
+    /// Seconds an answer counts for past its (minimum) TTL.
+    #[serde(default)]
+    pub dns_grace: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,10 +57,38 @@ pub struct AppSection {
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
     #[serde(default)]
+    pub dns_scope: Option<Spanned<String>>,
+    #[serde(default)]
     pub allow: Vec<Spanned<RuleSection>>,
     /// Rare or suspicious destinations kept for review; never enforced.
     #[serde(default)]
     pub review: Vec<Spanned<RuleSection>>,
+    /// Names this binary may never reach.
+    #[serde(default)]
+    pub deny: Vec<Spanned<DenySection>>,
+}
+
+/// One deny entry: exactly one of `host`, `suffix`, `prefix` or `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenySection {
+    #[serde(default)]
+    pub id: Option<Spanned<String>>,
+    /// Exactly this name.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// This name and every name under it.
+    #[serde(default)]
+    pub suffix: Option<Spanned<String>>,
+    /// Names beginning with this text ("ads.", "telemetry-").
+    #[serde(default)]
+    pub prefix: Option<Spanned<String>>,
+    /// A blocklist file (relative to the policy's directory).
+    #[serde(default)]
+    pub file: Option<Spanned<String>>,
+    /// The file's format: "hosts" (exact names) or "domains" (suffixes).
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,8 +96,12 @@ pub struct AppSection {
 pub struct RuleSection {
     pub id: Spanned<String>,
     pub protocol: Spanned<String>,
-    /// An address or a prefix (IPv4 or IPv6).
-    pub dst: Spanned<String>,
+    /// An address or a prefix (IPv4 or IPv6); or, instead, `host`.
+    #[serde(default)]
+    pub dst: Option<Spanned<String>>,
+    /// A name, or a wildcard "*.example.com".
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
     /// A port, or an inclusive range "lo-hi".
     pub ports: Spanned<PortsField>,
     #[serde(default)]
@@ -81,4 +126,8 @@ pub struct Evidence {
     pub first_seen: String,
     pub last_seen: String,
     pub days: u32,
+    /// What tied the rule to its destination: "dns" (answers named it) or "address"
+    /// (no answer did: the address was used as such).
+    #[serde(default)]
+    pub source: Option<String>,
 }

@@ -14,6 +14,7 @@ use pinhole_analyze::guard::decode_guarded;
 use pinhole_analyze::{AnalyzeError, Filter};
 use pinhole_recorder::event::hook_has_destination;
 
+use crate::dns_evidence::DnsEvidence;
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
 
@@ -69,6 +70,8 @@ pub struct ReplayReport {
     pub apps: BTreeMap<Option<String>, AppReplay>,
     pub events: u64,
     pub files: usize,
+    /// DNS answers the dataset held, the evidence for name rules and deny lists.
+    pub dns_answers: u64,
 }
 
 impl ReplayReport {
@@ -98,11 +101,14 @@ pub fn replay(
         files: files.len(),
         ..Default::default()
     };
-    // One memo for the run: the same destinations recur in every file.
+    // The trail holds no DNS answers yet (schema 2 records connects only), so the
+    // evidence stays empty: name rules and deny lists match nothing, and decisions do
+    // not depend on time, which is what lets one memo serve the whole run.
+    let evidence = DnsEvidence::new(policy.names.lifetime);
     let mut memo: HashMap<MemoKey, Memo> = HashMap::new();
     for path in &files {
         decode_guarded(path, || {
-            replay_file(path, filter, &matcher, &mut memo, &mut report)
+            replay_file(path, filter, &matcher, &evidence, &mut memo, &mut report)
         })?;
     }
     Ok(report)
@@ -113,6 +119,7 @@ fn replay_file(
     path: &Path,
     filter: &Filter,
     matcher: &Matcher<'_>,
+    evidence: &DnsEvidence,
     memo: &mut HashMap<MemoKey, Memo>,
     report: &mut ReplayReport,
 ) -> Result<(), AnalyzeError> {
@@ -147,9 +154,9 @@ fn replay_file(
             let p = proto_values.value(proto.keys().value(i) as usize);
             let a = addr_values.value(addr.keys().value(i) as usize);
             let key = (h, p.to_owned(), a.to_owned(), port.value(i));
-            let (app, denied, dest) = memo
-                .entry(key)
-                .or_insert_with_key(|(h, p, a, port)| decide(matcher, h.as_ref(), p, a, *port));
+            let (app, denied, dest) = memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
+                decide(matcher, evidence, h.as_ref(), p, a, *port, t)
+            });
             let entry = report.apps.entry(app.clone()).or_default();
             entry.events += 1;
             if *denied {
@@ -164,32 +171,42 @@ fn replay_file(
 
 fn decide(
     m: &Matcher<'_>,
+    evidence: &DnsEvidence,
     sha: Option<&[u8; 32]>,
     proto: &str,
     addr: &str,
     port: u16,
+    t_ns: i64,
 ) -> (Option<String>, bool, String) {
     let dest = format!("{proto} {addr}:{port}");
     let (Some(protocol), Ok(ip)) = (Protocol::parse(proto), addr.parse::<IpAddr>()) else {
         // A protocol no rule can name: the app's default applies as if nothing matched.
-        let d = m.decide(&Query {
-            sha256: sha,
-            protocol: Protocol::Icmp,
-            addr: IpAddr::from([0, 0, 0, 0]),
-            port: 0,
-        });
+        let d = m.decide(
+            &Query {
+                sha256: sha,
+                protocol: Protocol::Icmp,
+                addr: IpAddr::from([0, 0, 0, 0]),
+                port: 0,
+                t_ns,
+            },
+            evidence,
+        );
         return (
             d.app.map(|a| a.name.clone()),
             d.verdict != Verdict::Allowed,
             dest,
         );
     };
-    let d = m.decide(&Query {
-        sha256: sha,
-        protocol,
-        addr: ip,
-        port,
-    });
+    let d = m.decide(
+        &Query {
+            sha256: sha,
+            protocol,
+            addr: ip,
+            port,
+            t_ns,
+        },
+        evidence,
+    );
     (
         d.app.map(|a| a.name.clone()),
         d.verdict != Verdict::Allowed,

@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::model::POLICY_VERSION;
-use crate::policy::{Mode, Policy, Rule, UnknownAction};
+use crate::dns_evidence::Lifetime;
+use crate::model::{Evidence, POLICY_VERSION};
+use crate::policy::{Mode, NameRule, Policy, PortRange, Protocol, Rule, UnknownAction};
 
 /// A TOML basic string.
 fn quoted(s: &str) -> String {
@@ -24,25 +25,71 @@ fn quoted(s: &str) -> String {
     out
 }
 
-fn rule(out: &mut String, table: &str, r: &Rule, reason: Option<&str>) {
+/// Where a rule's destination is: `dst = "..."` or `host = "..."`.
+enum Target {
+    Dst(String),
+    Host(String),
+}
+
+struct RuleText<'a> {
+    id: &'a str,
+    protocol: Protocol,
+    target: Target,
+    ports: PortRange,
+    evidence: Option<&'a Evidence>,
+}
+
+impl<'a> From<&'a Rule> for RuleText<'a> {
+    fn from(r: &'a Rule) -> Self {
+        let dst = if r.dst.prefix_len() == r.dst.max_prefix_len() {
+            r.dst.addr().to_string()
+        } else {
+            r.dst.to_string()
+        };
+        RuleText {
+            id: &r.id,
+            protocol: r.protocol,
+            target: Target::Dst(dst),
+            ports: r.ports,
+            evidence: r.evidence.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a NameRule> for RuleText<'a> {
+    fn from(r: &'a NameRule) -> Self {
+        RuleText {
+            id: &r.id,
+            protocol: r.protocol,
+            target: Target::Host(r.host.to_string()),
+            ports: r.ports,
+            evidence: r.evidence.as_ref(),
+        }
+    }
+}
+
+fn rule(out: &mut String, table: &str, r: RuleText<'_>, reason: Option<&str>) {
     let _ = writeln!(out, "\n[[app.{table}]]");
-    let _ = writeln!(out, "id = {}", quoted(&r.id));
+    let _ = writeln!(out, "id = {}", quoted(r.id));
     let _ = writeln!(out, "protocol = {}", quoted(r.protocol.as_str()));
-    let dst = if r.dst.prefix_len() == r.dst.max_prefix_len() {
-        r.dst.addr().to_string()
-    } else {
-        r.dst.to_string()
-    };
-    let _ = writeln!(out, "dst = {}", quoted(&dst));
+    match &r.target {
+        Target::Dst(d) => writeln!(out, "dst = {}", quoted(d)),
+        Target::Host(h) => writeln!(out, "host = {}", quoted(h)),
+    }
+    .ok();
     if r.ports.lo == r.ports.hi {
         let _ = writeln!(out, "ports = {}", r.ports.lo);
     } else {
         let _ = writeln!(out, "ports = {}", quoted(&r.ports.to_string()));
     }
-    if let Some(e) = &r.evidence {
+    if let Some(e) = r.evidence {
+        let source = e
+            .source
+            .as_ref()
+            .map_or(String::new(), |s| format!(", source = {}", quoted(s)));
         let _ = writeln!(
             out,
-            "evidence = {{ events = {}, first_seen = {}, last_seen = {}, days = {} }}",
+            "evidence = {{ events = {}, first_seen = {}, last_seen = {}, days = {}{source} }}",
             e.events,
             quoted(&e.first_seen),
             quoted(&e.last_seen),
@@ -54,7 +101,8 @@ fn rule(out: &mut String, table: &str, r: &Rule, reason: Option<&str>) {
     }
 }
 
-/// The policy as TOML, with `header` lines written as comments at the top.
+/// The policy as TOML, with `header` lines written as comments at the top. Deny lists
+/// are not written: they are the owner's (hand-written or imported), never generated.
 pub fn to_toml(p: &Policy, header: &[String]) -> String {
     let mut out = String::new();
     for h in header {
@@ -71,6 +119,13 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
         "# Binaries this policy does not name: allow, deny or audit.\nunknown_binary = {}",
         quoted(unknown)
     );
+    if p.names.scope != Default::default() {
+        let _ = writeln!(out, "dns_scope = {}", quoted(p.names.scope.as_str()));
+    }
+    if p.names.lifetime != Lifetime::default() {
+        let l = p.names.lifetime;
+        let _ = writeln!(out, "dns_min_ttl = {}\ndns_grace = {}", l.min_ttl, l.grace);
+    }
     for app in &p.apps {
         let _ = writeln!(
             out,
@@ -87,17 +142,50 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
             Mode::Audit => "audit",
         };
         let _ = writeln!(out, "mode = {}", quoted(mode));
+        if let Some(scope) = app.dns_scope {
+            let _ = writeln!(out, "dns_scope = {}", quoted(scope.as_str()));
+        }
+        let review = "below minimum support, or beyond the rule limit: review before allowing";
+        for r in &app.name_rules {
+            rule(&mut out, "allow", r.into(), None);
+        }
         for r in &app.rules {
-            rule(&mut out, "allow", r, None);
+            rule(&mut out, "allow", r.into(), None);
+        }
+        for r in &app.name_review {
+            rule(&mut out, "review", r.into(), Some(review));
         }
         for r in &app.review {
-            rule(
-                &mut out,
-                "review",
-                r,
-                Some("below minimum support, or beyond the rule limit: review before allowing"),
-            );
+            rule(&mut out, "review", r.into(), Some(review));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{check, Limits};
+
+    #[test]
+    fn name_rules_and_dns_settings_survive_a_round_trip() {
+        let src = "version = 1\n[defaults]\ndns_scope = \"host\"\ndns_min_ttl = 5\ndns_grace = 0\n\
+                   [[app]]\nname = \"x\"\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\ndns_scope = \"app\"\n\
+                   [[app.allow]]\nid = \"n\"\nprotocol = \"tcp\"\nhost = \"*.example.com\"\nports = \"80-443\"\n\
+                   evidence = { events = 3, first_seen = \"a\", last_seen = \"b\", days = 1, source = \"dns\" }\n\
+                   [[app.allow]]\nid = \"d\"\nprotocol = \"udp\"\ndst = \"10.0.0.0/8\"\nports = 53\n\
+                   [[app.review]]\nid = \"r\"\nprotocol = \"tcp\"\nhost = \"rare.example.org\"\nports = 1\n";
+        let p = check(src, Limits::default()).unwrap();
+        let again = check(&to_toml(&p, &[]), Limits::default()).unwrap();
+        assert_eq!(again, p);
+        assert_eq!(
+            again.apps[0].name_rules[0]
+                .evidence
+                .as_ref()
+                .unwrap()
+                .source
+                .as_deref(),
+            Some("dns")
+        );
+    }
 }

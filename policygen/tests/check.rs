@@ -141,3 +141,161 @@ fn duplicate_ids_apps_and_rules_and_shadowed_rules() {
         "{e:?}"
     );
 }
+
+fn host_rule(id: &str, host: &str, ports: &str) -> String {
+    format!(
+        "[[app.allow]]\nid = \"{id}\"\nprotocol = \"tcp\"\nhost = \"{host}\"\nports = {ports}\n"
+    )
+}
+
+#[test]
+fn name_rules_are_validated_and_canonical() {
+    let src = app(&(host_rule("a", "API.Example.com.", "443")
+        + &host_rule("b", "*.bücher.example", "443")
+        + &rule("c", "10.0.0.0/24", "443")));
+    let p = check(&src, Limits::default()).unwrap();
+    let hosts: Vec<String> = p.apps[0]
+        .name_rules
+        .iter()
+        .map(|r| r.host.to_string())
+        .collect();
+    assert_eq!(hosts, ["api.example.com", "*.xn--bcher-kva.example"]);
+    assert_eq!(p.apps[0].rules.len(), 1);
+
+    let long = format!("{}.example.com", "a".repeat(64));
+    let e = errors(&app(&(host_rule("w", "*.co.uk", "443")
+        + &host_rule("x", "*.com", "443")
+        + &host_rule("y", &long, "443")
+        + &host_rule("z", "api.*.example.com", "443"))));
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with("8:8: host \"*.co.uk\": *.co.uk is wider than a registrable domain"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("*.com is wider than a registrable domain"),
+        "{e:?}"
+    );
+    assert!(e[2].contains("at most 63"), "{e:?}");
+    assert!(
+        e[3].contains("only allowed as the whole first label"),
+        "{e:?}"
+    );
+
+    let both = "[[app.allow]]\nid = \"b\"\nprotocol = \"tcp\"\ndst = \"10.0.0.1\"\nhost = \"a.example.com\"\nports = 1\n";
+    let e = errors(&app(both));
+    assert!(e[0].contains("expected exactly one of `dst`"), "{e:?}");
+    let neither = "[[app.allow]]\nid = \"b\"\nprotocol = \"tcp\"\nports = 1\n";
+    assert!(errors(&app(neither))[0].contains("expected exactly one of `dst`"));
+}
+
+#[test]
+fn name_rules_covered_by_another_are_reported() {
+    let e = errors(&app(&(host_rule("wild", "*.example.com", "\"1-1024\"")
+        + &host_rule("api", "api.example.com", "443")
+        + &host_rule("deep", "*.eu.example.com", "80")
+        + &host_rule("same", "*.example.com", "\"1-1024\"")
+        + &host_rule("bare", "example.com", "443")
+        + &host_rule("other-port", "cdn.example.com", "8443"))));
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].contains("rule \"api\" is shadowed by rule \"wild\" (tcp *.example.com port 1-1024)"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("rule \"deep\" is shadowed by rule \"wild\""),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("rule \"same\" duplicates rule \"wild\""),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn deny_entries_and_dns_settings_are_validated() {
+    let src = format!(
+        "version = 1\n[defaults]\ndns_scope = \"host\"\ndns_min_ttl = 120\ndns_grace = 0\n\
+         [[deny]]\nsuffix = \"Ads.Example\"\n[[deny]]\nid = \"t\"\nprefix = \"telemetry.\"\n\
+         [[app]]\nname = \"x\"\nsha256 = \"{SHA}\"\ndns_scope = \"app\"\n[[app.deny]]\nhost = \"social.example.com\"\n"
+    );
+    let p = check(&src, Limits::default()).unwrap();
+    assert_eq!(p.names.scope.as_str(), "host");
+    assert_eq!((p.names.lifetime.min_ttl, p.names.lifetime.grace), (120, 0));
+    assert_eq!(p.apps[0].dns_scope.map(|s| s.as_str()), Some("app"));
+    assert_eq!(
+        p.deny.find("x.ads.example"),
+        Some("deny:suffix:Ads.Example")
+    );
+    assert_eq!(p.deny.find("ads.example"), Some("deny:suffix:Ads.Example"));
+    assert_eq!(p.deny.find("telemetry.vendor.example"), Some("t"));
+    assert_eq!(p.deny.find("myads.example"), None);
+    assert_eq!(
+        p.apps[0].deny.find("social.example.com"),
+        Some("deny:host:social.example.com")
+    );
+    assert_eq!(p.apps[0].deny.find("x.social.example.com"), None);
+
+    let e = errors(
+        "version = 1\n[defaults]\ndns_scope = \"everyone\"\ndns_min_ttl = -1\n\
+         [[deny]]\nhost = \"a.example\"\nsuffix = \"b.example\"\n[[deny]]\nhost = \"bad..name\"\n\
+         [[deny]]\nfile = \"x.txt\"\nformat = \"csv\"\n[[deny]]\nprefix = \"a b\"\n",
+    );
+    assert_eq!(e.len(), 6, "{e:?}");
+    assert!(
+        e[0].starts_with("3:13: dns_scope = \"everyone\": expected \"app\" or \"host\""),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("4:15: dns_min_ttl = -1: expected seconds"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("exactly one of `host`, `suffix`, `prefix` or `file`"),
+        "{e:?}"
+    );
+    assert!(e[3].contains("host \"bad..name\": an empty label"), "{e:?}");
+    assert!(
+        e[4].contains("format = \"csv\": expected \"hosts\" or \"domains\""),
+        "{e:?}"
+    );
+    assert!(e[5].contains("prefix \"a b\""), "{e:?}");
+}
+
+#[test]
+fn blocklist_files_are_imported_relative_to_the_policy_with_their_problems() {
+    use pinhole_policygen::blocklist::import;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hosts.txt"),
+        "0.0.0.0 ads.example.com\n0.0.0.0 bad..name\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("domains.txt"),
+        "# tracking\ntracker.example\n",
+    )
+    .unwrap();
+    let src = format!(
+        "version = 1\n[[deny]]\nfile = \"domains.txt\"\nformat = \"domains\"\n\
+         [[app]]\nname = \"x\"\nsha256 = \"{SHA}\"\n[[app.deny]]\nid = \"mine\"\nfile = \"hosts.txt\"\n"
+    );
+    let mut p = check(&src, Limits::default()).unwrap();
+    let e: Vec<String> = import(&mut p, dir.path())
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(e, ["10:8: file \"hosts.txt\" line 2: \"bad..name\": an empty label (two dots in a row, or a leading dot)"]);
+    std::fs::write(dir.path().join("hosts.txt"), "0.0.0.0 ads.example.com\n").unwrap();
+    let mut p = check(&src, Limits::default()).unwrap();
+    import(&mut p, dir.path()).unwrap();
+    assert_eq!(
+        p.deny.find("x.tracker.example"),
+        Some("deny:file:domains.txt")
+    );
+    assert_eq!(p.apps[0].deny.find("ads.example.com"), Some("mine"));
+    let mut missing = check(&src.replace("hosts.txt", "nowhere.txt"), Limits::default()).unwrap();
+    let e = import(&mut missing, dir.path()).unwrap_err();
+    assert!(e[0].message.contains("nowhere.txt"), "{e:?}");
+}

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
+use pinhole_policygen::dns_evidence::DnsEvidence;
 use pinhole_policygen::matcher::{Matcher, Query};
 use pinhole_policygen::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
 use proptest::prelude::*;
@@ -63,6 +64,7 @@ fn app(index: usize) -> impl Strategy<Value = App> {
                 })
                 .collect(),
             review: vec![],
+            ..Default::default()
         })
 }
 
@@ -78,6 +80,7 @@ fn policy() -> impl Strategy<Value = Policy> {
         .prop_map(|(unknown_binary, (a, b))| Policy {
             unknown_binary,
             apps: vec![a, b],
+            ..Default::default()
         })
 }
 
@@ -103,7 +106,7 @@ proptest! {
         for (who, protocol, addr, port) in events {
             let sha = [who + 1; 32];
             let sha = (who < 3).then_some(&sha);
-            let want = matcher.decide(&Query { sha256: sha, protocol, addr, port });
+            let want = matcher.decide(&Query { sha256: sha, protocol, addr, port, t_ns: 0 }, &DnsEvidence::default());
             let got = tables.decide(sha, ipproto(protocol), addr, port);
             let got_rule = compiled.rule(got.rule).map(|(_, id)| id);
             prop_assert_eq!(got.verdict, want.verdict);
@@ -130,7 +133,9 @@ fn icmpv6_is_matched_as_icmp_and_other_protocols_never_match() {
                 evidence: None,
             }],
             review: vec![],
+            ..Default::default()
         }],
+        ..Default::default()
     };
     let c = compile(&p);
     let t = TableModel::new(&c);

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use pinhole_analyze::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
 use pinhole_policygen::check::{check, Limits};
+use pinhole_policygen::dns_evidence::DnsEvidence;
 use pinhole_policygen::generate::{generate, Knobs};
 use pinhole_policygen::matcher::{Matcher, Query};
 use pinhole_policygen::write::to_toml;
@@ -57,12 +58,16 @@ fn allowed(
     port: u16,
 ) -> (Verdict, Option<String>) {
     let m = Matcher::new(policy);
-    let d = m.decide(&Query {
-        sha256: Some(sha),
-        protocol: Protocol::parse(proto).unwrap(),
-        addr: addr.parse().unwrap(),
-        port,
-    });
+    let d = m.decide(
+        &Query {
+            sha256: Some(sha),
+            protocol: Protocol::parse(proto).unwrap(),
+            addr: addr.parse().unwrap(),
+            port,
+            t_ns: 0,
+        },
+        &DnsEvidence::default(),
+    );
     (d.verdict, d.rule.map(|r| r.id.clone()))
 }
 
@@ -335,8 +340,8 @@ proptest! {
         for (k, a) in &s.apps {
             let AppKey::Hash(sha) = k else { unreachable!() };
             for d in a.dests.keys() {
-                let q = Query { sha256: Some(sha), protocol: Protocol::parse(&d.protocol).unwrap(), addr: d.addr, port: d.port };
-                prop_assert_eq!(m.decide(&q).verdict, Verdict::Allowed, "{:?}", d);
+                let q = Query { sha256: Some(sha), protocol: Protocol::parse(&d.protocol).unwrap(), addr: d.addr, port: d.port, t_ns: 0 };
+                prop_assert_eq!(m.decide(&q, &DnsEvidence::default()).verdict, Verdict::Allowed, "{:?}", d);
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use pinhole_policygen::check::{check, Limits};
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
+use pinhole_policygen::dns_evidence::{Answer, DnsEvidence, Receiver};
 use pinhole_policygen::matcher::{Matcher, Query};
 use pinhole_policygen::Protocol;
 
@@ -11,14 +12,36 @@ mod cases;
 #[test]
 fn every_semantics_case_holds() {
     let cases = cases::load();
-    let mut n = 0;
+    let (mut n, mut names) = (0, 0);
     for suite in cases.suite {
         let policy = check(&suite.policy, Limits::default())
             .unwrap_or_else(|d| panic!("{}: {d:?}", suite.name));
         let m = Matcher::new(&policy);
         let compiled = compile(&policy);
         let tables = TableModel::new(&compiled);
+        let mut evidence = DnsEvidence::new(policy.names.lifetime);
+        let mut answers = suite.answers.iter().peekable();
         for c in suite.events {
+            while let Some(a) = answers.next_if(|a| a.t <= c.t) {
+                let receiver = match a.receiver.as_str() {
+                    "host" => Receiver::Host,
+                    "" => Receiver::App(None),
+                    h => {
+                        let mut sha = [0u8; 32];
+                        hex::decode_to_slice(h, &mut sha).unwrap();
+                        Receiver::App(Some(sha))
+                    }
+                };
+                let addrs: Vec<std::net::IpAddr> =
+                    a.addrs.iter().map(|x| x.parse().unwrap()).collect();
+                evidence.add(&Answer {
+                    t_ns: a.t * 1_000_000_000,
+                    receiver,
+                    names: &a.names,
+                    addrs: &addrs,
+                    ttl: a.ttl,
+                });
+            }
             let mut sha = [0u8; 32];
             let has = !c.sha256.is_empty();
             if has {
@@ -29,6 +52,7 @@ fn every_semantics_case_holds() {
                 protocol: Protocol::parse(&c.protocol).unwrap(),
                 addr: c.addr.parse().unwrap(),
                 port: c.port,
+                t_ns: c.t * 1_000_000_000,
             };
             if c.kind == "source_route" {
                 let d = m.decide_beyond_rules(q.sha256);
@@ -42,17 +66,25 @@ fn every_semantics_case_holds() {
                 n += 1;
                 continue;
             }
-            let d = m.decide(&q);
-            let got = (d.verdict.as_str(), d.rule.map_or("", |r| r.id.as_str()));
+            let d = m.decide(&q, &evidence);
+            let got = (d.verdict.as_str(), d.rule_id().unwrap_or(""));
             assert_eq!(
                 got,
                 (c.verdict.as_str(), c.rule.as_str()),
-                "{}: {} {} port {}",
+                "{}: {} {} port {} at {} s",
                 suite.name,
                 c.protocol,
                 c.addr,
-                c.port
+                c.port,
+                c.t
             );
+            n += 1;
+            if policy.uses_names() {
+                // The enforcer's tables hold addresses only: a policy with names is
+                // refused by `pinhole enforce` until its kernel side lands (issue 11).
+                names += 1;
+                continue;
+            }
             // The enforcer's tables, looked up the way the BPF program does.
             let t = tables.decide(q.sha256, ipproto(q.protocol), q.addr, q.port);
             let t_rule = compiled.rule(t.rule).map_or("", |(_, id)| id);
@@ -65,8 +97,7 @@ fn every_semantics_case_holds() {
                 c.addr,
                 c.port
             );
-            n += 1;
         }
     }
-    assert_eq!(n, 23);
+    assert_eq!((n, names), (50, 27));
 }

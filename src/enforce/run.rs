@@ -45,6 +45,13 @@ fn load(path: &Path, consequence: &str) -> Result<Loaded> {
     };
     drop(raw);
     let policy = crate::policy::check_text(&text, shown, consequence)?;
+    if policy.uses_names() {
+        bail!(
+            "{}: the policy has name rules (`host`) or deny lists; `pinhole policy replay` \
+             evaluates them, but the kernel enforcer does not enforce names yet; {consequence}",
+            shown.display()
+        );
+    }
     let compiled = Arc::new(compile(&policy));
     Ok(Loaded {
         text,

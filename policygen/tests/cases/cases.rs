@@ -12,7 +12,24 @@ pub struct Cases {
 pub struct Suite {
     pub name: String,
     pub policy: String,
+    /// DNS answers, applied in time order before the events at or after their time.
+    #[serde(default)]
+    pub answers: Vec<AnswerCase>,
     pub events: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // The kernel's test refuses name suites until names are enforced.
+pub struct AnswerCase {
+    /// Seconds.
+    pub t: i64,
+    /// The receiving binary's hash, "" for a binary without one, or "host" for the
+    /// host's resolver.
+    pub receiver: String,
+    /// The question's name, then the CNAME chain.
+    pub names: Vec<String>,
+    pub addrs: Vec<String>,
+    pub ttl: u32,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +44,10 @@ pub struct Case {
     pub port: u16,
     pub verdict: String,
     pub rule: String,
+    /// Seconds (events of a suite are in time order).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub t: i64,
 }
 
 /// The cases, parsed (the file sits next to this one, whichever crate includes it).
