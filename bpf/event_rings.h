@@ -31,6 +31,7 @@ struct {
 
 /* Dummy instances put the record layouts into BTF so the skeleton generates them. */
 struct connect_event _connect_event = {};
+struct dns_event _dns_event = {};
 struct exec_event _exec_event = {};
 
 static __always_inline void count_lost(__u32 slot)

@@ -17,6 +17,7 @@ enum pinhole_hook {
 	PINHOLE_HOOK_SETSOCKOPT = 4, /* a source route being set (enforcer only) */
 	PINHOLE_HOOK_EGRESS = 5, /* a packet carrying a source route (enforcer only) */
 	PINHOLE_HOOK_MPTCP_SUBFLOW = 6, /* a subflow the kernel opens for an MPTCP connection */
+	PINHOLE_HOOK_DNS_ANSWER = 7, /* a DNS reply to a socket that asked (recorder) */
 };
 
 /* What the program decided; the recorder only ever observes. */
@@ -31,7 +32,8 @@ enum pinhole_verdict {
 enum pinhole_lost_slot {
 	PINHOLE_LOST_CONNECT = 0,
 	PINHOLE_LOST_EXEC = 1,
-	PINHOLE_LOST_SLOTS = 2,
+	PINHOLE_LOST_DNS = 2,
+	PINHOLE_LOST_SLOTS = 3,
 };
 
 /*
@@ -74,6 +76,24 @@ struct connect_event {
 	__u32 generation; /* enforcer: which loaded policy decided */
 	__u32 _pad2;
 	char comm[PINHOLE_COMM_LEN];
+};
+
+/* Bytes of a DNS message copied to user space: the EDNS size most resolvers use. */
+#define PINHOLE_DNS_MAX 1232
+
+/*
+ * A DNS reply arriving at a socket that sent to port 53. `asker` is the process that
+ * sent the query (its connect or send record, kept in the socket's storage), with
+ * boot_ns the reply's arrival, dst the server, and hook PINHOLE_HOOK_DNS_ANSWER.
+ * `data` holds the DNS message (for TCP, a segment's bytes after the length prefix).
+ */
+struct dns_event {
+	struct connect_event asker;
+	__u16 len; /* bytes copied into data */
+	__u16 msg_len; /* the message's length (longer than len: cut) */
+	__u8 tcp;
+	__u8 _pad[3];
+	__u8 data[PINHOLE_DNS_MAX];
 };
 
 /* Why an exec_event was sent. */

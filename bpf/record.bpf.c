@@ -14,6 +14,7 @@
 #include "sock_addr.h"
 #include "task_identity.h"
 #include "mptcp_owner.h"
+#include "dns_capture.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -63,6 +64,7 @@ static __always_inline int record4(struct bpf_sock_addr *ctx, __u8 hook)
 		read_dst4(ctx, &e->dst);
 		if (hook == PINHOLE_HOOK_CONNECT)
 			note_mptcp(ctx, e);
+		remember_dns_asker(ctx, e);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -76,6 +78,7 @@ static __always_inline int record6(struct bpf_sock_addr *ctx, __u8 hook)
 		read_dst6(ctx, &e->dst);
 		if (hook == PINHOLE_HOOK_CONNECT)
 			note_mptcp(ctx, e);
+		remember_dns_asker(ctx, e);
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	}
 	return 1;
@@ -103,6 +106,13 @@ SEC("cgroup/sendmsg6")
 int record_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return record6(ctx, PINHOLE_HOOK_SENDMSG);
+}
+
+/* DNS replies, before the application reads them (see dns_capture.h). */
+SEC("cgroup_skb/ingress")
+int record_dns_reply(struct __sk_buff *skb)
+{
+	return capture_dns_reply(skb);
 }
 
 #define SOCK_DGRAM_TYPE 2

@@ -17,13 +17,65 @@ use crate::clock::BootClock;
 use crate::identity::{fd_budget, Candidate, ExeKey, ExecWatch};
 use crate::record_persist::PinnedMaps;
 use crate::skel::record::{RecordSkel, RecordSkelBuilder};
-use crate::skel::{c_str, connect_event, exec_event, parse};
+use crate::skel::{c_str, connect_event, dns_event, exec_event, parse};
 
 /// What the poll thread hands to the writer, in an order that keeps every exec ahead
 /// of the connects its process made.
 pub enum Captured {
     Exec(Candidate),
-    Connects(Vec<connect_event>),
+    /// The connect ring's records in ring order (a DNS reply before the connects that
+    /// follow it).
+    Connects(Vec<Ringed>),
+}
+
+/// A record of the connect ring.
+pub enum Ringed {
+    Connect(connect_event),
+    /// The recorder's only: a DNS reply to a socket that asked.
+    Dns(Box<DnsCapture>),
+}
+
+/// A DNS reply as the kernel copied it.
+pub struct DnsCapture {
+    /// The query's sender; boot_ns is the reply's arrival, dst the server.
+    pub asker: connect_event,
+    /// The DNS message, or its first PINHOLE_DNS_MAX bytes.
+    pub message: Vec<u8>,
+    /// The message was longer than what was copied (or than one TCP segment).
+    pub cut: bool,
+}
+
+impl DnsCapture {
+    fn from_event(e: &dns_event) -> Self {
+        let len = usize::from(e.len).min(e.data.len());
+        DnsCapture {
+            asker: e.asker,
+            message: e.data[..len].to_vec(),
+            cut: usize::from(e.msg_len) > len,
+        }
+    }
+}
+
+/// The connects of a batch (the enforcer's ring carries nothing else).
+pub fn only_connects(batch: Vec<Ringed>) -> Vec<connect_event> {
+    batch
+        .into_iter()
+        .filter_map(|r| match r {
+            Ringed::Connect(e) => Some(e),
+            Ringed::Dns(_) => None,
+        })
+        .collect()
+}
+
+/// A connect-ring sample: the two record types differ in size.
+fn ringed(data: &[u8]) -> Option<Ringed> {
+    if data.len() == std::mem::size_of::<dns_event>() {
+        // Boxed before copying: the record is 1.3 KB.
+        let mut e = Box::<dns_event>::default();
+        plain::copy_from_bytes(&mut *e, data).ok()?;
+        return Some(Ringed::Dns(Box::new(DnsCapture::from_event(&e))));
+    }
+    parse::<connect_event>(data).map(Ringed::Connect)
 }
 
 /// Loads the recorder's programs; with `pinned`, into the maps a persisted recorder
@@ -44,6 +96,7 @@ pub fn load<'obj>(
                     "connect_events" => &mut m.connect_events,
                     "exec_events" => &mut m.exec_events,
                     "lost_events" => &mut m.lost_events,
+                    "dns_askers" => &mut m.dns_askers,
                     _ => &mut m.mptcp_owners,
                 };
                 target
@@ -66,7 +119,7 @@ pub fn load<'obj>(
 /// events the kernel could not hand over.
 pub fn lost_events(map: &dyn MapCore) -> Result<u64> {
     let mut total = 0;
-    for slot in 0u32..2 {
+    for slot in 0u32..3 {
         let per_cpu = map
             .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
             .context("reading the lost-event counters")?
@@ -142,14 +195,14 @@ pub fn poll_loop(
     stop: &AtomicBool,
     tx: Sender<Captured>,
 ) -> Result<()> {
-    let connects = RefCell::new(Vec::<connect_event>::with_capacity(4096));
+    let connects = RefCell::new(Vec::<Ringed>::with_capacity(4096));
     let execs = RefCell::new(Vec::<Candidate>::new());
     let clock = BootClock::now();
     let mut builder = RingBufferBuilder::new();
     builder
         .add(connect_ring, |data: &[u8]| {
-            if let Some(e) = parse::<connect_event>(data) {
-                connects.borrow_mut().push(e);
+            if let Some(r) = ringed(data) {
+                connects.borrow_mut().push(r);
             }
             0
         })

@@ -3,6 +3,7 @@
 mod analyze;
 mod capture;
 mod clock;
+mod dns_rows;
 mod enforce;
 mod hook_links;
 mod identity;

@@ -18,18 +18,20 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/pinhole/record";
 /// published (bpffs holds only BPF objects).
 const STATE: &str = "/run/pinhole/record/persisted";
 
-pub const HOOKS: [&str; 5] = [
+pub const HOOKS: [&str; 6] = [
     "connect4",
     "connect6",
     "sendmsg4",
     "sendmsg6",
     "sock_create",
+    "ingress",
 ];
-const MAPS: [&str; 4] = [
+const MAPS: [&str; 5] = [
     "connect_events",
     "exec_events",
     "lost_events",
     "mptcp_owners",
+    "dns_askers",
 ];
 
 pub fn pin_dir() -> PathBuf {
@@ -47,6 +49,7 @@ pub fn programs<'a, 'obj>(skel: &'a RecordSkel<'obj>) -> Programs<'a, 'obj> {
             &p.record_sendmsg4,
             &p.record_sendmsg6,
             &p.record_sock_create,
+            &p.record_dns_reply,
         ],
         exec: &p.record_exec,
     }
@@ -118,6 +121,7 @@ pub fn pin(
         ("exec_events", crate::capture::map_handle(&m.exec_events)?),
         ("lost_events", crate::capture::map_handle(&m.lost_events)?),
         ("mptcp_owners", crate::capture::map_handle(&m.mptcp_owners)?),
+        ("dns_askers", crate::capture::map_handle(&m.dns_askers)?),
     ] {
         let p = dir.join(name);
         if !p.exists() {

@@ -22,12 +22,13 @@ pub mod snapshot {
     include!(concat!(env!("OUT_DIR"), "/snapshot.skel.rs"));
 }
 
-pub use record::types::{connect_event, exec_event};
+pub use record::types::{connect_event, dns_event, exec_event};
 pub use snapshot::types::task_record;
 
 // SAFETY: plain C structs generated from bpf/pinhole.h: integers and byte arrays only,
 // valid for every bit pattern.
 unsafe impl plain::Plain for connect_event {}
+unsafe impl plain::Plain for dns_event {}
 unsafe impl plain::Plain for exec_event {}
 unsafe impl plain::Plain for task_record {}
 unsafe impl plain::Plain for enforce::types::identity_key {}

@@ -4,11 +4,12 @@
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use pinhole_recorder::event::{ExeRef, Hook, Protocol, Verdict};
+use pinhole_recorder::event::{DnsFields, ExeRef, Hook, Protocol, Verdict};
 use pinhole_recorder::{Event, Sink};
 
-use crate::capture::Captured;
+use crate::capture::{Captured, DnsCapture, Ringed};
 use crate::clock::BootClock;
+use crate::dns_rows::{read_reply, NameBook, ReadReply};
 use crate::identity::{ExeKey, Resolver};
 pub use crate::labels::{label, Labels};
 use crate::skel::{c_str, connect_event};
@@ -64,6 +65,16 @@ pub struct Writer<'s> {
     events: u64,
     lost: u64,
     lost_base: u64,
+    /// Names from the DNS answers recorded so far, for `dst_name`.
+    names: NameBook,
+}
+
+/// What a row adds to its kernel record.
+#[derive(Default)]
+struct RowExtra<'a> {
+    hook: Option<Hook>,
+    dns: Option<DnsFields<'a>>,
+    note: Option<&'a str>,
 }
 
 impl<'s> Writer<'s> {
@@ -74,6 +85,7 @@ impl<'s> Writer<'s> {
             events: 0,
             lost: 0,
             lost_base: 0,
+            names: NameBook::default(),
         }
     }
 
@@ -145,6 +157,8 @@ impl<'s> Writer<'s> {
             rule_id: None,
             app: None,
             note: Some(note),
+            dst_name: None,
+            dns: None,
         };
         self.sink.append(&row)?;
         Ok(())
@@ -154,7 +168,16 @@ impl<'s> Writer<'s> {
     pub fn handle(&mut self, resolver: &mut Resolver, msg: Captured) -> Result<()> {
         match msg {
             Captured::Exec(c) => resolver.offer(c),
-            Captured::Connects(batch) => self.append_all(resolver, &Labels::new(), &batch)?,
+            Captured::Connects(batch) => {
+                let labels = Labels::new();
+                for r in &batch {
+                    match r {
+                        Ringed::Connect(e) => self.append(resolver, &labels, e)?,
+                        Ringed::Dns(d) => self.append_dns(resolver, d)?,
+                    }
+                }
+                self.events += batch.len() as u64;
+            }
         }
         Ok(())
     }
@@ -178,12 +201,69 @@ impl<'s> Writer<'s> {
         labels: &Labels,
         e: &connect_event,
     ) -> Result<()> {
+        self.append_row(resolver, labels, e, RowExtra::default())
+    }
+
+    /// A `dns_answer` row for a reply, and its names for the asker's later connects.
+    fn append_dns(&mut self, resolver: &mut Resolver, d: &DnsCapture) -> Result<()> {
+        let e = &d.asker;
+        match read_reply(&d.message, d.cut) {
+            ReadReply::Read(reply) => {
+                let key = ExeKey::from(&e.exe);
+                let ts = self.clock.to_unix_ns(e.boot_ns);
+                let sha = resolver.resolve(e.pid, key, ts).sha256;
+                self.names.add(sha.as_ref(), &reply, ts);
+                let dns = DnsFields {
+                    reply: &reply,
+                    host_scope: false,
+                };
+                let extra = RowExtra {
+                    hook: Some(Hook::DnsAnswer),
+                    dns: Some(dns),
+                    note: None,
+                };
+                self.append_row(resolver, &Labels::new(), e, extra)
+            }
+            ReadReply::Unreadable(why) => {
+                tracing::debug!("{why}");
+                let extra = RowExtra {
+                    hook: Some(Hook::DnsAnswer),
+                    dns: None,
+                    note: Some(&why),
+                };
+                self.append_row(resolver, &Labels::new(), e, extra)
+            }
+        }
+    }
+
+    fn append_row(
+        &mut self,
+        resolver: &mut Resolver,
+        labels: &Labels,
+        e: &connect_event,
+        extra: RowExtra<'_>,
+    ) -> Result<()> {
         let key = ExeKey::from(&e.exe);
-        let exe = resolver.resolve(e.pid, key, self.clock.to_unix_ns(e.boot_ns));
+        let ts_ns = self.clock.to_unix_ns(e.boot_ns);
+        let exe = resolver.resolve(e.pid, key, ts_ns);
         let comm = c_str(&e.comm);
         let (app, rule) = label(labels, e);
+        let hook = extra.hook.unwrap_or(match e.hook {
+            2 => Hook::Sendmsg,
+            3 => Hook::SockCreate,
+            4 => Hook::Setsockopt,
+            5 => Hook::Egress,
+            6 => Hook::MptcpSubflow,
+            _ => Hook::Connect,
+        });
+        let dst_name = match hook {
+            Hook::Connect | Hook::Sendmsg => {
+                self.names.name_for(exe.sha256.as_ref(), dst_addr(e), ts_ns)
+            }
+            _ => None,
+        };
         let row = Event {
-            ts_ns: self.clock.to_unix_ns(e.boot_ns),
+            ts_ns,
             pid: e.pid,
             tid: e.tid,
             ppid: e.ppid,
@@ -202,19 +282,14 @@ impl<'s> Writer<'s> {
             dst_addr: dst_addr(e),
             dst_port: e.dst.port,
             protocol: Protocol::from_ipproto(e.dst.protocol),
-            hook: match e.hook {
-                2 => Hook::Sendmsg,
-                3 => Hook::SockCreate,
-                4 => Hook::Setsockopt,
-                5 => Hook::Egress,
-                6 => Hook::MptcpSubflow,
-                _ => Hook::Connect,
-            },
+            hook,
             verdict: verdict(e.verdict),
             sock_cookie: e.sock_cookie,
             rule_id: rule,
             app,
-            note: None,
+            note: extra.note,
+            dst_name,
+            dns: extra.dns,
         };
         self.sink.append(&row)?;
         Ok(())

@@ -87,6 +87,8 @@ fn dataset(out: &Path, path: &str, comm: &str, n: u32) {
             rule_id: None,
             app: None,
             note: None,
+            dst_name: None,
+            dns: None,
         })
         .unwrap();
     }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
-use pinhole_recorder::event::{hook_has_destination, hook_is_marker};
+use pinhole_recorder::event::{hook_has_destination, hook_is_dns, hook_is_marker};
 use rustc_hash::FxHashMap;
 
 use crate::small_set::SmallSet;
@@ -187,10 +187,14 @@ impl FileScan {
             .iter()
             .map(|&id| hook_has_destination(&self.strings[id as usize]))
             .collect();
-        // Rows that mark when recording started or stopped are no one's events.
+        // Rows that mark when recording started or stopped are no one's events, and DNS
+        // answers are evidence about names, not traffic of their own.
         let marker: Vec<bool> = hook_names
             .iter()
-            .map(|&id| hook_is_marker(&self.strings[id as usize]))
+            .map(|&id| {
+                let hook = &self.strings[id as usize];
+                hook_is_marker(hook) || hook_is_dns(hook)
+            })
             .collect();
         let hook_keys = batch
             .column_by_name("hook")

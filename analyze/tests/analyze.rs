@@ -257,6 +257,8 @@ fn unresolved_rows_are_never_merged_into_a_hashed_app() {
             rule_id: None,
             app: None,
             note: None,
+            dst_name: None,
+            dns: None,
         })
         .unwrap();
     }

@@ -142,6 +142,14 @@ impl DnsEvidence {
         }
     }
 
+    /// Drops what no longer counts at `now_ns` (answers are added in time order).
+    pub fn sweep(&mut self, now_ns: i64) {
+        self.by_addr.retain(|_, entries| {
+            entries.retain(|e| e.until_ns > now_ns);
+            !entries.is_empty()
+        });
+    }
+
     /// The names that vouch for `addr` for a connect at `t_ns` by `app` (a binary's
     /// hash; None when unknown) under `scope`.
     pub fn names_for<'s>(

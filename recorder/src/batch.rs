@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder, UInt16Builder,
-    UInt32Builder, UInt64Builder, UInt8Builder,
+    FixedSizeBinaryBuilder, ListBuilder, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -44,6 +44,14 @@ pub struct BatchBuilder {
     rule_id: Dict,
     app: Dict,
     note: Dict,
+    dst_name: Dict,
+    dns_qname: Dict,
+    dns_qtype: Dict,
+    dns_rcode: Dict,
+    dns_cnames: ListBuilder<StringBuilder>,
+    dns_addrs: ListBuilder<StringBuilder>,
+    dns_ttl: UInt32Builder,
+    dns_scope: Dict,
     /// Scratch buffer for formatting addresses without allocating per event.
     addr_buf: String,
     min_ts: i64,
@@ -79,6 +87,14 @@ impl BatchBuilder {
             rule_id: Dict::new(),
             app: Dict::new(),
             note: Dict::new(),
+            dst_name: Dict::new(),
+            dns_qname: Dict::new(),
+            dns_qtype: Dict::new(),
+            dns_rcode: Dict::new(),
+            dns_cnames: ListBuilder::new(StringBuilder::new()),
+            dns_addrs: ListBuilder::new(StringBuilder::new()),
+            dns_ttl: UInt32Builder::new(),
+            dns_scope: Dict::new(),
             addr_buf: String::with_capacity(64),
             min_ts: i64::MAX,
             max_ts: i64::MIN,
@@ -135,6 +151,38 @@ impl BatchBuilder {
         self.rule_id.append_option(e.rule_id);
         self.app.append_option(e.app);
         self.note.append_option(e.note);
+        self.dst_name.append_option(e.dst_name);
+        self.append_dns(e.dns.as_ref());
+    }
+
+    fn append_dns(&mut self, dns: Option<&crate::event::DnsFields<'_>>) {
+        let Some(d) = dns else {
+            self.dns_qname.append_null();
+            self.dns_qtype.append_null();
+            self.dns_rcode.append_null();
+            self.dns_cnames.append_null();
+            self.dns_addrs.append_null();
+            self.dns_ttl.append_null();
+            self.dns_scope.append_null();
+            return;
+        };
+        let r = d.reply;
+        self.dns_qname.append_value(&r.qname);
+        self.dns_qtype.append_value(&r.qtype);
+        self.dns_rcode.append_value(&r.rcode);
+        for c in &r.cnames {
+            self.dns_cnames.values().append_value(c);
+        }
+        self.dns_cnames.append(true);
+        for a in &r.addrs {
+            self.dns_addrs
+                .values()
+                .append_value(canonical_addr(*a).to_string());
+        }
+        self.dns_addrs.append(true);
+        self.dns_ttl.append_value(r.ttl);
+        self.dns_scope
+            .append_value(if d.host_scope { "host" } else { "app" });
     }
 
     /// Takes everything appended so far as one batch and starts afresh.
@@ -167,6 +215,14 @@ impl BatchBuilder {
             Arc::new(self.rule_id.finish()),
             Arc::new(self.app.finish()),
             Arc::new(self.note.finish()),
+            Arc::new(self.dst_name.finish()),
+            Arc::new(self.dns_qname.finish()),
+            Arc::new(self.dns_qtype.finish()),
+            Arc::new(self.dns_rcode.finish()),
+            Arc::new(self.dns_cnames.finish()),
+            Arc::new(self.dns_addrs.finish()),
+            Arc::new(self.dns_ttl.finish()),
+            Arc::new(self.dns_scope.finish()),
         ];
         RecordBatch::try_new(schema(), columns)
     }

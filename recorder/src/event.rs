@@ -99,6 +99,8 @@ pub enum Hook {
     Egress,
     /// A subflow the kernel opened for an MPTCP connection (from a kernel worker).
     MptcpSubflow,
+    /// A DNS reply received by the socket that asked (or by the host's resolver).
+    DnsAnswer,
     /// Not an event: the recorder started (`note` says how the previous run ended).
     RecordingStarted,
     /// Not an event: the recorder stopped (`note` says why). Until the next
@@ -110,6 +112,11 @@ pub enum Hook {
 /// socket being opened, a source route or a subflow decision is counted apart.
 pub fn hook_has_destination(name: &str) -> bool {
     matches!(name, "connect" | "sendmsg")
+}
+
+/// Whether rows of the hook named `name` are DNS answers (evidence, not connects).
+pub fn hook_is_dns(name: &str) -> bool {
+    name == "dns_answer"
 }
 
 /// Whether rows of the hook named `name` mark the recording itself, not an event.
@@ -126,6 +133,7 @@ impl Hook {
             Hook::Setsockopt => "setsockopt",
             Hook::Egress => "egress",
             Hook::MptcpSubflow => "mptcp_subflow",
+            Hook::DnsAnswer => "dns_answer",
             Hook::RecordingStarted => "recording_started",
             Hook::RecordingStopped => "recording_stopped",
         }
@@ -188,6 +196,19 @@ pub struct Event<'a> {
     pub app: Option<&'a str>,
     /// Words for people: why recording started or stopped (marker rows only).
     pub note: Option<&'a str>,
+    /// The name a DNS answer gave this destination for (connect and send rows).
+    pub dst_name: Option<&'a str>,
+    /// What a DNS answer row says (dns_answer rows only).
+    pub dns: Option<DnsFields<'a>>,
+}
+
+/// A DNS answer row's content.
+#[derive(Debug, Clone, Copy)]
+pub struct DnsFields<'a> {
+    pub reply: &'a crate::dns::DnsReply,
+    /// Received by the host's resolver, for whichever process asked it (else by the
+    /// process the row names).
+    pub host_scope: bool,
 }
 
 /// The canonical form of a destination address: IPv4-mapped IPv6 becomes IPv4.

@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Bumped on any change a reader could notice; readers refuse newer versions.
-/// 2: the `note` column, and rows marking when recording started and stopped.
+/// 2: the `note` column, rows marking when recording started and stopped, DNS answer
+/// rows (`dns_*` columns) and the name a connect's address was resolved from
+/// (`dst_name`). Readers take version 1 files (without these columns) alongside.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key-value metadata keys written into every Parquet file's footer.
@@ -49,10 +51,23 @@ pub mod col {
     pub const RULE_ID: &str = "rule_id";
     pub const APP: &str = "app";
     pub const NOTE: &str = "note";
+    pub const DST_NAME: &str = "dst_name";
+    pub const DNS_QNAME: &str = "dns_qname";
+    pub const DNS_QTYPE: &str = "dns_qtype";
+    pub const DNS_RCODE: &str = "dns_rcode";
+    pub const DNS_CNAMES: &str = "dns_cnames";
+    pub const DNS_ADDRS: &str = "dns_addrs";
+    pub const DNS_TTL: &str = "dns_ttl";
+    pub const DNS_SCOPE: &str = "dns_scope";
 }
 
 fn dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// A list of strings (names, addresses of one DNS answer).
+pub fn string_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 /// The Arrow schema of every file pinhole writes.
@@ -90,6 +105,14 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::RULE_ID, dict(), true),
                 Field::new(col::APP, dict(), true),
                 Field::new(col::NOTE, dict(), true),
+                Field::new(col::DST_NAME, dict(), true),
+                Field::new(col::DNS_QNAME, dict(), true),
+                Field::new(col::DNS_QTYPE, dict(), true),
+                Field::new(col::DNS_RCODE, dict(), true),
+                Field::new(col::DNS_CNAMES, string_list(), true),
+                Field::new(col::DNS_ADDRS, string_list(), true),
+                Field::new(col::DNS_TTL, DataType::UInt32, true),
+                Field::new(col::DNS_SCOPE, dict(), true),
             ]))
         })
         .clone()
@@ -108,6 +131,6 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
         assert_eq!(names[0], col::TS);
-        assert_eq!(names.last(), Some(&col::NOTE));
+        assert_eq!(names.last(), Some(&col::DNS_SCOPE));
     }
 }

@@ -299,6 +299,8 @@ fn append(sink: &mut Sink, ts: i64, app: &App, pid: u32, dest: Dest) -> Result<(
         rule_id: None,
         app: None,
         note: None,
+        dst_name: None,
+        dns: None,
     })
 }
 

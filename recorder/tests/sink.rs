@@ -46,6 +46,8 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
         rule_id: None,
         app: None,
         note: None,
+        dst_name: None,
+        dns: None,
     }
 }
 
@@ -391,6 +393,8 @@ fn realistic(sink: &mut Sink, events: u64, per_flush: u64) {
             rule_id: None,
             app: None,
             note: None,
+            dst_name: None,
+            dns: None,
         };
         sink.append(&e).unwrap();
         if n % per_flush == per_flush - 1 {

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
 fn usage() -> ExitCode {
-    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | raw4 | raw6");
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | {{dns|dnstcp}}:NAME@ADDR:PORT | raw4 | raw6");
     ExitCode::from(2)
 }
 
@@ -130,6 +130,55 @@ fn source_routed_datagram(addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks `server` for NAME's A records (over UDP, or TCP for `tcp`) and returns the
+/// addresses answered, comma-separated.
+fn resolve(name: &str, server: SocketAddr, tcp: bool) -> std::io::Result<String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use std::io::{Read, Write};
+    let name = Name::from_ascii(name).map_err(std::io::Error::other)?;
+    let mut q = Message::new(0x5eed, MessageType::Query, OpCode::Query);
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(name, RecordType::A));
+    let query = q.to_vec().map_err(std::io::Error::other)?;
+    let timeout = Some(std::time::Duration::from_secs(3));
+    let domain = Domain::for_address(server);
+    let reply = if tcp {
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        s.connect(&SockAddr::from(server))?;
+        s.set_read_timeout(timeout)?;
+        let mut s = std::net::TcpStream::from(s);
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend(&query);
+        s.write_all(&framed)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut buf)?;
+        buf
+    } else {
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        s.connect(&SockAddr::from(server))?;
+        s.set_read_timeout(timeout)?;
+        let s = std::net::UdpSocket::from(s);
+        s.send(&query)?;
+        let mut buf = vec![0u8; 4096];
+        let n = s.recv(&mut buf)?;
+        buf.truncate(n);
+        buf
+    };
+    let m = Message::from_vec(&reply).map_err(std::io::Error::other)?;
+    let addrs: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(addrs.join(","))
+}
+
 fn raw(domain: Domain) -> std::io::Result<()> {
     let proto = if domain == Domain::IPV6 {
         Protocol::ICMPV6
@@ -146,6 +195,26 @@ fn main() -> ExitCode {
     }
     let isolated = only_loopback_interfaces();
     for arg in &args {
+        if let Some((kind, rest)) = arg
+            .split_once(':')
+            .filter(|(k, _)| *k == "dns" || *k == "dnstcp")
+        {
+            let Some((name, server)) = rest.split_once('@') else {
+                return usage();
+            };
+            let Ok(server) = server.parse::<SocketAddr>() else {
+                return usage();
+            };
+            if !server.ip().is_loopback() && !isolated {
+                eprintln!("pinhole-probe: refusing {arg}: not loopback");
+                return ExitCode::from(2);
+            }
+            match resolve(name, server, kind == "dnstcp") {
+                Ok(addrs) => println!("{arg} ok {addrs}"),
+                Err(e) => println!("{arg} {}", errno_name(&e)),
+            }
+            continue;
+        }
         let outcome = match arg.as_str() {
             "raw4" => raw(Domain::IPV4),
             "raw6" => raw(Domain::IPV6),

@@ -311,6 +311,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     }
                 }
                 Ok(Captured::Connects(batch)) => {
+                    let batch = capture::only_connects(batch);
                     denials.note(&batch, &labels, writer.is_none());
                     if let Some(w) = writer.as_mut() {
                         if let Err(e) = w.append_all(&mut resolver, &labels, &batch) {

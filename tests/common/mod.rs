@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns_server;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader};

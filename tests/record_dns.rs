@@ -1,0 +1,138 @@
+//! DNS answers in the trail: replies over UDP and TCP to the socket that asked become
+//! `dns_answer` rows (question, CNAME chain, addresses, TTL, the asker's hash), and the
+//! asker's later connects carry the name their address came from (`dst_name`). Real
+//! queries from a real binary to a DNS server on loopback, through the real recorder.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+
+use common::dns_server::{Answer, DnsServer};
+use common::*;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn dns_answers_are_recorded_and_name_the_connects_that_follow() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = DnsServer::start(
+        "127.0.10.53:53".parse().unwrap(),
+        vec![
+            (
+                "api.example.test",
+                Answer::Rounds(vec![
+                    vec![ip("127.0.10.1"), ip("127.0.10.2")],
+                    vec![ip("127.0.10.5"), ip("127.0.10.6")],
+                ]),
+            ),
+            ("www.example.test", Answer::Alias("edge.cdn.example.test")),
+            (
+                "edge.cdn.example.test",
+                Answer::Rounds(vec![vec![ip("127.0.10.7")]]),
+            ),
+        ],
+        30,
+    );
+    let probe = settled_copy(Path::new(PROBE), tmp.path(), "dns-client");
+    let out = tmp.path().join("trail");
+    let rec = Recording::start(&out, &[]);
+    let dns = |kind: &str, name: &str| format!("{kind}:{name}@{}", server.addr);
+    let args = [
+        dns("dns", "api.example.test"),
+        "tcp:127.0.10.1:9".into(),
+        dns("dnstcp", "www.example.test"),
+        "tcp:127.0.10.7:9".into(),
+        "tcp:127.0.10.99:9".into(),
+        dns("dns", "api.example.test"),
+        "udp:127.0.10.6:9".into(),
+        dns("dns", "nowhere.example.test"),
+    ];
+    let said = Command::new(&probe.path).args(&args).output().unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(
+        said.contains("api.example.test@127.0.10.53:53 ok 127.0.10.1,127.0.10.2"),
+        "{said}"
+    );
+    assert!(
+        said.contains("www.example.test@127.0.10.53:53 ok 127.0.10.7"),
+        "{said}"
+    );
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    drop(server);
+
+    let rows = rows(&out);
+    let mine = rows_of(&rows, &probe.path);
+    let answers: Vec<&&Row> = mine.iter().filter(|r| r["hook"] == "dns_answer").collect();
+    assert_eq!(answers.len(), 4, "{answers:#?}");
+    for a in &answers {
+        assert_eq!(a["exe_sha256"], probe.sha256, "the asker's hash");
+        assert_eq!(a["dst_addr"], "127.0.10.53");
+        assert_eq!(a["dst_port"], "53");
+        assert_eq!(a["dns_scope"], "app");
+        assert_eq!(a["dns_qtype"], "A");
+    }
+    let field = |i: usize, k: &str| answers[i][k].clone();
+    assert_eq!(
+        (
+            field(0, "dns_qname"),
+            field(0, "dns_addrs"),
+            field(0, "dns_ttl"),
+            field(0, "protocol")
+        ),
+        (
+            "api.example.test".into(),
+            "[127.0.10.1, 127.0.10.2]".into(),
+            "30".into(),
+            "udp".into()
+        )
+    );
+    assert_eq!(
+        (
+            field(1, "dns_qname"),
+            field(1, "dns_cnames"),
+            field(1, "dns_addrs"),
+            field(1, "protocol")
+        ),
+        (
+            "www.example.test".into(),
+            "[edge.cdn.example.test]".into(),
+            "[127.0.10.7]".into(),
+            "tcp".into()
+        )
+    );
+    assert_eq!(
+        field(2, "dns_addrs"),
+        "[127.0.10.5, 127.0.10.6]",
+        "the rotated answer"
+    );
+    assert_eq!(
+        (field(3, "dns_rcode"), field(3, "dns_addrs")),
+        ("NXDOMAIN".into(), "[]".into())
+    );
+
+    let connect_to = |addr: &str| {
+        mine.iter()
+            .find(|r| r["hook"] == "connect" && r["dst_addr"] == addr && r["dst_port"] == "9")
+            .unwrap_or_else(|| panic!("no connect to {addr}: {mine:#?}"))
+    };
+    assert_eq!(connect_to("127.0.10.1")["dst_name"], "api.example.test");
+    assert_eq!(connect_to("127.0.10.7")["dst_name"], "www.example.test");
+    assert_eq!(connect_to("127.0.10.6")["dst_name"], "api.example.test");
+    assert_eq!(
+        connect_to("127.0.10.99")["dst_name"],
+        "NULL",
+        "an address no answer gave"
+    );
+    // The queries themselves are connects to the server, named by nothing.
+    assert!(mine
+        .iter()
+        .filter(|r| r["dst_port"] == "53" && r["hook"] != "dns_answer")
+        .all(|r| r["dst_name"] == "NULL"));
+}
