@@ -647,7 +647,11 @@ impl CoarseExt4 {
     fn mount() -> CoarseExt4 {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("fs.img");
-        fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+        // Room for ten copies of the (debug-built) probe: the image is sparse.
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-I", "128"])
             .arg(&image));
