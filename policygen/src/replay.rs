@@ -1,20 +1,23 @@
 //! Replays recorded events against a policy with the matcher's semantics, and reports
-//! per app what it would have denied. Streams the dataset column by column; decisions
-//! are memoised per distinct (binary, protocol, address, port) of each file.
+//! per app what it would have denied. Streams the dataset column by column, in time
+//! order: DNS answer rows become the evidence name rules and deny lists are decided
+//! with. Decisions that cannot depend on DNS are memoised per distinct (binary,
+//! protocol, address, port) for the run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type};
-use arrow_array::Array;
+use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
+use arrow_array::{Array, RecordBatch};
 use pinhole_analyze::dataset::{dataset_files, read_columns};
 use pinhole_analyze::guard::decode_guarded;
 use pinhole_analyze::{AnalyzeError, Filter};
-use pinhole_recorder::event::hook_has_destination;
+use pinhole_recorder::event::{hook_has_destination, hook_is_dns};
+use pinhole_recorder::schema::{col, schema};
 
-use crate::dns_evidence::DnsEvidence;
+use crate::dns_evidence::{Answer, DnsEvidence, Receiver};
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
 
@@ -30,6 +33,15 @@ const COLUMNS: [&str; 6] = [
     "dst_addr",
     "dst_port",
     "hook",
+];
+
+/// A DNS answer row's columns (absent from files of schema 1).
+const DNS_COLUMNS: [&str; 5] = [
+    col::DNS_QNAME,
+    col::DNS_CNAMES,
+    col::DNS_ADDRS,
+    col::DNS_TTL,
+    col::DNS_SCOPE,
 ];
 
 /// What replay found for one app of the policy (or for unknown binaries).
@@ -101,29 +113,117 @@ pub fn replay(
         files: files.len(),
         ..Default::default()
     };
-    // The trail holds no DNS answers yet (schema 2 records connects only), so the
-    // evidence stays empty: name rules and deny lists match nothing, and decisions do
-    // not depend on time, which is what lets one memo serve the whole run.
-    let evidence = DnsEvidence::new(policy.names.lifetime);
-    let mut memo: HashMap<MemoKey, Memo> = HashMap::new();
+    // Without names in the policy, decisions do not depend on time or DNS: one memo
+    // serves the whole run. With them, each connect is decided with the answers so far.
+    let mut run = Run {
+        matcher: &matcher,
+        evidence: DnsEvidence::new(policy.names.lifetime),
+        memo: HashMap::new(),
+        names: policy.uses_names(),
+    };
     for path in &files {
-        decode_guarded(path, || {
-            replay_file(path, filter, &matcher, &evidence, &mut memo, &mut report)
-        })?;
+        decode_guarded(path, || replay_file(path, filter, &mut run, &mut report))?;
     }
     Ok(report)
+}
+
+/// What replay carries from file to file.
+struct Run<'m, 'p> {
+    matcher: &'m Matcher<'p>,
+    evidence: DnsEvidence,
+    memo: HashMap<MemoKey, Memo>,
+    /// Whether the policy has name rules or deny lists (answers matter).
+    names: bool,
+}
+
+/// A batch's DNS answer columns, when the file has them with the schema's types.
+struct DnsColumns<'b> {
+    qname: &'b arrow_array::DictionaryArray<Int32Type>,
+    cnames: &'b arrow_array::ListArray,
+    addrs: &'b arrow_array::ListArray,
+    ttl: &'b arrow_array::PrimitiveArray<UInt32Type>,
+    scope: &'b arrow_array::DictionaryArray<Int32Type>,
+}
+
+impl<'b> DnsColumns<'b> {
+    fn of(batch: &'b RecordBatch, path: &Path) -> Result<Option<Self>, AnalyzeError> {
+        let expected = schema();
+        let mut cols = Vec::with_capacity(DNS_COLUMNS.len());
+        for name in DNS_COLUMNS {
+            let Some(c) = batch.column_by_name(name) else {
+                return Ok(None);
+            };
+            let want = expected.field_with_name(name).expect("known").data_type();
+            if c.data_type() != want {
+                return Err(AnalyzeError::WrongSchema {
+                    path: path.to_owned(),
+                    column: name.into(),
+                    problem: format!("has type {}, expected {want}", c.data_type()),
+                });
+            }
+            cols.push(c);
+        }
+        Ok(Some(DnsColumns {
+            qname: cols[0].as_dictionary(),
+            cnames: cols[1].as_list(),
+            addrs: cols[2].as_list(),
+            ttl: cols[3].as_primitive(),
+            scope: cols[4].as_dictionary(),
+        }))
+    }
+
+    /// Row `i`'s answer as evidence for `sha`'s connects (or the host's).
+    fn add(&self, i: usize, sha: Option<[u8; 32]>, t_ns: i64, evidence: &mut DnsEvidence) {
+        if !self.qname.is_valid(i) || !self.addrs.is_valid(i) {
+            return;
+        }
+        let text = |d: &arrow_array::DictionaryArray<Int32Type>, i: usize| {
+            d.values()
+                .as_string::<i32>()
+                .value(d.keys().value(i) as usize)
+                .to_owned()
+        };
+        let list = |l: &arrow_array::ListArray| -> Vec<String> {
+            let v = l.value(i);
+            let v = v.as_string::<i32>();
+            (0..v.len()).map(|k| v.value(k).to_owned()).collect()
+        };
+        let mut names = vec![text(self.qname, i)];
+        if self.cnames.is_valid(i) {
+            names.extend(list(self.cnames));
+        }
+        let addrs: Vec<IpAddr> = list(self.addrs)
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let host = self.scope.is_valid(i) && text(self.scope, i) == "host";
+        evidence.add(&Answer {
+            t_ns,
+            receiver: if host {
+                Receiver::Host
+            } else {
+                Receiver::App(sha)
+            },
+            names: &names,
+            addrs: &addrs,
+            ttl: if self.ttl.is_valid(i) {
+                self.ttl.value(i)
+            } else {
+                0
+            },
+        });
+    }
 }
 
 /// Adds one file's events within `filter` to `report`.
 fn replay_file(
     path: &Path,
     filter: &Filter,
-    matcher: &Matcher<'_>,
-    evidence: &DnsEvidence,
-    memo: &mut HashMap<MemoKey, Memo>,
+    run: &mut Run<'_, '_>,
     report: &mut ReplayReport,
 ) -> Result<(), AnalyzeError> {
-    for batch in read_columns(path, &COLUMNS)? {
+    let wanted: Vec<&str> = COLUMNS.iter().chain(&DNS_COLUMNS).copied().collect();
+    for batch in read_columns(path, &wanted)? {
         let batch = batch.map_err(|e| AnalyzeError::Corrupt {
             path: path.to_owned(),
             detail: e.to_string(),
@@ -136,27 +236,58 @@ fn replay_file(
         let proto_values = proto.values().as_string::<i32>();
         let addr_values = addr.values().as_string::<i32>();
         let hook = batch.column(5).as_dictionary::<Int32Type>();
-        // Only connects and sends have a destination to replay.
-        let to_destination: Vec<bool> = (0..hook.values().len())
-            .map(|k| hook_has_destination(hook.values().as_string::<i32>().value(k)))
+        let dns = DnsColumns::of(&batch, path)?;
+        let hook_names = hook.values().as_string::<i32>();
+        // Only connects and sends have a destination to replay; answers are evidence.
+        let to_destination: Vec<bool> = (0..hook_names.len())
+            .map(|k| hook_has_destination(hook_names.value(k)))
+            .collect();
+        let is_answer: Vec<bool> = (0..hook_names.len())
+            .map(|k| hook_is_dns(hook_names.value(k)))
             .collect();
         for i in 0..batch.num_rows() {
-            if hook.is_valid(i) && !to_destination[hook.keys().value(i) as usize] {
-                continue;
-            }
             let t = ts.value(i);
-            if filter.since_ns.is_some_and(|s| t < s) || filter.until_ns.is_some_and(|u| t >= u) {
-                continue;
-            }
             let h: Option<[u8; 32]> = sha
                 .is_valid(i)
                 .then(|| sha.value(i).try_into().expect("32 bytes"));
+            if hook.is_valid(i) && is_answer[hook.keys().value(i) as usize] {
+                // Answers before the window still count for connects inside it.
+                if let (true, Some(d)) = (run.names, &dns) {
+                    if filter.until_ns.is_none_or(|u| t < u) {
+                        d.add(i, h, t, &mut run.evidence);
+                        report.dns_answers += 1;
+                    }
+                }
+                continue;
+            }
+            if hook.is_valid(i) && !to_destination[hook.keys().value(i) as usize] {
+                continue;
+            }
+            if filter.since_ns.is_some_and(|s| t < s) || filter.until_ns.is_some_and(|u| t >= u) {
+                continue;
+            }
             let p = proto_values.value(proto.keys().value(i) as usize);
             let a = addr_values.value(addr.keys().value(i) as usize);
-            let key = (h, p.to_owned(), a.to_owned(), port.value(i));
-            let (app, denied, dest) = memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
-                decide(matcher, evidence, h.as_ref(), p, a, *port, t)
-            });
+            let decided;
+            let (app, denied, dest) = if run.names {
+                decided = decide(
+                    run.matcher,
+                    &run.evidence,
+                    h.as_ref(),
+                    p,
+                    a,
+                    port.value(i),
+                    t,
+                );
+                (&decided.0, &decided.1, &decided.2)
+            } else {
+                let key = (h, p.to_owned(), a.to_owned(), port.value(i));
+                let (matcher, evidence) = (run.matcher, &run.evidence);
+                let m = run.memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
+                    decide(matcher, evidence, h.as_ref(), p, a, *port, t)
+                });
+                (&m.0, &m.1, &m.2)
+            };
             let entry = report.apps.entry(app.clone()).or_default();
             entry.events += 1;
             if *denied {

@@ -91,3 +91,97 @@ fn training_replays_clean_and_held_out_anomalies_are_denied() {
         held.deny_rate()
     );
 }
+
+/// Name rules and deny lists replayed with the DNS answers the trail holds: an answer
+/// vouches for its addresses to its receiver until its TTL (raised to the minimum, plus
+/// grace) runs out, and a denied name wins over an address rule.
+#[test]
+fn replay_decides_names_with_the_answers_in_the_trail() {
+    use pinhole_policygen::check::{check, Limits};
+    use pinhole_recorder::dns::DnsReply;
+    use pinhole_recorder::event::{DnsFields, ExeRef, ExeStatus, Hook, Protocol, Verdict};
+    use pinhole_recorder::{Event, Sink, SinkConfig};
+
+    const T0: i64 = 1_795_305_600_000_000_000;
+    const S: i64 = 1_000_000_000;
+    let sha = [0xaa; 32];
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(SinkConfig::new(dir.path(), "h")).unwrap();
+    let row = |t: i64, addr: &str, port: u16, hook: Hook| Event {
+        ts_ns: T0 + t * S,
+        pid: 7,
+        tid: 7,
+        ppid: 1,
+        uid: 0,
+        gid: 0,
+        comm: "client",
+        exe: ExeRef {
+            path: Some("/usr/bin/client"),
+            sha256: Some(&sha),
+            status: ExeStatus::Ok,
+            dev: 1,
+            ino: 2,
+        },
+        cgroup_id: 1,
+        netns: 1,
+        dst_addr: addr.parse().unwrap(),
+        dst_port: port,
+        protocol: Protocol::Tcp,
+        hook,
+        verdict: Verdict::Observed,
+        sock_cookie: 1,
+        rule_id: None,
+        app: None,
+        note: None,
+        dst_name: None,
+        dns: None,
+    };
+    let reply = |name: &str, addr: &str| DnsReply {
+        qname: name.into(),
+        qtype: "A".into(),
+        rcode: "NOERROR".into(),
+        cnames: vec![],
+        addrs: vec![addr.parse().unwrap()],
+        ttl: 60,
+        truncated: false,
+    };
+    let api = reply("api.example.test", "10.0.0.1");
+    let ads = reply("x.ads.example.test", "10.0.0.2");
+    for (t, r) in [(0, &api), (0, &ads)] {
+        let mut e = row(t, "127.0.0.53", 53, Hook::DnsAnswer);
+        e.dns = Some(DnsFields {
+            reply: r,
+            host_scope: false,
+        });
+        sink.append(&e).unwrap();
+    }
+    for (t, addr) in [
+        (1, "10.0.0.1"),
+        (1, "10.0.0.9"),
+        (2, "10.0.0.2"),
+        (1000, "10.0.0.1"),
+    ] {
+        sink.append(&row(t, addr, 443, Hook::Connect)).unwrap();
+    }
+    sink.close().unwrap();
+    let policy = check(
+        &format!(
+            "version = 1\n[[deny]]\nsuffix = \"ads.example.test\"\n[[app]]\nname = \"client\"\nsha256 = \"{}\"\n\
+             [[app.allow]]\nid = \"api\"\nprotocol = \"tcp\"\nhost = \"api.example.test\"\nports = 443\n\
+             [[app.allow]]\nid = \"addr\"\nprotocol = \"tcp\"\ndst = \"10.0.0.2\"\nports = 443\n",
+            hex::encode(sha)
+        ),
+        Limits::default(),
+    )
+    .unwrap();
+    let r = replay(&policy, dir.path(), &Filter::default()).unwrap();
+    assert_eq!(r.dns_answers, 2);
+    assert_eq!((r.events, r.denied()), (4, 3));
+    let denied = &r.apps[&Some("client".to_string())].denied_dests;
+    assert_eq!(denied["tcp 10.0.0.1:443"], 1, "expired after 60 + 300 s");
+    assert_eq!(denied["tcp 10.0.0.9:443"], 1, "never resolved");
+    assert_eq!(
+        denied["tcp 10.0.0.2:443"], 1,
+        "a denied name wins over the address rule"
+    );
+}
