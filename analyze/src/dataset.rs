@@ -196,7 +196,9 @@ fn scan_part(
         spill(mid..part.end);
         part = part.start..mid;
     }
-    let mask = ProjectionMask::columns(builder.parquet_schema(), COLUMNS);
+    // `dst_name` is read where the file has it (schema 2); it is not required.
+    let wanted = COLUMNS.iter().copied().chain(["dst_name"]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
     let reader = builder
         .with_projection(mask)
         .with_row_groups(part.collect())

@@ -91,6 +91,9 @@ pub struct Destination {
     pub days: usize,
     pub hours: usize,
     pub users: Vec<u32>,
+    /// Names DNS answers gave this address for (none: an address used as such).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// Destinations of one protocol under one covering prefix (/24 or /64).
@@ -162,6 +165,7 @@ fn destination(k: &DestKey, d: &DestSummary) -> Destination {
         days: d.days.len(),
         hours: d.hours.len(),
         users: d.users.iter().copied().collect(),
+        names: d.names.iter().cloned().collect(),
     }
 }
 

@@ -32,8 +32,11 @@ struct LocalDest {
     hours: SmallSet<i64>,
     days: SmallSet<i64>,
     users: SmallSet<u32>,
+    /// Interned `dst_name`s.
+    names: SmallSet<u32>,
     last_hour: i64,
     last_uid: u32,
+    last_name: u32,
 }
 
 impl LocalDest {
@@ -45,21 +48,27 @@ impl LocalDest {
             hours: SmallSet::default(),
             days: SmallSet::default(),
             users: SmallSet::default(),
+            names: SmallSet::default(),
             last_hour: i64::MIN,
             last_uid: u32::MAX,
+            last_name: u32::MAX,
         }
     }
 
-    fn absorb(&mut self, o: &LocalDest) {
+    /// Adds `o`, whose name ids `tr` translates into this scan's.
+    fn absorb(&mut self, o: &LocalDest, tr: impl Fn(u32) -> u32) {
         self.events += o.events;
         self.first_ns = self.first_ns.min(o.first_ns);
         self.last_ns = self.last_ns.max(o.last_ns);
         self.hours.extend(&o.hours);
         self.days.extend(&o.days);
         self.users.extend(&o.users);
+        for &n in o.names.iter() {
+            self.names.insert(tr(n));
+        }
     }
 
-    fn summary(&self) -> DestSummary {
+    fn summary(&self, name: impl Fn(u32) -> String) -> DestSummary {
         DestSummary {
             events: self.events,
             first_ns: self.first_ns,
@@ -67,6 +76,7 @@ impl LocalDest {
             days: self.days.iter().copied().collect(),
             hours: self.hours.iter().copied().collect(),
             users: self.users.iter().copied().collect(),
+            names: self.names.iter().map(|&n| name(n)).collect(),
         }
     }
 }
@@ -181,6 +191,11 @@ impl FileScan {
         let (_, proto) = self.dict_ids(batch, "protocol");
         let (_, addr) = self.dict_ids(batch, "dst_addr");
         let (hook_names, hook) = self.dict_ids(batch, "hook");
+        // Absent from files of schema 1: no names there.
+        let dst_name = match batch.column_by_name("dst_name") {
+            Some(_) => self.dict_ids(batch, "dst_name").1,
+            None => vec![None; batch.num_rows()],
+        };
         // Only connects and sends have a destination; a raw or ping socket being opened,
         // or an enforcer's source-route decision, is counted apart.
         let to_destination: Vec<bool> = hook_names
@@ -274,6 +289,10 @@ impl FileScan {
                 d.last_uid = u;
                 d.users.insert(u);
             }
+            if let Some(n) = dst_name[i].filter(|&n| n != d.last_name) {
+                d.last_name = n;
+                d.names.insert(n);
+            }
         }
     }
 
@@ -334,9 +353,11 @@ impl FileScan {
         for ((app, proto, addr, port), d) in o.dests {
             let key = (apps[app as usize], tr(proto), tr(addr), port);
             match self.dests.entry(key) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().absorb(&d),
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().absorb(&d, tr),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(d);
+                    let mut mine = LocalDest::new(d.first_ns);
+                    mine.absorb(&d, tr);
+                    e.insert(mine);
                 }
             }
         }
@@ -395,10 +416,10 @@ impl FileScan {
             };
             match app.dests.entry(key) {
                 std::collections::btree_map::Entry::Occupied(mut e) => {
-                    e.get_mut().merge(d.summary())
+                    e.get_mut().merge(d.summary(s))
                 }
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(d.summary());
+                    e.insert(d.summary(s));
                 }
             }
         }

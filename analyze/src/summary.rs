@@ -29,6 +29,8 @@ pub struct DestSummary {
     pub days: BTreeSet<i64>,
     pub hours: BTreeSet<i64>,
     pub users: BTreeSet<u32>,
+    /// Names DNS answers gave this address for, to this app (`dst_name`).
+    pub names: BTreeSet<String>,
 }
 
 impl DestSummary {
@@ -40,6 +42,7 @@ impl DestSummary {
             days: BTreeSet::new(),
             hours: BTreeSet::new(),
             users: BTreeSet::new(),
+            names: BTreeSet::new(),
         }
     }
 
@@ -50,6 +53,7 @@ impl DestSummary {
         self.days.extend(o.days);
         self.hours.extend(o.hours);
         self.users.extend(o.users);
+        self.names.extend(o.names);
     }
 }
 

@@ -133,13 +133,13 @@ pub fn detail(a: &AppProfile) -> String {
     );
     let _ = writeln!(
         out,
-        "\n  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  LAST SEEN",
-        "PROTO", "ADDRESS", "PORT", "SCOPE", "EVENTS", "DAYS", "HOURS"
+        "\n  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  {:<30}  NAME (FROM DNS)",
+        "PROTO", "ADDRESS", "PORT", "SCOPE", "EVENTS", "DAYS", "HOURS", "LAST SEEN"
     );
     for d in &a.destinations {
         let _ = writeln!(
             out,
-            "  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  {}",
+            "  {:<5} {:<40} {:>5}  {:<10} {:>9} {:>4} {:>5}  {:<30}  {}",
             printable(&d.protocol),
             printable(&d.address),
             d.port,
@@ -147,7 +147,8 @@ pub fn detail(a: &AppProfile) -> String {
             d.events,
             d.days,
             d.hours,
-            d.last_seen
+            d.last_seen,
+            printable(&d.names.join(", "))
         );
     }
     let _ = writeln!(

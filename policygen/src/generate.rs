@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use pinhole_analyze::summary::{AppKey, AppSummary, DestSummary, Summary};
 use sha2::{Digest, Sha256};
 
+use crate::generate_names::NamePlan;
 use crate::model::Evidence;
 use crate::policy::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
 
@@ -34,6 +35,11 @@ pub struct Knobs {
     pub max_rules_per_app: usize,
     /// Make review items allow rules too.
     pub include_review: bool,
+    /// Fold names of one (protocol, port) into `*.domain` when at least this many
+    /// distinct names share the registrable domain (0 never folds).
+    pub name_wildcard_threshold: usize,
+    /// Ignore DNS evidence: address rules only (to compare with name rules).
+    pub addresses_only: bool,
     pub unknown_binary: UnknownAction,
     pub mode: Mode,
 }
@@ -50,6 +56,8 @@ impl Default for Knobs {
             ephemeral_threshold: 4,
             max_rules_per_app: 256,
             include_review: false,
+            name_wildcard_threshold: 4,
+            addresses_only: false,
             unknown_binary: UnknownAction::Allow,
             mode: Mode::Enforce,
         }
@@ -63,7 +71,7 @@ pub struct Generated {
 }
 
 #[derive(Clone)]
-struct Acc {
+pub(crate) struct Acc {
     events: u64,
     first_ns: i64,
     last_ns: i64,
@@ -80,7 +88,7 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, o: &Acc) {
+    pub(crate) fn add(&mut self, o: &Acc) {
         self.events += o.events;
         self.first_ns = self.first_ns.min(o.first_ns);
         self.last_ns = self.last_ns.max(o.last_ns);
@@ -95,6 +103,14 @@ impl Acc {
             last_seen: t(self.last_ns),
             days: self.days.len() as u32,
             source: None,
+        }
+    }
+
+    /// Evidence naming what tied the rule to its destination ("dns" or "address").
+    pub(crate) fn evidence_from(&self, source: &str) -> Evidence {
+        Evidence {
+            source: Some(source.to_owned()),
+            ..self.evidence()
         }
     }
 }
@@ -183,6 +199,10 @@ fn app_name(a: &AppSummary) -> String {
 fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App, Vec<String>) {
     let mut notes = Vec::new();
     let mut review: Vec<Rule> = Vec::new();
+    let mut names = NamePlan::default();
+    // Whether DNS evidence was recorded for this app at all: then address rules say
+    // that no answer named their destination.
+    let with_dns = !knobs.addresses_only && a.dests.values().any(|s| !s.names.is_empty());
     // (protocol, port) -> address -> evidence, for supported destinations.
     let mut by_port: BTreeMap<(Protocol, u16), BTreeMap<IpAddr, Acc>> = BTreeMap::new();
     for (d, s) in &a.dests {
@@ -194,7 +214,11 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
             continue;
         };
         let acc = Acc::of(s);
-        if s.events < knobs.min_events || s.days.len() < knobs.min_days {
+        let supported = s.events >= knobs.min_events && s.days.len() >= knobs.min_days;
+        if !knobs.addresses_only && names.add(name, protocol, d.port, &s.names, &acc, supported) {
+            continue;
+        }
+        if !supported {
             let dst = IpNet::from(d.addr);
             let ports = PortRange {
                 lo: d.port,
@@ -388,6 +412,28 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
     let key = |r: &Rule| (r.protocol, r.dst, r.ports);
     rules.sort_by_key(key);
     review.sort_by_key(key);
+    if with_dns {
+        for r in rules.iter_mut().chain(review.iter_mut()) {
+            if let Some(e) = r.evidence.as_mut() {
+                e.source = Some("address".into());
+            }
+        }
+        if !rules.is_empty() {
+            notes.push(format!(
+                "{} rules by address: no DNS answer this app received named their destinations",
+                rules.len()
+            ));
+        }
+    }
+    let (mut name_rules, mut name_review) =
+        names.finish(name, knobs.name_wildcard_threshold, &mut notes);
+    if knobs.include_review {
+        let extra: Vec<_> = name_review
+            .drain(..)
+            .filter(|r| !name_rules.iter().any(|a| a.covers(r)))
+            .collect();
+        name_rules.extend(extra);
+    }
     let app = App {
         name: name.to_owned(),
         sha256: *sha,
@@ -395,9 +441,9 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         comms: a.comms.iter().cloned().collect(),
         mode: knobs.mode,
         rules,
-        name_rules: Vec::new(),
+        name_rules,
         review,
-        name_review: Vec::new(),
+        name_review,
         deny: Default::default(),
         dns_scope: None,
     };

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod diff;
 pub mod dns_evidence;
 pub mod generate;
+mod generate_names;
 pub mod matcher;
 pub mod model;
 pub mod names;

@@ -372,3 +372,103 @@ fn icmp_destinations_with_port_zero_round_trip() {
         Verdict::Denied
     );
 }
+
+/// Destinations whose connects carried a name become rules by name (one per name,
+/// port and protocol; a wildcard from the threshold of sibling names up), the others
+/// stay address rules, and every rule says which.
+#[test]
+fn names_from_dns_become_name_rules_and_addresses_stay_where_none_was_seen() {
+    let sha = [9u8; 32];
+    let mut s = summary(vec![(
+        sha,
+        "/usr/bin/client",
+        vec![
+            ("tcp", "10.0.0.1", 443, 5, vec![1]),
+            ("tcp", "10.0.0.2", 443, 5, vec![2]),
+            ("tcp", "10.1.0.1", 443, 3, vec![1]),
+            ("tcp", "10.1.0.2", 443, 3, vec![1]),
+            ("tcp", "10.1.0.3", 443, 3, vec![1]),
+            ("tcp", "10.1.0.4", 443, 3, vec![1]),
+            ("tcp", "10.2.0.1", 443, 2, vec![1]),
+            ("udp", "192.0.2.1", 53, 9, vec![1, 2]),
+        ],
+    )]);
+    let app = s.apps.get_mut(&AppKey::Hash(sha)).unwrap();
+    let named = [
+        ("10.0.0.1", "api.example.com"),
+        ("10.0.0.2", "api.example.com"),
+        ("10.1.0.1", "a.cdn.example.net"),
+        ("10.1.0.2", "b.cdn.example.net"),
+        ("10.1.0.3", "c.example.net"),
+        ("10.1.0.4", "example.net"),
+        ("10.2.0.1", "only.example.org"),
+    ];
+    for (addr, name) in named {
+        let d = app
+            .dests
+            .iter_mut()
+            .find(|(k, _)| k.addr.to_string() == addr)
+            .unwrap()
+            .1;
+        d.names.insert(name.to_owned());
+    }
+    let g = generate(
+        &s,
+        &Knobs {
+            name_wildcard_threshold: 3,
+            ..Default::default()
+        },
+    );
+    let a = &g.policy.apps[0];
+    let hosts: Vec<String> = a
+        .name_rules
+        .iter()
+        .map(|r| format!("{} {} {}", r.protocol.as_str(), r.host, r.ports))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "tcp api.example.com 443",
+            "tcp example.net 443",
+            "tcp only.example.org 443",
+            "tcp *.example.net 443"
+        ],
+        "{:#?}",
+        g.explain
+    );
+    assert!(a
+        .name_rules
+        .iter()
+        .all(|r| r.evidence.as_ref().unwrap().source.as_deref() == Some("dns")));
+    assert_eq!(a.name_rules[0].evidence.as_ref().unwrap().events, 10);
+    assert_eq!(a.rules.len(), 1, "only the unnamed resolver address");
+    assert_eq!(
+        a.rules[0].evidence.as_ref().unwrap().source.as_deref(),
+        Some("address")
+    );
+    let notes = g.explain["client"].join("\n");
+    assert!(
+        notes.contains("folded 3 names under example.net"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("no DNS answer this app received named"),
+        "{notes}"
+    );
+    // The written policy passes check as generated.
+    let again = check(&to_toml(&g.policy, &[]), Limits::default()).unwrap();
+    assert_eq!(again.apps[0].name_rules, a.name_rules);
+
+    let none = generate(
+        &s,
+        &Knobs {
+            name_wildcard_threshold: 0,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        none.policy.apps[0].name_rules.len(),
+        6,
+        "no wildcard when the knob is 0"
+    );
+}
