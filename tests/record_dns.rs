@@ -261,3 +261,125 @@ fn a_policy_by_name_survives_answers_that_move_and_one_by_address_does_not() {
         "{text}"
     );
 }
+
+/// A question's bytes in wire form, for hand-made replies.
+fn wire_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// Hostile and broken replies: cut short, looping compression pointers, answers for
+/// another name, and a reply to a socket that asked nothing. None crashes the recorder,
+/// none adds evidence, and each reply that reached an asker is in the trail as such.
+#[test]
+fn hostile_dns_replies_add_no_evidence_and_nothing_unasked_is_recorded() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // After the id: flags (a response, NOERROR), counts, then the rest.
+    let header = |qd: u8, an: u8| vec![0x81, 0x80, 0, qd, 0, an, 0, 0, 0, 0];
+    let question = |name: &str| [wire_name(name), vec![0, 1, 0, 1]].concat();
+    let cut = [header(1, 1), question("cut.example.test")[..7].to_vec()].concat();
+    // The answer's owner is a pointer to itself.
+    let looped = {
+        let mut r = [header(1, 1), question("loop.example.test")].concat();
+        let at = (r.len() + 2) as u8;
+        r.extend([0xc0, at, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 10, 20]);
+        r
+    };
+    // Answers for a name nobody asked.
+    let other = [
+        header(1, 1),
+        question("other.example.test"),
+        wire_name("victim.example.test"),
+        vec![0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 10, 21],
+    ]
+    .concat();
+    let server = DnsServer::start(
+        "127.0.10.53:53".parse().unwrap(),
+        vec![
+            ("cut.example.test", Answer::Raw(cut)),
+            ("loop.example.test", Answer::Raw(looped)),
+            ("other.example.test", Answer::Raw(other)),
+        ],
+        30,
+    );
+    let probe = settled_copy(Path::new(PROBE), tmp.path(), "dns-victim");
+    let out = tmp.path().join("trail");
+    let rec = Recording::start(&out, &[]);
+    let dns = |name: &str| format!("dns:{name}@{}", server.addr);
+    Command::new(&probe.path)
+        .args([
+            dns("cut.example.test"),
+            dns("loop.example.test"),
+            dns("other.example.test"),
+            "tcp:127.0.10.20:9".into(),
+            "tcp:127.0.10.21:9".into(),
+        ])
+        .output()
+        .unwrap();
+    // A datagram from port 53 to a socket that never sent a query.
+    let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let from53 = std::net::UdpSocket::bind("127.0.10.54:53").unwrap();
+    let unasked = [
+        vec![0x12, 0x34],
+        header(1, 1),
+        question("unasked.example.test"),
+        wire_name("unasked.example.test"),
+        vec![0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 10, 22],
+    ]
+    .concat();
+    from53
+        .send_to(&unasked, quiet.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 512];
+    quiet.recv(&mut buf).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    drop(server);
+
+    let rows = rows(&out);
+    let mine = rows_of(&rows, &probe.path);
+    let answers: Vec<&&Row> = mine.iter().filter(|r| r["hook"] == "dns_answer").collect();
+    assert_eq!(answers.len(), 3, "{answers:#?}");
+    assert_eq!(answers[0]["dns_qname"], "NULL");
+    assert!(
+        answers[0]["note"].starts_with("unreadable DNS reply"),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(
+        answers[1]["dns_qname"], "NULL",
+        "a pointer loop is unreadable"
+    );
+    assert_eq!(
+        (
+            answers[2]["dns_qname"].as_str(),
+            answers[2]["dns_addrs"].as_str()
+        ),
+        ("other.example.test", "[]"),
+        "records for another name are not the question's"
+    );
+    for addr in ["127.0.10.20", "127.0.10.21"] {
+        let c = mine
+            .iter()
+            .find(|r| r["hook"] == "connect" && r["dst_addr"] == addr)
+            .unwrap();
+        assert_eq!(
+            c["dst_name"], "NULL",
+            "{addr} was vouched for by no readable answer"
+        );
+    }
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["dns_qname"] == "unasked.example.test"),
+        "a reply to a socket that asked nothing is not recorded"
+    );
+}

@@ -18,6 +18,8 @@ use hickory_proto::rr::{Name, RData, Record};
 pub enum Answer {
     Alias(&'static str),
     Rounds(Vec<Vec<Ipv4Addr>>),
+    /// These bytes, with the query's id put in front (hostile or broken servers).
+    Raw(Vec<u8>),
 }
 
 pub struct DnsServer {
@@ -51,6 +53,11 @@ impl Table {
                     let to = Name::from_ascii(format!("{target}.")).ok()?;
                     m.add_answer(Record::from_rdata(owner, self.ttl, RData::CNAME(CNAME(to))));
                     name = target.to_owned();
+                }
+                Some(Answer::Raw(bytes)) => {
+                    let mut r = q.metadata.id.to_be_bytes().to_vec();
+                    r.extend_from_slice(&bytes);
+                    return Some(r);
                 }
                 Some(Answer::Rounds(rounds)) => {
                     let n = self.asked.entry(name.clone()).or_default();
