@@ -8,6 +8,34 @@ use std::net::IpAddr;
 use pinhole_policygen::dns_evidence::{Answer, DnsEvidence, Lifetime, Receiver, Scope};
 use pinhole_recorder::dns::{parse_reply, DnsReply};
 
+/// Where the usual host resolvers live on Debian and its relatives.
+pub const DEFAULT_HOST_RESOLVERS: [&str; 5] = [
+    "/usr/lib/systemd/systemd-resolved",
+    "/usr/sbin/nscd",
+    "/usr/sbin/dnsmasq",
+    "/usr/sbin/unbound",
+    "/usr/sbin/named",
+];
+
+/// The host resolvers' executables, as the resolver reports paths (symlinks followed).
+pub struct HostResolvers(std::collections::HashSet<String>);
+
+impl HostResolvers {
+    pub fn new(paths: &[String]) -> Self {
+        let canonical = paths.iter().flat_map(|p| {
+            let real = std::fs::canonicalize(p)
+                .ok()
+                .map(|c| c.to_string_lossy().into_owned());
+            std::iter::once(p.clone()).chain(real)
+        });
+        HostResolvers(canonical.collect())
+    }
+
+    pub fn contains(&self, path: Option<&str>) -> bool {
+        path.is_some_and(|p| self.0.contains(p))
+    }
+}
+
 /// Answers between two sweeps of expired evidence.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -45,8 +73,8 @@ pub fn read_reply(message: &[u8], cut: bool) -> ReadReply {
 }
 
 impl NameBook {
-    /// Notes an answer `app` received at `t_ns`.
-    pub fn add(&mut self, app: Option<&[u8; 32]>, reply: &DnsReply, t_ns: i64) {
+    /// Notes an answer `app` (or, with `host`, the host's resolver) received at `t_ns`.
+    pub fn add(&mut self, app: Option<&[u8; 32]>, host: bool, reply: &DnsReply, t_ns: i64) {
         if reply.addrs.is_empty() {
             return;
         }
@@ -55,7 +83,10 @@ impl NameBook {
         names.extend(reply.cnames.iter().cloned());
         self.evidence.add(&Answer {
             t_ns,
-            receiver: Receiver::App(app.copied()),
+            receiver: match host {
+                true => Receiver::Host,
+                false => Receiver::App(app.copied()),
+            },
             names: &names,
             addrs: &reply.addrs,
             ttl: reply.ttl,
@@ -67,8 +98,19 @@ impl NameBook {
     }
 
     /// The name `app`'s answers gave `addr`, valid at `t_ns` (the question's name where
-    /// it was one).
-    pub fn name_for(&self, app: Option<&[u8; 32]>, addr: IpAddr, t_ns: i64) -> Option<&str> {
-        self.evidence.names_for(app, Scope::App, addr, t_ns).next()
+    /// it was one); else the name the host resolver's answers gave it (`true`).
+    pub fn name_for(
+        &self,
+        app: Option<&[u8; 32]>,
+        addr: IpAddr,
+        t_ns: i64,
+    ) -> Option<(&str, bool)> {
+        if let Some(n) = self.evidence.names_for(app, Scope::App, addr, t_ns).next() {
+            return Some((n, false));
+        }
+        self.evidence
+            .names_for(app, Scope::Host, addr, t_ns)
+            .next()
+            .map(|n| (n, true))
     }
 }

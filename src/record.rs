@@ -63,6 +63,12 @@ pub struct RecordArgs {
     /// resumes when space returns; `stop` ends recording with an error.
     #[arg(long, value_enum, default_value_t = OnDiskFull::Continue)]
     pub on_disk_full: OnDiskFull,
+    /// The host's own DNS resolvers (executables): the answers they receive, for
+    /// whichever process asked them, are recorded with scope "host" and name other
+    /// processes' connects (hosts where applications resolve through systemd-resolved
+    /// or nscd send no DNS packet of their own). Repeatable; replaces the defaults.
+    #[arg(long = "host-resolver", default_values_t = crate::dns_rows::DEFAULT_HOST_RESOLVERS.map(String::from))]
+    pub host_resolvers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -230,6 +236,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         let mut writer = Writer::new(&mut sink);
+        writer.set_host_resolvers(crate::dns_rows::HostResolvers::new(&args.host_resolvers));
         writer.set_lost_base(lost_base.unwrap_or(0));
         writer.marker(Hook::RecordingStarted, &start_note(&recovery, lost_base.is_some()))?;
         let mut resolver = Resolver::default();

@@ -9,7 +9,7 @@ use pinhole_recorder::{Event, Sink};
 
 use crate::capture::{Captured, DnsCapture, Ringed};
 use crate::clock::BootClock;
-use crate::dns_rows::{read_reply, NameBook, ReadReply};
+use crate::dns_rows::{read_reply, HostResolvers, NameBook, ReadReply};
 use crate::identity::{ExeKey, Resolver};
 pub use crate::labels::{label, Labels};
 use crate::skel::{c_str, connect_event};
@@ -67,6 +67,7 @@ pub struct Writer<'s> {
     lost_base: u64,
     /// Names from the DNS answers recorded so far, for `dst_name`.
     names: NameBook,
+    host_resolvers: HostResolvers,
 }
 
 /// What a row adds to its kernel record.
@@ -86,7 +87,13 @@ impl<'s> Writer<'s> {
             lost: 0,
             lost_base: 0,
             names: NameBook::default(),
+            host_resolvers: HostResolvers::new(&[]),
         }
+    }
+
+    /// The executables whose DNS answers are the host's (see `HostResolvers`).
+    pub fn set_host_resolvers(&mut self, r: HostResolvers) {
+        self.host_resolvers = r;
     }
 
     /// Losses of the kernel's counter that an earlier run already published (a counter
@@ -158,6 +165,7 @@ impl<'s> Writer<'s> {
             app: None,
             note: Some(note),
             dst_name: None,
+            dst_name_from_host: false,
             dns: None,
         };
         self.sink.append(&row)?;
@@ -211,11 +219,12 @@ impl<'s> Writer<'s> {
             ReadReply::Read(reply) => {
                 let key = ExeKey::from(&e.exe);
                 let ts = self.clock.to_unix_ns(e.boot_ns);
-                let sha = resolver.resolve(e.pid, key, ts).sha256;
-                self.names.add(sha.as_ref(), &reply, ts);
+                let exe = resolver.resolve(e.pid, key, ts);
+                let host = self.host_resolvers.contains(exe.path.as_deref());
+                self.names.add(exe.sha256.as_ref(), host, &reply, ts);
                 let dns = DnsFields {
                     reply: &reply,
-                    host_scope: false,
+                    host_scope: host,
                 };
                 let extra = RowExtra {
                     hook: Some(Hook::DnsAnswer),
@@ -256,7 +265,7 @@ impl<'s> Writer<'s> {
             6 => Hook::MptcpSubflow,
             _ => Hook::Connect,
         });
-        let dst_name = match hook {
+        let named = match hook {
             Hook::Connect | Hook::Sendmsg => {
                 self.names.name_for(exe.sha256.as_ref(), dst_addr(e), ts_ns)
             }
@@ -288,7 +297,8 @@ impl<'s> Writer<'s> {
             rule_id: rule,
             app,
             note: extra.note,
-            dst_name,
+            dst_name: named.map(|(n, _)| n),
+            dst_name_from_host: named.is_some_and(|(_, host)| host),
             dns: extra.dns,
         };
         self.sink.append(&row)?;

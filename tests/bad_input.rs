@@ -88,6 +88,7 @@ fn dataset(out: &Path, path: &str, comm: &str, n: u32) {
             app: None,
             note: None,
             dst_name: None,
+            dst_name_from_host: false,
             dns: None,
         })
         .unwrap();

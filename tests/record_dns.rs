@@ -383,3 +383,48 @@ fn hostile_dns_replies_add_no_evidence_and_nothing_unasked_is_recorded() {
         "a reply to a socket that asked nothing is not recorded"
     );
 }
+
+/// Where applications ask the host's resolver (systemd-resolved, nscd) instead of a
+/// DNS server, the resolver's own upstream answers are the evidence: recorded with
+/// scope "host", and naming any process's later connect, flagged as the host's.
+#[test]
+fn the_host_resolvers_answers_name_other_processes_connects_with_host_scope() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = DnsServer::start(
+        "127.0.10.53:53".parse().unwrap(),
+        vec![(
+            "svc.example.test",
+            Answer::Rounds(vec![vec![ip("127.0.10.30")]]),
+        )],
+        30,
+    );
+    let resolver = settled_copy(Path::new(PROBE), tmp.path(), "fake-resolved");
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "an-app");
+    let out = tmp.path().join("trail");
+    let path = resolver.path.to_str().unwrap();
+    let rec = Recording::start(&out, &["--host-resolver", path]);
+    run(Command::new(&resolver.path).arg(format!("dns:svc.example.test@{}", server.addr)));
+    run(Command::new(&app.path).arg("tcp:127.0.10.30:9"));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    drop(server);
+    let rows = rows(&out);
+    let answer = rows_of(&rows, &resolver.path)
+        .into_iter()
+        .find(|r| r["hook"] == "dns_answer")
+        .expect("the resolver's answer");
+    assert_eq!(
+        (answer["dns_qname"].as_str(), answer["dns_scope"].as_str()),
+        ("svc.example.test", "host")
+    );
+    let connect = rows_of(&rows, &app.path)
+        .into_iter()
+        .find(|r| r["hook"] == "connect")
+        .expect("the app's connect");
+    assert_eq!(
+        (connect["dst_name"].as_str(), connect["dns_scope"].as_str()),
+        ("svc.example.test", "host")
+    );
+}

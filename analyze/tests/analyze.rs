@@ -258,6 +258,7 @@ fn unresolved_rows_are_never_merged_into_a_hashed_app() {
             app: None,
             note: None,
             dst_name: None,
+            dst_name_from_host: false,
             dns: None,
         })
         .unwrap();

@@ -134,6 +134,7 @@ fn replay_decides_names_with_the_answers_in_the_trail() {
         app: None,
         note: None,
         dst_name: None,
+        dst_name_from_host: false,
         dns: None,
     };
     let reply = |name: &str, addr: &str| DnsReply {

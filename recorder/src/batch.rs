@@ -152,18 +152,24 @@ impl BatchBuilder {
         self.app.append_option(e.app);
         self.note.append_option(e.note);
         self.dst_name.append_option(e.dst_name);
-        self.append_dns(e.dns.as_ref());
+        self.append_dns(e);
     }
 
-    fn append_dns(&mut self, dns: Option<&crate::event::DnsFields<'_>>) {
-        let Some(d) = dns else {
+    /// A DNS answer row's columns; on a connect row, `dns_scope` says whose answer
+    /// gave `dst_name`.
+    fn append_dns(&mut self, e: &Event<'_>) {
+        let Some(d) = e.dns.as_ref() else {
             self.dns_qname.append_null();
             self.dns_qtype.append_null();
             self.dns_rcode.append_null();
             self.dns_cnames.append_null();
             self.dns_addrs.append_null();
             self.dns_ttl.append_null();
-            self.dns_scope.append_null();
+            let scope = e.dst_name.map(|_| match e.dst_name_from_host {
+                true => "host",
+                false => "app",
+            });
+            self.dns_scope.append_option(scope);
             return;
         };
         let r = d.reply;

@@ -198,6 +198,8 @@ pub struct Event<'a> {
     pub note: Option<&'a str>,
     /// The name a DNS answer gave this destination for (connect and send rows).
     pub dst_name: Option<&'a str>,
+    /// That answer was the host resolver's, not this process's own (`dns_scope` host).
+    pub dst_name_from_host: bool,
     /// What a DNS answer row says (dns_answer rows only).
     pub dns: Option<DnsFields<'a>>,
 }

@@ -300,6 +300,7 @@ fn append(sink: &mut Sink, ts: i64, app: &App, pid: u32, dest: Dest) -> Result<(
         app: None,
         note: None,
         dst_name: None,
+        dst_name_from_host: false,
         dns: None,
     })
 }

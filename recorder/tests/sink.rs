@@ -47,6 +47,7 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
         app: None,
         note: None,
         dst_name: None,
+        dst_name_from_host: false,
         dns: None,
     }
 }
@@ -394,6 +395,7 @@ fn realistic(sink: &mut Sink, events: u64, per_flush: u64) {
             app: None,
             note: None,
             dst_name: None,
+            dst_name_from_host: false,
             dns: None,
         };
         sink.append(&e).unwrap();
