@@ -12,7 +12,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 # Debian packages: libbpf-sys/libbpf-cargo build needs (clang, libelf, zlib, pkg-config,
 # make, gcc, the UAPI headers in libc6-dev), plus what the tests drive for real.
 BUILD_PKGS=(clang libelf-dev zlib1g-dev pkg-config make gcc libc6-dev)
-TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace)
+TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace openjdk-17-jre-headless)
 
 install_packages() {
   local missing=()
@@ -49,12 +49,12 @@ case "$cmd" in
   test)
     install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
     require_cargo
-    # Other engines read the dataset in the tests: DuckDB and pyarrow, in a venv (Debian's
-    # system Python refuses pip installs).
+    # Other engines read the dataset in the tests: DuckDB, pyarrow and Spark (pyspark on
+    # Debian's JRE), in a venv (Debian's system Python refuses pip installs).
     venv=target/test-venv
-    if ! "$venv/bin/python" -c "import duckdb, pyarrow, pytz" 2>/dev/null; then
+    if ! "$venv/bin/python" -c "import duckdb, pyarrow, pytz, pyspark" 2>/dev/null; then
       python3 -m venv "$venv"
-      "$venv/bin/pip" install -q --disable-pip-version-check duckdb pyarrow pytz
+      "$venv/bin/pip" install -q --disable-pip-version-check duckdb pyarrow pytz pyspark
     fi
     export PINHOLE_TEST_PYTHON="$PWD/$venv/bin/python"
     cargo fmt --all -- --check || die "cargo fmt reports unformatted code"

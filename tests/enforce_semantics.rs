@@ -138,7 +138,7 @@ fn every_semantics_case_holds_in_the_kernel() {
                     .into_iter()
                     .filter(|r| r["hook"] != "sock_create" && hook_matches(r))
                     .collect();
-                mine.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
+                mine.sort_by(|a, b| a["ts_ns"].cmp(&b["ts_ns"]));
                 if !source_route {
                     // Connects that followed a source route the enforcer let through.
                     let followed = all_events

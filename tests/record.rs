@@ -117,6 +117,12 @@ fn records_tcp_and_udp_over_ipv4_and_ipv6_with_every_field() {
         assert_ne!(r["sock_cookie"], "0");
         assert_eq!(r["rule_id"], "NULL");
         let ts = chrono::DateTime::parse_from_rfc3339(&r["ts"]).expect("ts is a UTC timestamp");
+        let ts_ns: i64 = r["ts_ns"].parse().expect("ts_ns is an integer");
+        assert_eq!(
+            ts.timestamp_micros(),
+            ts_ns.div_euclid(1000),
+            "ts is ts_ns in microseconds"
+        );
         assert!(
             (chrono::Utc::now() - ts.to_utc()).num_seconds().abs() < 120,
             "ts {ts}"
@@ -348,7 +354,7 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     );
     assert!(text.contains("\"schema_versions\": [\"2\"]"), "{text}");
     assert!(text.contains("fixed_size_binary[32]"), "{text}");
-    assert!(text.contains("timestamp[ns, tz=UTC]"), "{text}");
+    assert!(text.contains("timestamp[us, tz=UTC]"), "{text}");
 }
 
 #[test]
@@ -384,4 +390,56 @@ fn cgroup_option_records_only_that_subtree() {
             .all(|r| r["cgroup_id"] == cg.id().to_string()),
         "nothing from outside the subtree"
     );
+}
+
+/// Spark reads the dataset with no legacy flag and every column as what it is: `ts` a
+/// timestamp (microseconds, with the exact nanoseconds in `ts_ns`), 64-bit ids as
+/// integers rather than decimal(20,0).
+#[test]
+fn the_dataset_reads_in_spark_with_native_types() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let copy = settled_copy(Path::new(LOADGEN), tmp.path(), "ph-spark");
+    let rec = Recording::start(&out, &[]);
+    run(Command::new(&copy.path).args(["--port", "40042", "--count", "3"]));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    let rows = rows(&out);
+    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/read_spark.py");
+    let res = Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{python} could not read the dataset with Spark (setup.sh installs pyspark and a JRE): {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let text = String::from_utf8_lossy(&res.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(json["rows"], rows.len(), "{text}");
+    let types = &json["types"];
+    assert_eq!(types["ts"], "timestamp", "{text}");
+    for c in [
+        "ts_ns",
+        "exe_dev",
+        "exe_ino",
+        "cgroup_id",
+        "sock_cookie",
+        "pid",
+    ] {
+        assert_eq!(types[c], "bigint", "{c}: {text}");
+    }
+    assert_eq!(types["dns_addrs"], "array<string>", "{text}");
+    assert!(!text.contains("decimal"), "{text}");
+    let first = rows
+        .iter()
+        .min_by_key(|r| r["ts_ns"].parse::<i64>().unwrap())
+        .unwrap();
+    assert_eq!(json["first_ts_ns"].to_string(), first["ts_ns"], "{text}");
 }

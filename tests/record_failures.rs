@@ -475,7 +475,7 @@ fn starts_and_stops_are_marked_in_the_trail_with_why() {
     assert!(status.success(), "{log}");
 
     let mut rows = rows(&out);
-    rows.sort_by(|a, b| a["ts"].cmp(&b["ts"]));
+    rows.sort_by(|a, b| a["ts_ns"].cmp(&b["ts_ns"]));
     let marks: Vec<(&str, &str)> = rows
         .iter()
         .filter(|r| r["hook"].starts_with("recording_"))

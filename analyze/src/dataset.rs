@@ -130,7 +130,7 @@ fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, An
             .expect("known column")
             .data_type();
         match builder.schema().field_with_name(name) {
-            Ok(f) if f.data_type() == want => {}
+            Ok(f) if f.data_type() == want || older_type(name, f.data_type()) => {}
             Ok(f) => {
                 return Err(AnalyzeError::WrongSchema {
                     path: path.to_owned(),
@@ -148,6 +148,12 @@ fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, An
         }
     }
     Ok(builder)
+}
+
+/// A type schema 1 gave a column that readers still take (`ts` in nanoseconds).
+fn older_type(name: &str, t: &arrow_schema::DataType) -> bool {
+    use arrow_schema::{DataType, TimeUnit};
+    name == "ts" && matches!(t, DataType::Timestamp(TimeUnit::Nanosecond, _))
 }
 
 /// Batches of `columns` (a subset of `COLUMNS`) of one checked file.
@@ -196,8 +202,8 @@ fn scan_part(
         spill(mid..part.end);
         part = part.start..mid;
     }
-    // `dst_name` is read where the file has it (schema 2); it is not required.
-    let wanted = COLUMNS.iter().copied().chain(["dst_name"]);
+    // `dst_name` and `ts_ns` are read where the file has them (schema 2).
+    let wanted = COLUMNS.iter().copied().chain(["dst_name", "ts_ns"]);
     let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
     let reader = builder
         .with_projection(mask)

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
+use arrow_array::types::{Int32Type, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use pinhole_recorder::event::{hook_has_destination, hook_is_dns, hook_is_marker};
 use rustc_hash::FxHashMap;
@@ -177,7 +177,8 @@ impl FileScan {
     }
 
     pub fn add_batch(&mut self, batch: &RecordBatch, window: Window) {
-        let ts = primitive::<TimestampNanosecondType>(batch, "ts");
+        // Nanoseconds, from `ts_ns` or (schema 1) `ts`; checked when the file opened.
+        let ts = pinhole_recorder::readback::event_times(batch).expect("validated");
         let pid = primitive::<UInt32Type>(batch, "pid");
         let uid = primitive::<UInt32Type>(batch, "uid");
         let port = primitive::<UInt16Type>(batch, "dst_port");
@@ -220,7 +221,7 @@ impl FileScan {
 
         let mut last: Option<([u8; 32], u32)> = None;
         for i in 0..batch.num_rows() {
-            let t = ts.value(i);
+            let t = ts[i];
             if window.since_ns.is_some_and(|s| t < s) || window.until_ns.is_some_and(|u| t >= u) {
                 continue;
             }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type};
+use arrow_array::types::{Int32Type, UInt16Type, UInt32Type};
 use arrow_array::{Array, RecordBatch};
 use pinhole_analyze::dataset::{dataset_files, read_columns};
 use pinhole_analyze::guard::decode_guarded;
@@ -222,13 +222,23 @@ fn replay_file(
     run: &mut Run<'_, '_>,
     report: &mut ReplayReport,
 ) -> Result<(), AnalyzeError> {
-    let wanted: Vec<&str> = COLUMNS.iter().chain(&DNS_COLUMNS).copied().collect();
+    let wanted: Vec<&str> = COLUMNS
+        .iter()
+        .chain(&DNS_COLUMNS)
+        .copied()
+        .chain([col::TS_NS])
+        .collect();
     for batch in read_columns(path, &wanted)? {
         let batch = batch.map_err(|e| AnalyzeError::Corrupt {
             path: path.to_owned(),
             detail: e.to_string(),
         })?;
-        let ts = batch.column(0).as_primitive::<TimestampNanosecondType>();
+        let ts = pinhole_recorder::readback::event_times(&batch).ok_or_else(|| {
+            AnalyzeError::Corrupt {
+                path: path.to_owned(),
+                detail: "no usable time column".into(),
+            }
+        })?;
         let sha = batch.column(1).as_fixed_size_binary();
         let proto = batch.column(2).as_dictionary::<Int32Type>();
         let addr = batch.column(3).as_dictionary::<Int32Type>();
@@ -246,7 +256,7 @@ fn replay_file(
             .map(|k| hook_is_dns(hook_names.value(k)))
             .collect();
         for i in 0..batch.num_rows() {
-            let t = ts.value(i);
+            let t = ts[i];
             let h: Option<[u8; 32]> = sha
                 .is_valid(i)
                 .then(|| sha.value(i).try_into().expect("32 bytes"));

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, ListBuilder, StringBuilder, StringDictionaryBuilder,
-    TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
+    FixedSizeBinaryBuilder, Int64Builder, ListBuilder, StringBuilder, StringDictionaryBuilder,
+    TimestampMicrosecondBuilder, UInt16Builder, UInt32Builder, UInt8Builder,
 };
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -19,7 +19,8 @@ type Dict = StringDictionaryBuilder<Int32Type>;
 /// Column builders for one batch. `host` is fixed per builder: one recorder, one host.
 pub struct BatchBuilder {
     host: String,
-    ts: TimestampNanosecondBuilder,
+    ts: TimestampMicrosecondBuilder,
+    ts_ns: Int64Builder,
     host_col: Dict,
     pid: UInt32Builder,
     tid: UInt32Builder,
@@ -30,9 +31,9 @@ pub struct BatchBuilder {
     exe_path: Dict,
     exe_sha256: FixedSizeBinaryBuilder,
     exe_status: Dict,
-    exe_dev: UInt64Builder,
-    exe_ino: UInt64Builder,
-    cgroup_id: UInt64Builder,
+    exe_dev: Int64Builder,
+    exe_ino: Int64Builder,
+    cgroup_id: Int64Builder,
     netns: UInt32Builder,
     ip_version: UInt8Builder,
     protocol: Dict,
@@ -40,7 +41,7 @@ pub struct BatchBuilder {
     dst_port: UInt16Builder,
     hook: Dict,
     verdict: Dict,
-    sock_cookie: UInt64Builder,
+    sock_cookie: Int64Builder,
     rule_id: Dict,
     app: Dict,
     note: Dict,
@@ -62,7 +63,8 @@ impl BatchBuilder {
     pub fn new(host: &str) -> Self {
         BatchBuilder {
             host: host.to_owned(),
-            ts: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            ts_ns: Int64Builder::new(),
             host_col: Dict::new(),
             pid: UInt32Builder::new(),
             tid: UInt32Builder::new(),
@@ -73,9 +75,9 @@ impl BatchBuilder {
             exe_path: Dict::new(),
             exe_sha256: FixedSizeBinaryBuilder::new(32),
             exe_status: Dict::new(),
-            exe_dev: UInt64Builder::new(),
-            exe_ino: UInt64Builder::new(),
-            cgroup_id: UInt64Builder::new(),
+            exe_dev: Int64Builder::new(),
+            exe_ino: Int64Builder::new(),
+            cgroup_id: Int64Builder::new(),
             netns: UInt32Builder::new(),
             ip_version: UInt8Builder::new(),
             protocol: Dict::new(),
@@ -83,7 +85,7 @@ impl BatchBuilder {
             dst_port: UInt16Builder::new(),
             hook: Dict::new(),
             verdict: Dict::new(),
-            sock_cookie: UInt64Builder::new(),
+            sock_cookie: Int64Builder::new(),
             rule_id: Dict::new(),
             app: Dict::new(),
             note: Dict::new(),
@@ -119,7 +121,8 @@ impl BatchBuilder {
 
         self.min_ts = self.min_ts.min(e.ts_ns);
         self.max_ts = self.max_ts.max(e.ts_ns);
-        self.ts.append_value(e.ts_ns);
+        self.ts.append_value(e.ts_ns.div_euclid(1000));
+        self.ts_ns.append_value(e.ts_ns);
         self.host_col.append_value(&self.host);
         self.pid.append_value(e.pid);
         self.tid.append_value(e.tid);
@@ -133,9 +136,11 @@ impl BatchBuilder {
             None => self.exe_sha256.append_null(),
         }
         self.exe_status.append_value(e.exe.status.as_str());
-        self.exe_dev.append_value(e.exe.dev);
-        self.exe_ino.append_value(e.exe.ino);
-        self.cgroup_id.append_value(e.cgroup_id);
+        // 64-bit ids as signed integers, bit for bit (Spark reads unsigned 64-bit
+        // columns as decimals); none of these reaches 2^63 in practice.
+        self.exe_dev.append_value(e.exe.dev as i64);
+        self.exe_ino.append_value(e.exe.ino as i64);
+        self.cgroup_id.append_value(e.cgroup_id as i64);
         self.netns.append_value(e.netns);
         let dst = canonical_addr(e.dst_addr);
         self.ip_version
@@ -147,7 +152,7 @@ impl BatchBuilder {
         self.dst_port.append_value(e.dst_port);
         self.hook.append_value(e.hook.as_str());
         self.verdict.append_value(e.verdict.as_str());
-        self.sock_cookie.append_value(e.sock_cookie);
+        self.sock_cookie.append_value(e.sock_cookie as i64);
         self.rule_id.append_option(e.rule_id);
         self.app.append_option(e.app);
         self.note.append_option(e.note);
@@ -229,6 +234,7 @@ impl BatchBuilder {
             Arc::new(self.dns_addrs.finish()),
             Arc::new(self.dns_ttl.finish()),
             Arc::new(self.dns_scope.finish()),
+            Arc::new(self.ts_ns.finish()),
         ];
         RecordBatch::try_new(schema(), columns)
     }

@@ -2,6 +2,7 @@
 //! crash-safe Parquet sink. It has no libbpf and needs no root, so it is tested alone.
 
 pub mod batch;
+pub mod conform;
 pub mod dns;
 pub mod error;
 pub mod event;

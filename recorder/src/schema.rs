@@ -7,7 +7,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 /// Bumped on any change a reader could notice; readers refuse newer versions.
 /// 2: the `note` column, rows marking when recording started and stopped, DNS answer
 /// rows (`dns_*` columns) and the name a connect's address was resolved from
-/// (`dst_name`). Readers take version 1 files (without these columns) alongside.
+/// (`dst_name`); types every engine reads as what they are (Spark included): `ts` in
+/// microseconds with the exact nanoseconds in `ts_ns`, 64-bit ids as signed integers.
+/// Readers take version 1 files (nanosecond `ts`, unsigned ids, fewer columns)
+/// alongside.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key-value metadata keys written into every Parquet file's footer.
@@ -59,6 +62,7 @@ pub mod col {
     pub const DNS_ADDRS: &str = "dns_addrs";
     pub const DNS_TTL: &str = "dns_ttl";
     pub const DNS_SCOPE: &str = "dns_scope";
+    pub const TS_NS: &str = "ts_ns";
 }
 
 fn dict() -> DataType {
@@ -78,7 +82,7 @@ pub fn schema() -> SchemaRef {
             Arc::new(Schema::new(vec![
                 Field::new(
                     col::TS,
-                    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                     false,
                 ),
                 Field::new(col::HOST, dict(), false),
@@ -91,9 +95,9 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::EXE_PATH, dict(), true),
                 Field::new(col::EXE_SHA256, DataType::FixedSizeBinary(32), true),
                 Field::new(col::EXE_STATUS, dict(), false),
-                Field::new(col::EXE_DEV, DataType::UInt64, false),
-                Field::new(col::EXE_INO, DataType::UInt64, false),
-                Field::new(col::CGROUP_ID, DataType::UInt64, false),
+                Field::new(col::EXE_DEV, DataType::Int64, false),
+                Field::new(col::EXE_INO, DataType::Int64, false),
+                Field::new(col::CGROUP_ID, DataType::Int64, false),
                 Field::new(col::NETNS, DataType::UInt32, false),
                 Field::new(col::IP_VERSION, DataType::UInt8, false),
                 Field::new(col::PROTOCOL, dict(), false),
@@ -101,7 +105,7 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::DST_PORT, DataType::UInt16, false),
                 Field::new(col::HOOK, dict(), false),
                 Field::new(col::VERDICT, dict(), false),
-                Field::new(col::SOCK_COOKIE, DataType::UInt64, false),
+                Field::new(col::SOCK_COOKIE, DataType::Int64, false),
                 Field::new(col::RULE_ID, dict(), true),
                 Field::new(col::APP, dict(), true),
                 Field::new(col::NOTE, dict(), true),
@@ -113,6 +117,7 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::DNS_ADDRS, string_list(), true),
                 Field::new(col::DNS_TTL, DataType::UInt32, true),
                 Field::new(col::DNS_SCOPE, dict(), true),
+                Field::new(col::TS_NS, DataType::Int64, false),
             ]))
         })
         .clone()
@@ -131,6 +136,6 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
         assert_eq!(names[0], col::TS);
-        assert_eq!(names.last(), Some(&col::DNS_SCOPE));
+        assert_eq!(names.last(), Some(&col::TS_NS));
     }
 }

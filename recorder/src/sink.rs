@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampNanosecondType;
 use arrow_array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::file::metadata::KeyValue;
@@ -426,10 +424,7 @@ fn rfc3339(ts_ns: i64) -> String {
 
 /// First and last event time of a batch.
 fn time_span(b: &RecordBatch) -> Option<(i64, i64)> {
-    let ts = b
-        .column(0)
-        .as_primitive::<TimestampNanosecondType>()
-        .values();
+    let ts = crate::readback::event_times(b)?;
     Some((*ts.iter().min()?, *ts.iter().max()?))
 }
 
@@ -480,6 +475,9 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
         )?;
         let (mut rows, mut span) = (0u64, None);
         for b in first.into_iter().chain(&mut batches) {
+            // A log staged by an earlier pinhole is published in today's schema.
+            let b = crate::conform::conform(b)
+                .map_err(|e| SinkError::encode(layout::staging_dir(out).join(&seg.name), e))?;
             rows += b.num_rows() as u64;
             span = widen(span, time_span(&b));
             file.write(&b)?;

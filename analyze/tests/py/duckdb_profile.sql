@@ -1,17 +1,22 @@
 -- The per-app destination profile as SQL over the hive dataset: what a DuckDB, Spark,
 -- Trino or DataFusion user runs at fleet scale. `pinhole analyze` must agree with it
 -- exactly (tests/analyze.rs runs this in DuckDB). `${DATASET}` is the dataset root.
+-- Times in nanoseconds: `ts_ns` (schema 2), or `ts` of schema 1 files.
 SELECT
     coalesce(hex(exe_sha256), 'unresolved:' || exe_status || ':' || coalesce(exe_path, comm)) AS app,
     protocol,
     dst_addr,
     dst_port,
     count(*)                                           AS events,
-    epoch_ns(min(ts))                                  AS first_ns,
-    epoch_ns(max(ts))                                  AS last_ns,
-    count(DISTINCT epoch_ns(ts) // 86400000000000)     AS days,
-    count(DISTINCT epoch_ns(ts) // 3600000000000)      AS hours,
+    min(t)                                             AS first_ns,
+    max(t)                                             AS last_ns,
+    count(DISTINCT t // 86400000000000)                AS days,
+    count(DISTINCT t // 3600000000000)                 AS hours,
     count(DISTINCT uid)                                AS users
-FROM read_parquet('${DATASET}/**/*.parquet', hive_partitioning = true)
+FROM (
+    SELECT *, coalesce(ts_ns, epoch_ns(ts)) AS t
+    FROM read_parquet('${DATASET}/**/*.parquet', hive_partitioning = true, union_by_name = true)
+    WHERE hook IN ('connect', 'sendmsg')
+)
 GROUP BY ALL
 ORDER BY app, protocol, dst_addr, dst_port
