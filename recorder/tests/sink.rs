@@ -520,3 +520,72 @@ fn integer_columns_are_stored_without_zstd_and_strings_with_it() {
         assert!(matches!(codec(c), Compression::ZSTD(_)), "{c}");
     }
 }
+
+/// A log staged by yesterday's pinhole (nanosecond `ts`, unsigned 64-bit ids, no DNS
+/// columns, no `ts_ns`) is published in today's schema after an upgrade, nothing lost.
+#[test]
+fn a_log_staged_in_an_older_schema_is_published_in_the_current_one() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let dir = tempfile::tempdir().unwrap();
+    let staging = staging_dir(dir.path());
+    fs::create_dir_all(&staging).unwrap();
+    let mut builder = pinhole_recorder::BatchBuilder::new("test-host");
+    for i in 0..10 {
+        builder.append(&event(T0 + i * 1_000, 80));
+    }
+    let now = builder.finish().unwrap();
+    let older = |f: &Field| match f.name().as_str() {
+        "ts" => Some(Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        )),
+        "exe_dev" | "exe_ino" | "cgroup_id" | "sock_cookie" => {
+            Some(Field::new(f.name(), DataType::UInt64, false))
+        }
+        n if n == "dst_name" || n.starts_with("dns_") || n == "ts_ns" => None,
+        _ => Some(f.clone()),
+    };
+    let fields: Vec<Field> = now
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|f| older(f))
+        .collect();
+    let columns = fields
+        .iter()
+        .map(|f| {
+            let c = now.column_by_name(f.name()).unwrap();
+            arrow_cast::cast(c, f.data_type()).unwrap()
+        })
+        .collect();
+    let old = arrow_array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .unwrap();
+    let log = staging.join("old-2.arrows");
+    let mut w =
+        arrow_ipc::writer::StreamWriter::try_new(fs::File::create(&log).unwrap(), &old.schema())
+            .unwrap();
+    w.write(&old).unwrap();
+    w.finish().unwrap();
+    fs::write(
+        staging.join("old-2.meta"),
+        "date=2026-11-22\nlost_events=0\n",
+    )
+    .unwrap();
+    let (sink, report) = Sink::open(config(dir.path())).unwrap();
+    assert_eq!(report.events_recovered, 10);
+    let (batches, _) = read(&report.files_published[0]);
+    assert_eq!(batches[0].schema(), pinhole_recorder::schema::schema());
+    let ts_ns = batches[0]
+        .column_by_name("ts_ns")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(ts_ns.value(3), T0 + 3_000, "the exact nanoseconds kept");
+    assert_eq!(
+        batches[0].column_by_name("dst_name").unwrap().null_count(),
+        10
+    );
+    sink.close().unwrap();
+}
