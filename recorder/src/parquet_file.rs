@@ -18,8 +18,9 @@ use crate::schema::{col, meta, schema, SCHEMA_VERSION};
 const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
 
 /// Integer columns stored without a general-purpose codec.
-const UNCOMPRESSED: [&str; 16] = [
+const UNCOMPRESSED: [&str; 17] = [
     col::TS,
+    col::TS_NS,
     col::SOCK_COOKIE,
     col::PID,
     col::TID,
@@ -62,6 +63,7 @@ fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError
             ),
         ]));
     b = delta(b, col::TS);
+    b = delta(b, col::TS_NS);
     b = delta(b, col::SOCK_COOKIE);
     // Deltas and small-integer dictionary indices are already bit-packed: zstd takes
     // a few percent off them, and costs every reader a codec per column chunk (two

@@ -507,6 +507,7 @@ fn integer_columns_are_stored_without_zstd_and_strings_with_it() {
     };
     for c in [
         "ts",
+        "ts_ns",
         "sock_cookie",
         "pid",
         "uid",
