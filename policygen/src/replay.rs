@@ -117,7 +117,9 @@ pub fn replay(
     // serves the whole run. With them, each connect is decided with the answers so far.
     let mut run = Run {
         matcher: &matcher,
-        evidence: DnsEvidence::new(policy.names.lifetime),
+        lifetime: policy.names.lifetime,
+        evidence: HashMap::new(),
+        none: DnsEvidence::new(policy.names.lifetime),
         memo: HashMap::new(),
         names: policy.uses_names(),
     };
@@ -130,7 +132,11 @@ pub fn replay(
 /// What replay carries from file to file.
 struct Run<'m, 'p> {
     matcher: &'m Matcher<'p>,
-    evidence: DnsEvidence,
+    lifetime: crate::dns_evidence::Lifetime,
+    /// Per recording host: an answer one host received vouches for nothing on another.
+    evidence: HashMap<String, DnsEvidence>,
+    /// For hosts that received no answer.
+    none: DnsEvidence,
     memo: HashMap<MemoKey, Memo>,
     /// Whether the policy has name rules or deny lists (answers matter).
     names: bool,
@@ -226,7 +232,7 @@ fn replay_file(
         .iter()
         .chain(&DNS_COLUMNS)
         .copied()
-        .chain([col::TS_NS])
+        .chain([col::TS_NS, col::HOST])
         .collect();
     for batch in read_columns(path, &wanted)? {
         let batch = batch.map_err(|e| AnalyzeError::Corrupt {
@@ -239,13 +245,25 @@ fn replay_file(
                 detail: "no usable time column".into(),
             }
         })?;
-        let sha = batch.column(1).as_fixed_size_binary();
-        let proto = batch.column(2).as_dictionary::<Int32Type>();
-        let addr = batch.column(3).as_dictionary::<Int32Type>();
-        let port = batch.column(4).as_primitive::<UInt16Type>();
+        // Checked by `read_columns`: present, with the schema's types.
+        let column = |name: &str| batch.column_by_name(name).expect("validated");
+        let sha = column("exe_sha256").as_fixed_size_binary();
+        let proto = column("protocol").as_dictionary::<Int32Type>();
+        let addr = column("dst_addr").as_dictionary::<Int32Type>();
+        let port = column("dst_port").as_primitive::<UInt16Type>();
         let proto_values = proto.values().as_string::<i32>();
         let addr_values = addr.values().as_string::<i32>();
-        let hook = batch.column(5).as_dictionary::<Int32Type>();
+        let hook = column("hook").as_dictionary::<Int32Type>();
+        let host = batch
+            .column_by_name(col::HOST)
+            .and_then(|c| c.as_dictionary_opt::<Int32Type>());
+        let host_of = |i: usize| -> &str {
+            host.filter(|h| h.is_valid(i)).map_or("", |h| {
+                h.values()
+                    .as_string::<i32>()
+                    .value(h.keys().value(i) as usize)
+            })
+        };
         let dns = DnsColumns::of(&batch, path)?;
         let hook_names = hook.values().as_string::<i32>();
         // Only connects and sends have a destination to replay; answers are evidence.
@@ -264,7 +282,12 @@ fn replay_file(
                 // Answers before the window still count for connects inside it.
                 if let (true, Some(d)) = (run.names, &dns) {
                     if filter.until_ns.is_none_or(|u| t < u) {
-                        d.add(i, h, t, &mut run.evidence);
+                        let lifetime = run.lifetime;
+                        let evidence = run
+                            .evidence
+                            .entry(host_of(i).to_owned())
+                            .or_insert_with(|| DnsEvidence::new(lifetime));
+                        d.add(i, h, t, evidence);
                         report.dns_answers += 1;
                     }
                 }
@@ -282,7 +305,7 @@ fn replay_file(
             let (app, denied, dest) = if run.names {
                 decided = decide(
                     run.matcher,
-                    &run.evidence,
+                    run.evidence.get(host_of(i)).unwrap_or(&run.none),
                     h.as_ref(),
                     p,
                     a,
@@ -292,7 +315,7 @@ fn replay_file(
                 (&decided.0, &decided.1, &decided.2)
             } else {
                 let key = (h, p.to_owned(), a.to_owned(), port.value(i));
-                let (matcher, evidence) = (run.matcher, &run.evidence);
+                let (matcher, evidence) = (run.matcher, &run.none);
                 let m = run.memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
                     decide(matcher, evidence, h.as_ref(), p, a, *port, t)
                 });

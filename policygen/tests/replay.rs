@@ -165,6 +165,18 @@ fn replay_decides_names_with_the_answers_in_the_trail() {
         sink.append(&row(t, addr, 443, Hook::Connect)).unwrap();
     }
     sink.close().unwrap();
+    // The same binary on another host, which received no answer: its file joins the
+    // dataset as a fleet's files do, copied in.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (mut other, _) = Sink::open(SinkConfig::new(elsewhere.path(), "other")).unwrap();
+    other
+        .append(&row(1, "10.0.0.1", 443, Hook::Connect))
+        .unwrap();
+    other.close().unwrap();
+    for f in pinhole_recorder::layout::published_files(elsewhere.path()).unwrap() {
+        let rel = f.strip_prefix(elsewhere.path()).unwrap();
+        std::fs::copy(&f, dir.path().join(rel)).unwrap();
+    }
     let policy = check(
         &format!(
             "version = 1\n[[deny]]\nsuffix = \"ads.example.test\"\n[[app]]\nname = \"client\"\nsha256 = \"{}\"\n\
@@ -176,10 +188,13 @@ fn replay_decides_names_with_the_answers_in_the_trail() {
     )
     .unwrap();
     let r = replay(&policy, dir.path(), &Filter::default()).unwrap();
-    assert_eq!(r.dns_answers, 2);
-    assert_eq!((r.events, r.denied()), (4, 3));
+    assert_eq!((r.files, r.dns_answers), (2, 2));
+    assert_eq!((r.events, r.denied()), (5, 4));
     let denied = &r.apps[&Some("client".to_string())].denied_dests;
-    assert_eq!(denied["tcp 10.0.0.1:443"], 1, "expired after 60 + 300 s");
+    assert_eq!(
+        denied["tcp 10.0.0.1:443"], 2,
+        "expired after 60 + 300 s, and on a host that received no answer"
+    );
     assert_eq!(denied["tcp 10.0.0.9:443"], 1, "never resolved");
     assert_eq!(
         denied["tcp 10.0.0.2:443"], 1,
