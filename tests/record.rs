@@ -280,6 +280,26 @@ pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
     Guard(Some(f))
 }
 
+/// What `tests/py/SCRIPT` printed reading the dataset at `out` with another engine
+/// (setup.sh installs `what` in the test venv).
+fn read_with(script: &str, out: &Path, what: &str) -> String {
+    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let res = Command::new(&python)
+        .arg(&script)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{python} could not read the dataset (setup.sh installs {what}): {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    String::from_utf8_lossy(&res.stdout).into_owned()
+}
+
 #[test]
 fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     require_root();
@@ -308,19 +328,7 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     );
     let ours = rows(&out).len();
 
-    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/read_dataset.py");
-    let res = Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{python} could not read the dataset (setup.sh installs duckdb and pyarrow): {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let text = String::from_utf8_lossy(&res.stdout);
+    let text = read_with("read_dataset.py", &out, "duckdb and pyarrow");
     let seen = |key: &str| {
         let start = text
             .find(&format!("\"{key}\": "))
@@ -407,19 +415,7 @@ fn the_dataset_reads_in_spark_with_native_types() {
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
     let rows = rows(&out);
-    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/read_spark.py");
-    let res = Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{python} could not read the dataset with Spark (setup.sh installs pyspark and a JRE): {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let text = String::from_utf8_lossy(&res.stdout);
+    let text = read_with("read_spark.py", &out, "pyspark and a JRE");
     let json: serde_json::Value =
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(json["rows"], rows.len(), "{text}");
