@@ -130,6 +130,19 @@ fn dns_answers_are_recorded_and_name_the_connects_that_follow() {
         "NULL",
         "an address no answer gave"
     );
+    // `analyze` shows destinations with the names they were reached under.
+    let table = pinhole([
+        "analyze".as_ref(),
+        out.as_os_str(),
+        "--app".as_ref(),
+        probe.path.as_os_str(),
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("127.0.10.7") && l.contains(" 9 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.trim_end().ends_with("www.example.test"), "{line}");
     // The queries themselves are connects to the server, named by nothing.
     assert!(mine
         .iter()
@@ -236,6 +249,32 @@ fn a_policy_by_name_survives_answers_that_move_and_one_by_address_does_not() {
         (events, denied),
         (20, 10),
         "every fetch to the moved addresses denied"
+    );
+
+    // The generated file says so: a rule by name, from DNS evidence, that checks.
+    let policy = tmp.path().join("policy.toml");
+    let made = pinhole([
+        "policy".as_ref(),
+        "generate".as_ref(),
+        out.as_os_str(),
+        "--until".as_ref(),
+        split.to_rfc3339().as_ref(),
+        "-o".as_ref(),
+        policy.as_os_str(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let toml = std::fs::read_to_string(&policy).unwrap();
+    assert!(toml.contains("host = \"api.example.test\""), "{toml}");
+    assert!(toml.contains("source = \"dns\""), "{toml}");
+    let checked = pinhole(["policy".as_ref(), "check".as_ref(), policy.as_os_str()]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
     );
 
     // The command says the same, side by side.
