@@ -12,6 +12,14 @@ use std::process::Command;
 use common::dns_server::{Answer, DnsServer};
 use common::*;
 
+/// The `dns_answer` rows among `rows`, in order.
+fn answer_rows<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
+    rows.iter()
+        .copied()
+        .filter(|r| r["hook"] == "dns_answer")
+        .collect()
+}
+
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -69,7 +77,7 @@ fn dns_answers_are_recorded_and_name_the_connects_that_follow() {
 
     let rows = rows(&out);
     let mine = rows_of(&rows, &probe.path);
-    let answers: Vec<&&Row> = mine.iter().filter(|r| r["hook"] == "dns_answer").collect();
+    let answers = answer_rows(&mine);
     assert_eq!(answers.len(), 4, "{answers:#?}");
     for a in &answers {
         assert_eq!(a["exe_sha256"], probe.sha256, "the asker's hash");
@@ -385,7 +393,7 @@ fn hostile_dns_replies_add_no_evidence_and_nothing_unasked_is_recorded() {
 
     let rows = rows(&out);
     let mine = rows_of(&rows, &probe.path);
-    let answers: Vec<&&Row> = mine.iter().filter(|r| r["hook"] == "dns_answer").collect();
+    let answers = answer_rows(&mine);
     assert_eq!(answers.len(), 3, "{answers:#?}");
     assert_eq!(answers[0]["dns_qname"], "NULL");
     assert!(

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use pinhole_recorder::event::canonical_addr as canonical;
+
 use crate::names::observed;
 
 const NS: i64 = 1_000_000_000;
@@ -96,13 +98,6 @@ struct Entry {
 pub struct DnsEvidence {
     lifetime: Lifetime,
     by_addr: HashMap<IpAddr, Vec<Entry>>,
-}
-
-fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 impl DnsEvidence {
