@@ -3,6 +3,7 @@
  * pinhole's enforcer: decides every outbound connect, unconnected UDP send and raw
  * socket by the hashed identity of the calling executable (enforce_decide.h), counts
  * each decision per app, and hands decisions and unknown executables to user space.
+ * Where the policy names hosts, DNS replies are read as they arrive (name_learn.h).
  */
 #include "kernel_types.h"
 #include <linux/bpf.h>
@@ -17,6 +18,7 @@
 #include "task_identity.h"
 #include "mptcp_owner.h"
 #include "enforce_decide.h"
+#include "name_learn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -145,6 +147,7 @@ static __always_inline int conclude(const struct pending *p, const struct decisi
 			e->verdict = d->verdict;
 			e->app_id = d->app_id;
 			e->rule = d->rule;
+			e->name_id = d->name_id;
 			e->generation = generation;
 			bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		}
@@ -212,6 +215,7 @@ static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 		return 1;
 	start_pending(&p, hook);
 	read_dst4(ctx, &p.dst);
+	remember_name_asker(ctx, p.dst.port, &p.exe);
 	return enforce_dst(&p, PINHOLE_FAMILY_V4, p.dst.addr, bpf_get_socket_cookie(ctx), subflow,
 			   owner);
 }
@@ -227,6 +231,7 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 		return 1;
 	start_pending(&p, hook);
 	read_dst6(ctx, &p.dst);
+	remember_name_asker(ctx, p.dst.port, &p.exe);
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
 	if (p.dst.addr[0] == 0 && p.dst.addr[1] == 0 && p.dst.addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;
@@ -476,4 +481,13 @@ int enforce_egress(struct __sk_buff *skb)
 	}
 	decide_beyond_rules(&p.exe, &d);
 	return conclude(&p, &d, bpf_get_socket_cookie(skb), NULL);
+}
+
+/* DNS replies to sockets that asked, read before the application can read them. */
+SEC("cgroup_skb/ingress")
+int enforce_ingress(struct __sk_buff *skb)
+{
+	if (!names_enabled)
+		return 1;
+	return learn_from_reply(skb);
 }

@@ -49,6 +49,7 @@ struct {
 struct decision {
 	__u32 app_id;
 	__u32 rule;
+	__u32 name_id; /* the name whose rule allowed it */
 	__u8 verdict; /* enum pinhole_verdict */
 	__u8 identity_unknown; /* no hash on record for this executable version */
 };
@@ -67,29 +68,19 @@ static __always_inline __u32 identify(const struct exe_identity *id, __u8 *unkno
 	return v->app_id;
 }
 
-/* The rule allowing `port` under the longest matching prefix node, 0 if none. */
-static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
-				       const __u32 addr[4], __u16 port)
+/*
+ * The rule allowing `port` among sorted, disjoint port_spans[start .. start + count).
+ * A global function: verified once, not once per caller (name rules call it per name).
+ */
+__noinline __u32 rule_in_spans(__u32 start, __u32 count, __u16 port)
 {
-	struct dest_key key = {
-		.prefixlen = PINHOLE_DEST_FIXED_BITS + (family == PINHOLE_FAMILY_V4 ? 32 : 128),
-		.app_id = app_id,
-		.protocol = protocol,
-		.family = family,
-	};
-	struct span_range *range;
-	__u32 lo = 0, hi, i;
+	__u32 lo = 0, hi = count, i;
 	struct port_span *span;
 
-	__builtin_memcpy(key.addr, addr, 16);
-	range = bpf_map_lookup_elem(&dests, &key);
-	if (!range)
-		return 0;
-	hi = range->count;
 	/* Find the last span starting at or below the port. */
 	for (i = 0; i < PINHOLE_MAX_SEARCH_STEPS && lo < hi; i++) {
 		__u32 mid = (lo + hi) / 2;
-		__u32 idx = range->start + mid;
+		__u32 idx = start + mid;
 
 		span = bpf_map_lookup_elem(&port_spans, &idx);
 		if (!span)
@@ -101,10 +92,29 @@ static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
 	}
 	if (lo == 0)
 		return 0;
-	i = range->start + lo - 1;
+	i = start + lo - 1;
 	span = bpf_map_lookup_elem(&port_spans, &i);
 	return span && port <= span->hi ? span->rule : 0;
 }
+
+/* The rule allowing `port` under the longest matching prefix node, 0 if none. */
+static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
+				       const __u32 addr[4], __u16 port)
+{
+	struct dest_key key = {
+		.prefixlen = PINHOLE_DEST_FIXED_BITS + (family == PINHOLE_FAMILY_V4 ? 32 : 128),
+		.app_id = app_id,
+		.protocol = protocol,
+		.family = family,
+	};
+	struct span_range *range;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	range = bpf_map_lookup_elem(&dests, &key);
+	return range ? rule_in_spans(range->start, range->count, port) : 0;
+}
+
+#include "name_decide.h"
 
 /* ICMPv6 is matched as ICMP; protocols no rule can name never match (returns 0). */
 static __always_inline __u8 protocol_class(__u8 ipproto)
@@ -154,15 +164,32 @@ static __always_inline void decide_connect(const struct exe_identity *id, __u8 i
 					   const __u32 addr[4], __u16 port, struct decision *d)
 {
 	__u8 protocol = protocol_class(ipproto);
+	struct names_verdict n = {};
 
 	d->app_id = identify(id, &d->identity_unknown);
 	d->rule = 0;
-	if (!d->app_id)
+	d->name_id = 0;
+	if (names_enabled)
+		decide_by_names(id, d->app_id, protocol, family, addr, port, &n);
+	if (n.deny) {
+		/* A deny entry wins over every allow (matcher item 8). */
+		d->rule = n.deny;
+		if (d->app_id)
+			d->verdict = no_rule_verdict(d->app_id);
+		else
+			d->verdict = unknown_action == PINHOLE_UNKNOWN_AUDIT ? PINHOLE_VERDICT_WOULD_DENY :
+									      PINHOLE_VERDICT_DENIED;
+	} else if (!d->app_id) {
 		d->verdict = unknown_verdict();
-	else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port)))
+	} else if (protocol && n.rule) {
 		d->verdict = PINHOLE_VERDICT_ALLOWED;
-	else
+		d->rule = n.rule;
+		d->name_id = n.name_id;
+	} else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port))) {
+		d->verdict = PINHOLE_VERDICT_ALLOWED;
+	} else {
 		d->verdict = no_rule_verdict(d->app_id);
+	}
 	apply_force_audit(d);
 }
 

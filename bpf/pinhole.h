@@ -36,6 +36,18 @@ enum pinhole_lost_slot {
 	PINHOLE_LOST_SLOTS = 3,
 };
 
+/* Index of each counter in the enforcer's per-CPU `name_stats` array. */
+enum pinhole_name_stat {
+	PINHOLE_NAMES_REPLIES = 0, /* replies parsed */
+	PINHOLE_NAMES_UNREADABLE = 1, /* replies the kernel parser refused (malformed, cut) */
+	PINHOLE_NAMES_EVIDENCE_ADDED = 2, /* (receiver, address) entries created */
+	PINHOLE_NAMES_SLOT_EVICTIONS = 3, /* names pushed out of a full entry while valid */
+	PINHOLE_NAMES_ID_FULL = 4, /* names that got no id (tables full) */
+	PINHOLE_NAMES_LOST_NAME = 5, /* a connect met a name id whose text was evicted */
+	PINHOLE_NAMES_SKIPPED_ANSWERS = 6, /* answers past PINHOLE_DNS_MAX_ANSWERS, or unusable */
+	PINHOLE_NAMES_STATS = 7,
+};
+
 /*
  * The executable a task is running, as the kernel sees it. `dev` is the kernel's
  * encoding (major << 20 | minor); user space converts before comparing with st_dev.
@@ -74,7 +86,7 @@ struct connect_event {
 	__u32 app_id; /* enforcer: the policy's app (1-based), 0 for an unknown binary */
 	__u32 rule; /* enforcer: global rule number (1-based), 0 for none */
 	__u32 generation; /* enforcer: which loaded policy decided */
-	__u32 _pad2;
+	__u32 name_id; /* enforcer: the name whose rule allowed it (name_texts), 0: none */
 	char comm[PINHOLE_COMM_LEN];
 };
 
@@ -182,9 +194,99 @@ struct port_span {
 /* Binary search over at most 65,536 spans. */
 #define PINHOLE_MAX_SEARCH_STEPS 17
 
+enum pinhole_dns_scope {
+	PINHOLE_SCOPE_APP = 0,
+	PINHOLE_SCOPE_HOST = 1,
+};
+
 struct app_info {
 	__u32 mode; /* enum pinhole_app_mode */
+	__u32 dns_scope; /* enum pinhole_dns_scope */
+	/* The first 8 bytes of the app's SHA-256: who received a DNS answer, stable across
+	 * reloads (app ids are not). */
+	__u64 sha_tag;
 };
+
+/* ---- Names: DNS evidence and name rules (enforcer) ---- */
+
+/* A name as text: lowercase, dotted, no root dot, zero-padded. Name tables key the
+ * policy's names reversed byte for byte ("moc.elpmaxe"), so that every parent domain
+ * of a name is a prefix of its key. */
+#define PINHOLE_NAME_BYTES 256
+struct dns_name {
+	char text[PINHOLE_NAME_BYTES];
+};
+
+/* Who received an answer: an app by its hash tag, a binary outside the policy by its
+ * file, or the host's resolver. */
+enum pinhole_receiver_kind {
+	PINHOLE_RECEIVER_APP = 1,
+	PINHOLE_RECEIVER_FILE = 2,
+	PINHOLE_RECEIVER_HOST = 3,
+};
+
+struct evidence_key {
+	__u64 who; /* sha tag, or inode */
+	__u32 dev; /* the file's device (kernel encoding); 0 otherwise */
+	__u8 kind; /* enum pinhole_receiver_kind */
+	__u8 family; /* PINHOLE_FAMILY_V4 or _V6 */
+	__u16 _pad;
+	__u8 addr[16];
+};
+
+#define PINHOLE_EVIDENCE_SLOTS 8
+
+/* One name vouching for the address until `until_ns` (CLOCK_BOOTTIME). */
+struct evidence_slot {
+	__u64 until_ns;
+	__u32 name_id;
+	__u32 _pad;
+};
+
+struct evidence_value {
+	struct evidence_slot slots[PINHOLE_EVIDENCE_SLOTS];
+};
+
+/* What one name matches under the loaded policy: the policy's name patterns (ids the
+ * policy's tables use) and the global deny entry hitting it (a rule number, 0: none). */
+#define PINHOLE_NAME_PATTERNS 8
+struct name_match {
+	__u32 count;
+	__u32 global_deny;
+	__u32 patterns[PINHOLE_NAME_PATTERNS];
+};
+
+/* A name of the policy (key: reversed text). `exact`: the pattern "this name", `under`:
+ * "any name below it" (0 when the policy has none); the deny fields: the global deny
+ * entry (rule number) hitting the name itself, or names below it. */
+struct name_pattern {
+	__u32 exact;
+	__u32 under;
+	__u32 deny_exact;
+	__u32 deny_under;
+};
+
+/* A deny prefix of the policy (key: the prefix, not reversed). */
+struct name_prefix {
+	__u32 pattern;
+	__u32 global_deny;
+};
+
+/* An app's rules for one pattern and protocol (protocol 0: the app's deny entry). */
+struct name_rule_key {
+	__u32 app_id;
+	__u32 pattern;
+	__u8 protocol;
+	__u8 _pad[3];
+};
+
+struct name_rule_value {
+	__u32 start; /* the rules' port spans: port_spans[start .. start + count) */
+	__u32 count;
+	__u32 deny; /* protocol 0: the deny entry's rule number */
+};
+
+#define PINHOLE_MAX_PREFIX_LENS 16
 
 /* Per app (index 0: unknown binaries), per CPU. */
 struct verdict_counters {

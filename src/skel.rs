@@ -37,6 +37,12 @@ unsafe impl plain::Plain for enforce::types::dest_key {}
 unsafe impl plain::Plain for enforce::types::span_range {}
 unsafe impl plain::Plain for enforce::types::port_span {}
 unsafe impl plain::Plain for enforce::types::app_info {}
+unsafe impl plain::Plain for enforce::types::name_pattern {}
+unsafe impl plain::Plain for enforce::types::name_prefix {}
+unsafe impl plain::Plain for enforce::types::name_rule_key {}
+unsafe impl plain::Plain for enforce::types::name_rule_value {}
+unsafe impl plain::Plain for enforce::types::evidence_key {}
+unsafe impl plain::Plain for enforce::types::evidence_value {}
 
 // Each skeleton generates its own copy of `struct exe_identity` from bpf/pinhole.h.
 impl From<&record::types::exe_identity> for ExeKey {

@@ -13,6 +13,8 @@ use common::*;
 
 #[path = "../policygen/tests/cases/cases.rs"]
 mod cases;
+#[path = "enforce_semantics/names.rs"]
+mod names;
 
 use cases::Case;
 
@@ -25,6 +27,37 @@ fn probe_copy(dir: &std::path::Path, name: &str, tag: u8) -> (PathBuf, String) {
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let sha = sha256_of(&path);
     (path, sha)
+}
+
+/// The suite's policy with each app's hash replaced by a probe copy's (at a known
+/// path), and, with `dns`, each app allowed to ask the test's DNS server.
+fn pin_apps(text: &str, dir: &std::path::Path, dns: bool) -> (String, BTreeMap<String, PathBuf>) {
+    let mut policy = text.to_owned();
+    if dns {
+        let mut sections: Vec<String> = policy.split("\n[[app]]\n").map(str::to_owned).collect();
+        for (i, app) in sections.iter_mut().enumerate().skip(1) {
+            app.push_str(&format!(
+                "\n[[app.allow]]\nid = \"test-dns-{i}\"\nprotocol = \"udp\"\ndst = \"{}/32\"\nports = 53\n",
+                names::DNS.ip()
+            ));
+        }
+        policy = sections.join("\n[[app]]\n");
+    }
+    let mut binaries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let app_hashes: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sha256 = \""))
+        .map(|h| h.trim_end_matches('"').to_owned())
+        .collect();
+    for (i, old) in app_hashes.iter().enumerate() {
+        let (path, sha) = probe_copy(dir, &format!("app{i}"), i as u8 + 1);
+        policy = policy.replace(
+            &format!("sha256 = \"{old}\""),
+            &format!("sha256 = \"{sha}\"\npaths = [\"{}\"]", path.display()),
+        );
+        binaries.insert(old.clone(), path);
+    }
+    (policy, binaries)
 }
 
 fn probe_arg(c: &Case) -> String {
@@ -48,47 +81,10 @@ fn every_semantics_case_holds_in_the_kernel() {
     for (s, suite) in cases.suite.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         if !suite.answers.is_empty() {
-            // Names: the kernel side (DNS capture, name evidence in maps) is not built
-            // yet, so the enforcer refuses these policies instead of mis-enforcing them.
-            let policy_path = dir.path().join("policy.toml");
-            fs::write(&policy_path, &suite.policy).unwrap();
-            // Confined like every enforcer of the suite, should it ever start.
-            let cg = TestCgroup::new(&format!("pinhole-sem{s}"));
-            let cg_path = cg.path.as_os_str();
-            let out = pinhole([
-                "enforce".as_ref(),
-                policy_path.as_os_str(),
-                "--cgroup".as_ref(),
-                cg_path,
-                "--attach-cgroup".as_ref(),
-                cg_path,
-            ]);
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                !out.status.success() && said.contains("does not enforce names yet"),
-                "{}: {said}",
-                suite.name
-            );
-            names += suite.events.len();
+            names += names::check_suite(s, suite);
             continue;
         }
-        // Each app's hash in the suite becomes the hash of a probe copy at a known path.
-        let mut policy = suite.policy.clone();
-        let mut binaries: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let app_hashes: Vec<String> = suite
-            .policy
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("sha256 = \""))
-            .map(|h| h.trim_end_matches('"').to_owned())
-            .collect();
-        for (i, old) in app_hashes.iter().enumerate() {
-            let (path, sha) = probe_copy(dir.path(), &format!("app{i}"), i as u8 + 1);
-            policy = policy.replace(
-                &format!("sha256 = \"{old}\""),
-                &format!("sha256 = \"{sha}\"\npaths = [\"{}\"]", path.display()),
-            );
-            binaries.insert(old.clone(), path);
-        }
+        let (policy, binaries) = pin_apps(&suite.policy, dir.path(), false);
         let (unknown, _) = probe_copy(dir.path(), "unknown", 0xee);
         let policy_path = dir.path().join("policy.toml");
         fs::write(&policy_path, &policy).unwrap();
@@ -174,7 +170,7 @@ fn every_semantics_case_holds_in_the_kernel() {
 }
 
 /// Each recorded decision has the case's verdict and rule id, in order.
-fn check_rows(suite: &str, events: &[&Case], rows: &[&Row]) {
+pub(crate) fn check_rows(suite: &str, events: &[&Case], rows: &[&Row]) {
     for (c, r) in events.iter().zip(rows) {
         let want_rule = if c.rule.is_empty() {
             "NULL"

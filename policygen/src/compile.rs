@@ -13,6 +13,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::compile_names::{compile_names, NameTables, Numbering, GLOBAL};
+use crate::dns_evidence::Scope;
 use crate::matcher::Verdict;
 use crate::policy::{Mode, Policy, Protocol, UnknownAction};
 
@@ -73,6 +75,8 @@ pub struct CompiledApp {
     pub name: String,
     pub sha256: [u8; 32],
     pub mode: Mode,
+    /// Whose DNS answers vouch for its connects.
+    pub dns_scope: Scope,
 }
 
 /// A policy as kernel tables. App ids are 1-based (0 means "unknown binary").
@@ -80,21 +84,25 @@ pub struct CompiledApp {
 pub struct Compiled {
     pub unknown_binary: UnknownAction,
     pub apps: Vec<CompiledApp>,
-    /// Global rule number n (1-based) is `rules[n - 1]`: (app index, rule id).
+    /// Global rule number n (1-based) is `rules[n - 1]`: (app index, rule id), address
+    /// rules first, then name rules and deny entries (app index `GLOBAL` for the
+    /// policy's own deny list, whose ids are the entries' sources).
     pub rules: Vec<(u32, String)>,
     pub dests: Vec<(DestKey, SpanRange)>,
     pub spans: Vec<PortSpan>,
     /// The longest span list of one node (the binary search is bounded anyway).
     pub max_node_spans: u32,
+    /// Name rules and deny lists, when the policy has any.
+    pub names: Option<NameTables>,
 }
 
 /// A rule prepared for partitioning: its place in the matcher's specificity order.
-struct Candidate {
-    prefix_len: u8,
-    lo: u16,
-    hi: u16,
-    order: usize,
-    rule: u32,
+pub(crate) struct Candidate {
+    pub prefix_len: u8,
+    pub lo: u16,
+    pub hi: u16,
+    pub order: usize,
+    pub rule: u32,
 }
 
 impl Candidate {
@@ -159,7 +167,7 @@ fn prefix_matches(node: &[u8; 16], prefix_len: u8, addr: &[u8; 16]) -> bool {
 }
 
 /// Resolves overlapping port ranges into disjoint spans, each owned by its best rule.
-fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
+pub(crate) fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
     rules.sort_by_key(|c| c.rank());
     let mut starts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (rank, c) in rules.iter().enumerate() {
@@ -244,6 +252,13 @@ pub fn compile(policy: &Policy) -> Compiled {
             dests.push((key, range));
         }
     }
+    let names = policy.uses_names().then(|| {
+        let mut n = Numbering {
+            rules: &mut rules,
+            spans: &mut spans,
+        };
+        compile_names(policy, &mut n)
+    });
     Compiled {
         unknown_binary: policy.unknown_binary,
         apps: policy
@@ -253,12 +268,14 @@ pub fn compile(policy: &Policy) -> Compiled {
                 name: a.name.clone(),
                 sha256: a.sha256,
                 mode: a.mode,
+                dns_scope: a.scope(policy),
             })
             .collect(),
         rules,
         dests,
         spans,
         max_node_spans,
+        names,
     }
 }
 
@@ -375,7 +392,11 @@ impl Compiled {
     /// The rule id and app name behind a global rule number.
     pub fn rule(&self, number: u32) -> Option<(&str, &str)> {
         let (app, id) = self.rules.get(number.checked_sub(1)? as usize)?;
-        Some((self.apps[*app as usize].name.as_str(), id.as_str()))
+        let app_name = match *app {
+            GLOBAL => "",
+            i => self.apps[i as usize].name.as_str(),
+        };
+        Some((app_name, id.as_str()))
     }
 
     pub fn app(&self, app_id: u32) -> Option<&CompiledApp> {

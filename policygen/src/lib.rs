@@ -5,6 +5,7 @@
 pub mod blocklist;
 pub mod check;
 pub mod compile;
+pub mod compile_names;
 pub mod diff;
 pub mod dns_evidence;
 pub mod generate;

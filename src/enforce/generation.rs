@@ -14,7 +14,7 @@ use libbpf_rs::{MapHandle, OpenObject};
 use pinhole_policygen::compile::Compiled;
 use pinhole_policygen::UnknownAction;
 
-use super::tables;
+use super::{name_tables, tables};
 use crate::capture::map_handle;
 use crate::skel::enforce::{EnforceSkel, EnforceSkelBuilder};
 
@@ -39,6 +39,13 @@ pub struct Shared {
     pub lost_events: MapHandle,
     /// MPTCP connections' owners: a subflow opened after a reload is still the owner's.
     pub mptcp_owners: MapHandle,
+    /// Names: DNS evidence and name texts outlive a reload (bpf/name_decide.h).
+    pub name_evidence: MapHandle,
+    pub name_ids: MapHandle,
+    pub name_texts: MapHandle,
+    pub name_id_next: MapHandle,
+    pub name_askers: MapHandle,
+    pub name_stats: MapHandle,
 }
 
 pub struct Generation {
@@ -48,7 +55,7 @@ pub struct Generation {
 }
 
 /// The cgroup hooks, in the order links are created and pinned.
-pub const CGROUP_HOOKS: [&str; 7] = [
+pub const CGROUP_HOOKS: [&str; 8] = [
     "connect4",
     "connect6",
     "sendmsg4",
@@ -56,6 +63,7 @@ pub const CGROUP_HOOKS: [&str; 7] = [
     "sock_create",
     "setsockopt",
     "egress",
+    "ingress",
 ];
 
 pub fn load(
@@ -63,6 +71,7 @@ pub fn load(
     compiled: Arc<Compiled>,
     opts: Options,
     shared: Option<&Shared>,
+    host_resolvers: &[String],
 ) -> Result<Generation> {
     // The skeleton borrows its object storage for its whole life; a generation lives
     // until it is replaced, and one small allocation per reload is the price.
@@ -87,6 +96,7 @@ pub fn load(
         UnknownAction::Deny => 1,
         UnknownAction::Audit => 2,
     };
+    name_tables::configure(&mut open, &compiled)?;
     let sizes = tables::sizes(&compiled);
     let m = &mut open.maps;
     m.apps.set_max_entries(sizes.apps)?;
@@ -100,6 +110,12 @@ pub fn load(
             m.exec_events.reuse_fd(s.exec_events.as_fd())?;
             m.lost_events.reuse_fd(s.lost_events.as_fd())?;
             m.mptcp_owners.reuse_fd(s.mptcp_owners.as_fd())?;
+            m.name_evidence.reuse_fd(s.name_evidence.as_fd())?;
+            m.name_ids.reuse_fd(s.name_ids.as_fd())?;
+            m.name_texts.reuse_fd(s.name_texts.as_fd())?;
+            m.name_id_next.reuse_fd(s.name_id_next.as_fd())?;
+            m.name_askers.reuse_fd(s.name_askers.as_fd())?;
+            m.name_stats.reuse_fd(s.name_stats.as_fd())?;
         }
         None => m
             .connect_events
@@ -112,6 +128,10 @@ pub fn load(
     )?;
     let loaded = started.elapsed();
     tables::fill_policy(&skel, &compiled).context("filling the policy tables")?;
+    if compiled.names.is_some() {
+        let marked = name_tables::set_host_resolvers(&skel.maps.host_resolvers, host_resolvers)?;
+        tracing::debug!(marked, "host resolvers marked");
+    }
     tracing::debug!(
         load_ms = loaded.as_millis(),
         fill_ms = (started.elapsed() - loaded).as_millis(),
@@ -132,6 +152,12 @@ impl Generation {
             exec_events: map_handle(&m.exec_events)?,
             lost_events: map_handle(&m.lost_events)?,
             mptcp_owners: map_handle(&m.mptcp_owners)?,
+            name_evidence: map_handle(&m.name_evidence)?,
+            name_ids: map_handle(&m.name_ids)?,
+            name_texts: map_handle(&m.name_texts)?,
+            name_id_next: map_handle(&m.name_id_next)?,
+            name_askers: map_handle(&m.name_askers)?,
+            name_stats: map_handle(&m.name_stats)?,
         })
     }
 
@@ -148,6 +174,7 @@ impl Generation {
                 &p.enforce_sock_create,
                 &p.enforce_setsockopt,
                 &p.enforce_egress,
+                &p.enforce_ingress,
             ],
             exec: &p.enforce_exec,
         }

@@ -6,6 +6,7 @@ mod denials;
 mod exec_gate;
 mod generation;
 mod identities;
+mod name_tables;
 mod run;
 pub(crate) mod state;
 mod tables;
@@ -64,6 +65,11 @@ pub struct EnforceArgs {
     /// How often the ring buffer is drained.
     #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     poll_interval: Duration,
+    /// The host's own DNS resolvers (executables): the answers they receive count for
+    /// apps in DNS scope "host" (`dns_scope`), as in `record`. Repeatable; replaces the
+    /// defaults.
+    #[arg(long = "host-resolver", default_values_t = crate::dns_rows::DEFAULT_HOST_RESOLVERS.map(String::from))]
+    host_resolvers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -45,13 +45,6 @@ fn load(path: &Path, consequence: &str) -> Result<Loaded> {
     };
     drop(raw);
     let policy = crate::policy::check_text(&text, shown, consequence)?;
-    if policy.uses_names() {
-        bail!(
-            "{}: the policy has name rules (`host`) or deny lists; `pinhole policy replay` \
-             evaluates them, but the kernel enforcer does not enforce names yet; {consequence}",
-            shown.display()
-        );
-    }
     let compiled = Arc::new(compile(&policy));
     Ok(Loaded {
         text,
@@ -192,7 +185,13 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     };
     let number = previous.as_ref().map_or(1, |s| s.generation + 1);
     let loading = Instant::now();
-    let gen = generation::load(number, loaded.compiled.clone(), opts, shared.as_ref())?;
+    let gen = generation::load(
+        number,
+        loaded.compiled.clone(),
+        opts,
+        shared.as_ref(),
+        &args.host_resolvers,
+    )?;
     tracing::debug!(
         took_ms = loading.elapsed().as_millis(),
         "programs and tables loaded into the kernel"
@@ -344,6 +343,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     resolver: &resolver,
                     gate: &gate_target,
                     persist: args.persist,
+                    host_resolvers: &args.host_resolvers,
                 };
                 let outcome = ctx.run(&current, &mut links);
                 state::set_reload_phase(None);
@@ -469,6 +469,12 @@ fn pinned_shared() -> Result<Shared> {
         exec_events: open("exec_events")?,
         lost_events: open("lost_events")?,
         mptcp_owners: open("mptcp_owners")?,
+        name_evidence: open("name_evidence")?,
+        name_ids: open("name_ids")?,
+        name_texts: open("name_texts")?,
+        name_id_next: open("name_id_next")?,
+        name_askers: open("name_askers")?,
+        name_stats: open("name_stats")?,
     })
 }
 
@@ -480,6 +486,12 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
         ("exec_events", &shared.exec_events),
         ("lost_events", &shared.lost_events),
         ("mptcp_owners", &shared.mptcp_owners),
+        ("name_evidence", &shared.name_evidence),
+        ("name_ids", &shared.name_ids),
+        ("name_texts", &shared.name_texts),
+        ("name_id_next", &shared.name_id_next),
+        ("name_askers", &shared.name_askers),
+        ("name_stats", &shared.name_stats),
     ] {
         let p = dir.join(name);
         if !p.exists() {
@@ -506,6 +518,7 @@ struct Reload<'a> {
     resolver: &'a Resolver,
     gate: &'a Mutex<exec_gate::Target>,
     persist: bool,
+    host_resolvers: &'a [String],
 }
 
 impl Reload<'_> {
@@ -521,6 +534,7 @@ impl Reload<'_> {
             loaded.compiled.clone(),
             self.opts,
             Some(self.shared),
+            self.host_resolvers,
         )?;
         phase("placing the identities of hashed files");
         let apps = AppsByHash::new(&loaded.compiled);

@@ -18,7 +18,7 @@ use crate::skel::enforce::EnforceSkel;
 /// PINHOLE_DEST_FIXED_BITS of bpf/pinhole.h: app id, protocol, family and padding.
 const DEST_FIXED_BITS: u32 = 64;
 
-fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
+pub(super) fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
     // SAFETY: Plain types are integers and byte arrays without padding holes that
     // matter to the kernel (every padding field is explicit and zeroed).
     unsafe { plain::as_bytes(v) }
@@ -49,6 +49,8 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
                 Mode::Enforce => 0,
                 Mode::Audit => 1,
             },
+            dns_scope: super::name_tables::scope_code(app.dns_scope),
+            sha_tag: super::name_tables::sha_tag(&app.sha256),
         };
         maps.apps
             .update(&id.to_ne_bytes(), bytes(&info), MapFlags::ANY)
@@ -80,7 +82,11 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
         };
         dests.push(bytes(&key), bytes(&value))?;
     }
-    dests.finish()
+    dests.finish()?;
+    match &c.names {
+        Some(names) => super::name_tables::fill(skel, names),
+        None => Ok(()),
+    }
 }
 
 /// Map writes gathered into batches of `BATCH` elements: one system call each instead

@@ -1,16 +1,17 @@
-//! A DNS server for tests, on a loopback address's port 53 (UDP and TCP): answers A
-//! questions from a table of names, each name's answers rotating per query, with
-//! optional CNAMEs. Stops when dropped.
+//! A DNS server for tests, on a loopback address's port 53 (UDP and TCP), in this or
+//! another network namespace: answers questions from a table of names, each name's
+//! answers rotating per query, with optional CNAMEs. Stops when dropped.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record};
 
 /// What a name answers: a CNAME target (answered in turn), or rounds of addresses.
@@ -20,6 +21,16 @@ pub enum Answer {
     Rounds(Vec<Vec<Ipv4Addr>>),
     /// These bytes, with the query's id put in front (hostile or broken servers).
     Raw(Vec<u8>),
+    /// Whole answers in turn, one per query: a CNAME chain from the asked name (each
+    /// name's target), then the addresses of its last name, with this TTL.
+    Chains(Vec<Chain>),
+}
+
+#[derive(Clone)]
+pub struct Chain {
+    pub cnames: Vec<String>,
+    pub addrs: Vec<IpAddr>,
+    pub ttl: u32,
 }
 
 pub struct DnsServer {
@@ -54,6 +65,26 @@ impl Table {
                     m.add_answer(Record::from_rdata(owner, self.ttl, RData::CNAME(CNAME(to))));
                     name = target.to_owned();
                 }
+                Some(Answer::Chains(chains)) => {
+                    let n = self.asked.entry(name.clone()).or_default();
+                    let chain = &chains[*n % chains.len()];
+                    *n += 1;
+                    let mut owner = Name::from_ascii(format!("{name}.")).ok()?;
+                    for target in &chain.cnames {
+                        let to = Name::from_ascii(format!("{target}.")).ok()?;
+                        let rdata = RData::CNAME(CNAME(to.clone()));
+                        m.add_answer(Record::from_rdata(owner, chain.ttl, rdata));
+                        owner = to;
+                    }
+                    for a in &chain.addrs {
+                        let rdata = match a {
+                            IpAddr::V4(v4) => RData::A(A(*v4)),
+                            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                        };
+                        m.add_answer(Record::from_rdata(owner.clone(), chain.ttl, rdata));
+                    }
+                    return m.to_vec().ok();
+                }
                 Some(Answer::Raw(bytes)) => {
                     let mut r = q.metadata.id.to_be_bytes().to_vec();
                     r.extend_from_slice(&bytes);
@@ -79,7 +110,32 @@ impl Table {
     }
 }
 
+/// Runs `f` with this thread in the network namespace at `netns`, then moves it back.
+fn in_netns<T>(netns: &Path, f: impl FnOnce() -> T) -> T {
+    use std::os::fd::AsRawFd;
+    let home = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    let there = std::fs::File::open(netns).unwrap();
+    // SAFETY: setns on this thread with namespace descriptors just opened.
+    assert_eq!(
+        unsafe { libc::setns(there.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
+    let out = f();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
+    out
+}
+
 impl DnsServer {
+    /// Serves `names` on `addr` inside the network namespace at `netns` (its sockets
+    /// are made there; the threads serving them may run anywhere).
+    pub fn start_in(netns: &Path, addr: SocketAddr, names: Vec<(&str, Answer)>) -> DnsServer {
+        in_netns(netns, || DnsServer::start(addr, names, 0))
+    }
+
     /// Serves `names` on `addr` (a loopback address, port 53) with answers of `ttl` s.
     pub fn start(addr: SocketAddr, names: Vec<(&str, Answer)>, ttl: u32) -> DnsServer {
         let table = Arc::new(Mutex::new(Table {

@@ -306,6 +306,45 @@ pub fn cgroup2_mount() -> PathBuf {
         .expect("a cgroup2 mount")
 }
 
+/// A named network namespace with only loopback, made by a test, removed when dropped.
+pub struct TestNetns {
+    pub name: String,
+}
+
+impl TestNetns {
+    pub fn new(name: &str) -> TestNetns {
+        let name = format!("{name}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("running ip");
+            assert!(st.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        TestNetns { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `probe` with `args` in `cgroup` and in this namespace; its answers.
+    pub fn probe(&self, cgroup: &TestCgroup, probe: &Path, args: &[String]) -> Vec<String> {
+        let mut cmd = cgroup.command(Path::new("ip"));
+        cmd.args(["netns", "exec", &self.name])
+            .arg(probe)
+            .args(args);
+        answers(run(&mut cmd), args.len())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
 /// A child cgroup of the cgroup-v2 root made by a test, removed when dropped.
 pub struct TestCgroup {
     pub path: PathBuf,

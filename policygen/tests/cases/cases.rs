@@ -19,7 +19,6 @@ pub struct Suite {
 }
 
 #[derive(Deserialize)]
-#[allow(dead_code)] // The kernel's test refuses name suites until names are enforced.
 pub struct AnswerCase {
     /// Seconds.
     pub t: i64,
@@ -46,7 +45,6 @@ pub struct Case {
     pub rule: String,
     /// Seconds (events of a suite are in time order).
     #[serde(default)]
-    #[allow(dead_code)]
     pub t: i64,
 }
 

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Names in the enforcer's decision (policygen/src/matcher.rs, items 6 to 8): which
+ * names vouch for a connect's address (DNS evidence the connecting binary, or in host
+ * scope the host's resolver, received and that still counts), what those names match
+ * in the policy (its exact names, wildcard bases, deny entries), and so which name
+ * rule allows the connect or which deny entry refuses it.
+ *
+ * Evidence and name texts outlive a reload (the maps are shared by every generation);
+ * what a name matches is the loaded policy's, cached per generation by name id and
+ * worked out again from the name's text where the cache has no entry (after a reload,
+ * or for a name first met at a connect). Included by enforce_decide.h after the
+ * identity and app tables.
+ */
+#ifndef PINHOLE_NAME_DECIDE_H
+#define PINHOLE_NAME_DECIDE_H
+
+#include "pinhole.h"
+#include <bpf/bpf_helpers.h>
+#include <linux/bpf.h>
+
+#define NS_PER_SEC 1000000000ULL
+
+/* Set before load from the policy (names_enabled: it has name rules or deny lists). */
+const volatile __u8 names_enabled = 0;
+const volatile __u32 names_scope = PINHOLE_SCOPE_APP; /* for binaries outside the policy */
+const volatile __u32 dns_min_ttl = 60;
+const volatile __u32 dns_grace = 300;
+/* The lengths of the policy's deny prefixes, as a bit set (bit n: length n). */
+const volatile __u8 prefix_len_bits[PINHOLE_NAME_BYTES / 8] = {};
+const volatile __u8 has_prefixes = 0;
+
+/* ---- Shared by every generation ---- */
+
+/* (receiver, address) -> the names vouching for it, each until when. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct evidence_key);
+	__type(value, struct evidence_value);
+} name_evidence SEC(".maps");
+
+/* Name ids: a name's text (with its length in the last byte) <-> a number. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dns_name);
+	__type(value, __u32);
+} name_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct dns_name);
+} name_texts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PINHOLE_NAMES_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} name_stats SEC(".maps");
+
+/* ---- This generation's policy ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct dns_name);
+	__type(value, struct name_pattern);
+} name_patterns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct dns_name);
+	__type(value, struct name_prefix);
+} name_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct name_rule_key);
+	__type(value, struct name_rule_value);
+} name_rules SEC(".maps");
+
+/* Name id -> what the name matches under this policy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct name_match);
+} name_matches SEC(".maps");
+
+/* Working buffers for matching a name (process context; replies use dns_parse's). */
+struct name_scratch {
+	struct dns_name key;
+	struct dns_name text;
+	struct name_match match;
+	__u32 len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct name_scratch);
+} name_scratch_buf SEC(".maps");
+
+static __always_inline void count_name_stat(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&name_stats, &slot);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline struct name_scratch *name_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&name_scratch_buf, &zero);
+}
+
+/* Who a binary is as a receiver of answers: its app's hash tag, or its file. */
+static __always_inline void receiver_of(const struct exe_identity *id, __u32 app_id,
+					struct evidence_key *k)
+{
+	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
+
+	if (a) {
+		k->kind = PINHOLE_RECEIVER_APP;
+		k->who = a->sha_tag;
+		k->dev = 0;
+	} else {
+		k->kind = PINHOLE_RECEIVER_FILE;
+		k->who = id->ino;
+		k->dev = id->dev;
+	}
+}
+
+static __always_inline void add_pattern(struct name_match *m, __u32 pattern, __u32 deny)
+{
+	if (pattern && m->count < PINHOLE_NAME_PATTERNS) {
+		m->patterns[m->count & (PINHOLE_NAME_PATTERNS - 1)] = pattern;
+		m->count++;
+	}
+	if (deny && !m->global_deny)
+		m->global_deny = deny;
+}
+
+/* Fills the key with the text reversed (policy names are keyed so). */
+static long reverse_step(__u64 i, void *ctx)
+{
+	struct name_scratch *s = name_scratch();
+
+	if (!s || i >= s->len)
+		return 1;
+	s->key.text[i & (PINHOLE_NAME_BYTES - 1)] =
+		s->text.text[(s->len - 1 - i) & (PINHOLE_NAME_BYTES - 1)];
+	return 0;
+}
+
+/* Cuts the reversed key back a byte at a time; at each dot, the rest is a parent. */
+static long parent_step(__u64 i, void *ctx)
+{
+	struct name_scratch *s = name_scratch();
+	struct name_pattern *p;
+	__u32 at;
+	char c;
+
+	if (!s || i >= s->len)
+		return 1;
+	at = (s->len - 1 - i) & (PINHOLE_NAME_BYTES - 1);
+	c = s->key.text[at];
+	s->key.text[at] = 0;
+	if (c != '.')
+		return 0;
+	p = bpf_map_lookup_elem(&name_patterns, &s->key);
+	if (p)
+		add_pattern(&s->match, p->under, p->deny_under);
+	return 0;
+}
+
+/* Cuts the name back a byte at a time, looking up the lengths deny prefixes have. */
+static long prefix_step(__u64 i, void *ctx)
+{
+	struct name_scratch *s = name_scratch();
+	struct name_prefix *p;
+	__u32 len;
+
+	if (!s || i >= s->len)
+		return 1;
+	len = (s->len - i) & (PINHOLE_NAME_BYTES - 1);
+	if (prefix_len_bits[len / 8] & (1 << (len % 8))) {
+		p = bpf_map_lookup_elem(&name_prefixes, &s->key);
+		if (p)
+			add_pattern(&s->match, p->pattern, p->global_deny);
+	}
+	s->key.text[(len - 1) & (PINHOLE_NAME_BYTES - 1)] = 0;
+	return 0;
+}
+
+/*
+ * What name `id` matches under this policy, worked out from its text and cached.
+ * Returns the cached entry, or NULL when the name's text is gone (evicted).
+ */
+static __noinline struct name_match *match_name(__u32 id)
+{
+	struct name_scratch *s = name_scratch();
+	struct dns_name *text = bpf_map_lookup_elem(&name_texts, &id);
+	struct name_pattern *p;
+
+	if (!s)
+		return NULL;
+	if (!text) {
+		count_name_stat(PINHOLE_NAMES_LOST_NAME);
+		return NULL;
+	}
+	__builtin_memcpy(&s->text, text, sizeof(s->text));
+	s->len = (__u8)s->text.text[PINHOLE_NAME_BYTES - 1];
+	s->text.text[PINHOLE_NAME_BYTES - 1] = 0;
+	__builtin_memset(&s->match, 0, sizeof(s->match));
+	__builtin_memset(&s->key, 0, sizeof(s->key));
+	bpf_loop(PINHOLE_NAME_BYTES, reverse_step, NULL, 0);
+	p = bpf_map_lookup_elem(&name_patterns, &s->key);
+	if (p)
+		add_pattern(&s->match, p->exact, p->deny_exact);
+	bpf_loop(PINHOLE_NAME_BYTES, parent_step, NULL, 0);
+	if (has_prefixes) {
+		__builtin_memcpy(&s->key, &s->text, sizeof(s->key));
+		bpf_loop(PINHOLE_NAME_BYTES, prefix_step, NULL, 0);
+	}
+	bpf_map_update_elem(&name_matches, &id, &s->match, BPF_ANY);
+	return bpf_map_lookup_elem(&name_matches, &id);
+}
+
+/* What the names vouching for a connect decide. */
+struct names_verdict {
+	__u32 deny; /* the deny entry's rule number: refused whatever allows it */
+	__u32 rule; /* the best name rule allowing it */
+	__u32 name_id; /* the name behind `rule` */
+};
+
+/* Walks the slots of one or two evidence entries. */
+struct evidence_walk {
+	struct evidence_value *own;
+	struct evidence_value *host;
+	__u64 now;
+	__u32 app_id;
+	__u16 port;
+	__u8 protocol;
+	struct names_verdict *out;
+};
+
+__u32 rule_in_spans(__u32 start, __u32 count, __u16 port);
+
+/* One name's patterns, being judged for one app. */
+struct pattern_walk {
+	struct evidence_walk *w;
+	struct name_match m;
+	__u32 id;
+};
+
+/* What the app's tables say of one pattern: a deny entry, or a rule for the port. */
+static long pattern_step(__u64 j, void *ctx)
+{
+	struct pattern_walk *pw = ctx;
+	struct evidence_walk *w = pw->w;
+	struct name_rule_key k = { .app_id = w->app_id };
+	struct name_rule_value *v;
+	__u32 rule;
+
+	if (j >= pw->m.count || j >= PINHOLE_NAME_PATTERNS)
+		return 1;
+	k.pattern = pw->m.patterns[j & (PINHOLE_NAME_PATTERNS - 1)];
+	v = bpf_map_lookup_elem(&name_rules, &k);
+	if (v && v->deny && !w->out->deny)
+		w->out->deny = v->deny;
+	k.protocol = w->protocol;
+	v = bpf_map_lookup_elem(&name_rules, &k);
+	if (!v)
+		return 0;
+	rule = rule_in_spans(v->start, v->count, w->port);
+	if (rule && (!w->out->rule || rule < w->out->rule)) {
+		w->out->rule = rule;
+		w->out->name_id = pw->id;
+	}
+	return 0;
+}
+
+/* The name rule (lowest number: the matcher's order) or deny one name brings. */
+static __always_inline void judge_name(struct evidence_walk *w, __u32 id)
+{
+	struct name_match *m = bpf_map_lookup_elem(&name_matches, &id);
+	struct pattern_walk pw = { .w = w, .id = id };
+
+	if (!m)
+		m = match_name(id);
+	if (!m)
+		return;
+	if (m->global_deny && !w->out->deny)
+		w->out->deny = m->global_deny;
+	if (!w->app_id || !m->count)
+		return;
+	__builtin_memcpy(&pw.m, m, sizeof(pw.m));
+	bpf_loop(PINHOLE_NAME_PATTERNS, pattern_step, &pw, 0);
+}
+
+static long evidence_step(__u64 i, void *ctx)
+{
+	struct evidence_walk *w = ctx;
+	struct evidence_value *v = i < PINHOLE_EVIDENCE_SLOTS ? w->own : w->host;
+	struct evidence_slot *slot;
+
+	if (!v)
+		return i < PINHOLE_EVIDENCE_SLOTS ? 0 : 1;
+	slot = &v->slots[i & (PINHOLE_EVIDENCE_SLOTS - 1)];
+	if (slot->name_id && slot->until_ns > w->now)
+		judge_name(w, slot->name_id);
+	return 0;
+}
+
+/*
+ * The names vouching for addr (family, network-order words) to `app_id` (0: a binary
+ * outside the policy, known by its file) and what they decide for protocol and port.
+ */
+static __always_inline void decide_by_names(const struct exe_identity *id, __u32 app_id,
+					    __u8 protocol, __u8 family, const __u32 addr[4],
+					    __u16 port, struct names_verdict *out)
+{
+	struct evidence_key k = { .family = family };
+	struct evidence_walk w = {
+		.now = bpf_ktime_get_boot_ns(),
+		.app_id = app_id,
+		.port = port,
+		.protocol = protocol,
+		.out = out,
+	};
+	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
+	__u32 scope = a ? a->dns_scope : names_scope;
+
+	__builtin_memcpy(k.addr, addr, 16);
+	receiver_of(id, app_id, &k);
+	w.own = bpf_map_lookup_elem(&name_evidence, &k);
+	if (scope == PINHOLE_SCOPE_HOST) {
+		k.kind = PINHOLE_RECEIVER_HOST;
+		k.who = 0;
+		k.dev = 0;
+		w.host = bpf_map_lookup_elem(&name_evidence, &k);
+	}
+	if (!w.own && !w.host)
+		return;
+	bpf_loop(2 * PINHOLE_EVIDENCE_SLOTS, evidence_step, &w, 0);
+}
+
+#endif /* PINHOLE_NAME_DECIDE_H */
