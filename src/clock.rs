@@ -10,6 +10,11 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the kernel's timestamps.
+pub fn boot_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
+}
+
 /// The offset between boot time and the Unix epoch, read once per recording so that
 /// event times stay monotonic even if the wall clock is stepped meanwhile.
 #[derive(Debug, Clone, Copy)]

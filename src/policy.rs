@@ -244,6 +244,29 @@ fn checked(
     Ok(policy)
 }
 
+/// Reads a checked policy's blocklist files (named relative to `base`); on problems
+/// prints each as FILE:LINE:COL and fails with `Problems`.
+pub fn import_blocklists(
+    policy: &mut pinhole_policygen::Policy,
+    path: &std::path::Path,
+    base: &std::path::Path,
+    consequence: &str,
+) -> Result<()> {
+    pinhole_policygen::blocklist::import(policy, base).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{}:{d}", path.display());
+        }
+        anyhow::Error::new(Problems {
+            summary: format!(
+                "{}: {} problem(s) in its blocklists; {consequence}",
+                path.display(),
+                diags.len()
+            ),
+            lines: diags.iter().map(|d| d.to_string()).collect(),
+        })
+    })
+}
+
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let outcome = summarize(&a.dataset, &scan_options(filter(a.since, a.until)), &())?;
     let knobs = a.knobs.knobs();

@@ -68,6 +68,39 @@ pub struct Writer<'s> {
     /// Names from the DNS answers recorded so far, for `dst_name`.
     names: NameBook,
     host_resolvers: HostResolvers,
+    /// The enforcer's name texts (bpf/name_decide.h): the name whose rule allowed a
+    /// connect, by the id its decision carries.
+    kernel_names: Option<KernelNames>,
+}
+
+/// Name texts read from the enforcer's kernel map, remembered by id.
+struct KernelNames {
+    texts: libbpf_rs::MapHandle,
+    known: std::collections::HashMap<u32, Option<String>>,
+}
+
+impl KernelNames {
+    /// Entries remembered at most; then forgotten all at once (ids are never reused).
+    const MAX: usize = 65_536;
+
+    fn name(&mut self, id: u32) -> Option<&str> {
+        if self.known.len() >= Self::MAX {
+            self.known.clear();
+        }
+        let texts = &self.texts;
+        self.known
+            .entry(id)
+            .or_insert_with(|| {
+                use libbpf_rs::MapCore;
+                let bytes = texts
+                    .lookup(&id.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+                    .ok()??;
+                // Names are at most 253 bytes; the last byte keeps the length.
+                let len = usize::from(*bytes.last()?).min(bytes.len() - 1);
+                Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+            })
+            .as_deref()
+    }
 }
 
 /// What a row adds to its kernel record.
@@ -88,7 +121,16 @@ impl<'s> Writer<'s> {
             lost_base: 0,
             names: NameBook::default(),
             host_resolvers: HostResolvers::new(&[]),
+            kernel_names: None,
         }
+    }
+
+    /// The enforcer's name texts, for the names its decisions carry.
+    pub fn set_kernel_names(&mut self, texts: libbpf_rs::MapHandle) {
+        self.kernel_names = Some(KernelNames {
+            texts,
+            known: Default::default(),
+        });
     }
 
     /// The executables whose DNS answers are the host's (see `HostResolvers`).
@@ -271,6 +313,12 @@ impl<'s> Writer<'s> {
             }
             _ => None,
         };
+        // The enforcer's own: the name whose rule allowed this connect.
+        let decided_by_name = match (&mut self.kernel_names, e.name_id) {
+            (Some(k), id) if id != 0 => k.name(id),
+            _ => None,
+        };
+        let named = named.or(decided_by_name.map(|n| (n, false)));
         let row = Event {
             ts_ns,
             pid: e.pid,

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
 fn usage() -> ExitCode {
-    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | {{dns|dnstcp}}:NAME@ADDR:PORT | raw4 | raw6");
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | {{dns|dnstcp}}:NAME@ADDR:PORT | race:N:TCPPORT:NAME@ADDR:PORT | raw4 | raw6");
     ExitCode::from(2)
 }
 
@@ -179,6 +179,44 @@ fn resolve(name: &str, server: SocketAddr, tcp: bool) -> std::io::Result<String>
     Ok(addrs.join(","))
 }
 
+/// N times: resolve NAME, then at once connect (TCP) to the first address answered on
+/// `port`. Returns how many connects were refused with EPERM, and how many failed
+/// otherwise than EPERM or ECONNREFUSED (nothing listens there).
+fn race(n: u32, port: u16, name: &str, server: SocketAddr) -> std::io::Result<(u32, u32)> {
+    let (mut denied, mut other) = (0, 0);
+    for _ in 0..n {
+        let addrs = resolve(name, server, false)?;
+        let first: IpAddr = addrs
+            .split(',')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| std::io::Error::other("an answer without an address"))?;
+        if !first.is_loopback() {
+            return Err(std::io::Error::other("an answer off loopback"));
+        }
+        match probe("tcp", SocketAddr::new(first, port)) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => denied += 1,
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+            Ok(()) => {}
+            Err(_) => other += 1,
+        }
+    }
+    Ok((denied, other))
+}
+
+/// `race:N:TCPPORT:NAME@ADDR:PORT`: prints the refused and failed counts.
+fn race_arg(rest: &str) -> Option<(u32, u16, &str, SocketAddr)> {
+    let (n, rest) = rest.split_once(':')?;
+    let (port, rest) = rest.split_once(':')?;
+    let (name, server) = rest.split_once('@')?;
+    Some((
+        n.parse().ok()?,
+        port.parse().ok()?,
+        name,
+        server.parse().ok()?,
+    ))
+}
+
 fn raw(domain: Domain) -> std::io::Result<()> {
     let proto = if domain == Domain::IPV6 {
         Protocol::ICMPV6
@@ -195,6 +233,19 @@ fn main() -> ExitCode {
     }
     let isolated = only_loopback_interfaces();
     for arg in &args {
+        if let Some(rest) = arg.strip_prefix("race:") {
+            let Some((n, port, name, server)) = race_arg(rest) else {
+                return usage();
+            };
+            if !server.ip().is_loopback() {
+                return usage();
+            }
+            match race(n, port, name, server) {
+                Ok((denied, other)) => println!("{arg} denied={denied},failed={other}"),
+                Err(e) => println!("{arg} {}", errno_name(&e)),
+            }
+            continue;
+        }
         if let Some((kind, rest)) = arg
             .split_once(':')
             .filter(|(k, _)| *k == "dns" || *k == "dnstcp")

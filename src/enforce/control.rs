@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::MapHandle;
-use pinhole_policygen::compile::compile;
+use pinhole_policygen::compile::{compile, Compiled};
 use sha2::{Digest, Sha256};
 
 use pinhole_recorder::printable::printable;
@@ -42,6 +42,22 @@ struct Status {
     #[serde(flatten)]
     state: State,
     apps: Vec<AppStatus>,
+    /// DNS replies read and name evidence kept (policies with names only).
+    names: Option<super::names::NameStats>,
+}
+
+/// The policy in force, from the enforcer's copy of it.
+pub fn active_policy() -> Result<Compiled> {
+    let text = std::fs::read_to_string(state::policy_copy())
+        .with_context(|| format!("reading {}", state::policy_copy().display()))?;
+    // Apps, hashes and whether names are used: blocklist files add only names denied.
+    let policy = pinhole_policygen::check(&text, Default::default()).map_err(|_| {
+        anyhow::anyhow!(
+            "the active policy copy in {} does not check",
+            state::STATE_DIR
+        )
+    })?;
+    Ok(compile(&policy))
 }
 
 pub fn status(args: StatusArgs) -> Result<()> {
@@ -69,15 +85,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
         );
         return Ok(());
     };
-    let text = std::fs::read_to_string(state::policy_copy())
-        .with_context(|| format!("reading {}", state::policy_copy().display()))?;
-    let policy = pinhole_policygen::check(&text, Default::default()).map_err(|_| {
-        anyhow::anyhow!(
-            "the active policy copy in {} does not check",
-            state::STATE_DIR
-        )
-    })?;
-    let compiled = compile(&policy);
+    let compiled = active_policy()?;
     let counts = read_counters(&counters, compiled.apps.len() as u32 + 1)?;
     let mut apps = vec![AppStatus {
         app: None,
@@ -93,10 +101,15 @@ pub fn status(args: StatusArgs) -> Result<()> {
             counts: *c,
         });
     }
+    let names = match compiled.names {
+        Some(_) => Some(super::names::read_stats(&st)?),
+        None => None,
+    };
     let status = Status {
         running,
         state: st,
         apps,
+        names,
     };
     if args.format == "json" {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -134,6 +147,16 @@ fn print_status(s: &Status) {
             st.identity_evictions
         );
     }
+    if let Some(n) = &s.names {
+        println!(
+            "names:      {} DNS replies read ({} unreadable), {} addresses vouched for now",
+            n.replies, n.unreadable_replies, n.evidence_entries_live
+        );
+        println!(
+            "            evicted: {} evidence entries (least recently used), {} names from full entries, {} names forgotten",
+            n.evidence_entries_evicted, n.names_pushed_out, n.names_forgotten
+        );
+    }
     println!();
     println!(
         "{:<28} {:<14} {:<8} {:>12} {:>10} {:>11}",
@@ -166,7 +189,16 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
             args.policy.display()
         );
     }
-    let nonce = format!("{} {}", std::process::id(), chrono::Utc::now().to_rfc3339());
+    // The policy's directory goes along: its blocklist files are named relative to it.
+    let dir = std::path::absolute(&args.policy)?
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let nonce = format!(
+        "{} {} {dir}",
+        std::process::id(),
+        chrono::Utc::now().to_rfc3339()
+    );
     let request_text = format!("{}{nonce}\n{text}", state::REQUEST_HEADER);
     let want = hex::encode(Sha256::digest(request_text.as_bytes()));
     let request = state::reload_request();

@@ -7,6 +7,7 @@ mod exec_gate;
 mod generation;
 mod identities;
 mod name_tables;
+mod names;
 mod run;
 pub(crate) mod state;
 mod tables;
@@ -95,6 +96,9 @@ enum EnforceCommand {
     Reload(control::ReloadArgs),
     /// Stop the enforcer and remove persisted programs and maps.
     Stop,
+    /// The live name evidence: which DNS answers vouch for which addresses, to which
+    /// app, for how long (for debugging a denial by name).
+    Names(names::NamesArgs),
 }
 
 pub fn run(args: EnforceArgs) -> Result<()> {
@@ -102,6 +106,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         Some(EnforceCommand::Status(a)) => control::status(a),
         Some(EnforceCommand::Reload(a)) => control::reload(a),
         Some(EnforceCommand::Stop) => control::stop(),
+        Some(EnforceCommand::Names(a)) => names::names(a),
         None => run::run(args),
     }
 }

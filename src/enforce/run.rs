@@ -43,8 +43,11 @@ fn load(path: &Path, consequence: &str) -> Result<Loaded> {
         true => Path::new("the requested policy"),
         false => path,
     };
+    let base = state::request_base(&raw)
+        .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
     drop(raw);
-    let policy = crate::policy::check_text(&text, shown, consequence)?;
+    let mut policy = crate::policy::check_text(&text, shown, consequence)?;
+    crate::policy::import_blocklists(&mut policy, shown, &base, consequence)?;
     let compiled = Arc::new(compile(&policy));
     Ok(Loaded {
         text,
@@ -253,6 +256,11 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         policy_path: path.display().to_string(),
         out: args.out.as_ref().map(|o| o.display().to_string()),
         counters_map_id: gen.skel.maps.counters.info()?.info.id,
+        name_maps: Some(state::NameMapIds {
+            evidence: shared.name_evidence.info()?.info.id,
+            texts: shared.name_texts.info()?.info.id,
+            stats: shared.name_stats.info()?.info.id,
+        }),
         loaded_at: chrono::Utc::now().to_rfc3339(),
         reload_error: None,
         last_request: None,
@@ -294,6 +302,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         // or the scope would wait for it forever with the programs attached.
         let _stop_poller = StopOnDrop(poll_stop);
         let mut writer = sink.as_mut().map(Writer::new);
+        if let Some(w) = writer.as_mut() {
+            w.set_kernel_names(MapHandle::try_from(&shared.name_texts)?);
+        }
         let mut denials = DenialLog::default();
         let mut unsettled = identities::Unsettled::default();
         let mut status = StatusLine::new("enforcing");

@@ -35,6 +35,16 @@ pub struct State {
     /// Identity-table entries evicted because the table was full.
     #[serde(default)]
     pub identity_evictions: u64,
+    /// Kernel ids of the name maps every generation shares, for `names` and `status`.
+    #[serde(default)]
+    pub name_maps: Option<NameMapIds>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct NameMapIds {
+    pub evidence: u32,
+    pub texts: u32,
+    pub stats: u32,
 }
 
 /// The first line of a reload request: a TOML comment with a fresh nonce, so each
@@ -47,6 +57,14 @@ pub fn strip_request_header(text: &str) -> &str {
         Some(rest) => rest.split_once('\n').map_or("", |(_, policy)| policy),
         None => text,
     }
+}
+
+/// The directory of the policy a reload request carries (its blocklists are relative
+/// to it); None for a policy file that is not a request.
+pub fn request_base(text: &str) -> Option<PathBuf> {
+    let header = text.strip_prefix(REQUEST_HEADER)?.lines().next()?;
+    let dir = header.splitn(3, ' ').nth(2)?;
+    (!dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
 /// What the daemon's state says of the request whose digest is `want`: None while it
@@ -170,6 +188,7 @@ mod tests {
             policy_path: "p.toml".into(),
             out: None,
             counters_map_id: 0,
+            name_maps: None,
             loaded_at: String::new(),
             reload_error: ok
                 .filter(|ok| !ok)
@@ -204,5 +223,14 @@ mod tests {
         let text = format!("{REQUEST_HEADER}42 2026\nversion = 1\n");
         assert_eq!(strip_request_header(&text), "version = 1\n");
         assert_eq!(strip_request_header("version = 1\n"), "version = 1\n");
+    }
+
+    #[test]
+    fn a_reload_request_carries_its_policys_directory() {
+        let text =
+            format!("{REQUEST_HEADER}42 2026-12-01T00:00:00Z /etc/my policies\nversion = 1\n");
+        assert_eq!(request_base(&text), Some(PathBuf::from("/etc/my policies")));
+        assert_eq!(strip_request_header(&text), "version = 1\n");
+        assert_eq!(request_base("version = 1\n"), None);
     }
 }

@@ -1,0 +1,270 @@
+//! Names enforced in the kernel: a name rule allows exactly the addresses the app's
+//! own DNS answers gave, from the moment each answer arrives (no race with the
+//! application reading it); hostile or broken replies add nothing; the live evidence
+//! and the name counters are visible. Real queries to a DNS server on loopback, real
+//! connects, the enforcer confined to a cgroup the test makes.
+
+mod common;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use common::dns_server::{Answer, DnsServer};
+use common::*;
+
+const SERVER: &str = "127.0.10.53:53";
+
+/// A policy for one app (the probe copy `sha`): the rules given, and DNS to SERVER.
+fn policy(sha: &str, path: &Path, rules: &str) -> String {
+    format!(
+        r#"version = 1
+[defaults]
+unknown_binary = "allow"
+
+[[app]]
+name = "client"
+sha256 = "{sha}"
+paths = ["{}"]
+
+[[app.allow]]
+id = "dns"
+protocol = "udp"
+dst = "127.0.10.53/32"
+ports = 53
+{rules}"#,
+        path.display()
+    )
+}
+
+/// Addresses 127.1.x.y, one per round: every query gets a new one.
+fn rotating(rounds: u32) -> Answer {
+    Answer::Rounds(
+        (0..rounds)
+            .map(|i| vec![Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1)])
+            .collect(),
+    )
+}
+
+#[test]
+fn the_first_connect_after_each_answer_is_decided_with_it() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let _server = DnsServer::start(
+        SERVER.parse().unwrap(),
+        vec![("race.example.test", rotating(1000))],
+        1,
+    );
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "racer");
+    let rules = r#"
+[[app.allow]]
+id = "race"
+protocol = "tcp"
+host = "race.example.test"
+ports = 9
+"#;
+    let policy_path = tmp.path().join("policy.toml");
+    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
+    let out = tmp.path().join("trail");
+    let cg = TestCgroup::new("pinhole-names-race");
+    let enforcer = Enforcer::start(&policy_path, &cg, &["--out", out.to_str().unwrap()]);
+    let race = format!("race:1000:9:race.example.test@{SERVER}");
+    let got = probe_in(&cg, &app.path, &[race.as_str(), "tcp:127.2.0.1:9"]);
+    // Every one of 1,000 fresh answers decided the connect right after it.
+    assert_eq!(got[0], "denied=0,failed=0");
+    // An address no answer gave is refused.
+    assert_eq!(got[1], "EPERM");
+    let (status, log) = enforcer.stop();
+    assert!(status.success(), "{log}");
+
+    let rows = rows(&out);
+    let mine: Vec<&Row> = rows_of(&rows, &app.path)
+        .into_iter()
+        .filter(|r| r["dst_port"] == "9")
+        .collect();
+    assert_eq!(mine.len(), 1001);
+    let by_name = mine
+        .iter()
+        .filter(|r| {
+            r["verdict"] == "allowed"
+                && r["rule_id"] == "race"
+                && r["dst_name"] == "race.example.test"
+        })
+        .count();
+    assert_eq!(
+        by_name, 1000,
+        "allowed by the name rule, named in the trail"
+    );
+    let direct = mine.iter().find(|r| r["dst_addr"] == "127.2.0.1").unwrap();
+    assert_eq!(
+        (direct["verdict"].as_str(), direct["dst_name"].as_str()),
+        ("denied", "NULL")
+    );
+    drop(cg);
+    assert_nothing_pinned();
+}
+
+/// A DNS name in wire format.
+fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// A reply without its id (the test server puts the query's in front): one question
+/// for `qname` (wire format), then `answers` (records, already encoded).
+fn reply(qname: &[u8], answers: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = vec![0x81, 0x80, 0, 1];
+    m.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(qname);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    for a in answers {
+        m.extend_from_slice(a);
+    }
+    m
+}
+
+/// An A record owned by `owner` (wire format, or a compression pointer).
+fn a_record(owner: &[u8], addr: [u8; 4]) -> Vec<u8> {
+    let mut r = owner.to_vec();
+    r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    r.extend_from_slice(&addr);
+    r
+}
+
+/// Where the first answer starts in a message for `qname` (the header is 12 bytes).
+fn first_answer_at(qname: &[u8]) -> u16 {
+    12 + qname.len() as u16 + 4
+}
+
+#[test]
+fn hostile_replies_add_no_evidence_and_a_good_one_does() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let q = wire("q.example.com");
+    let at = first_answer_at(&q);
+    let ptr = |to: u16| vec![0xc0 | (to >> 8) as u8, to as u8];
+    let long_label = format!("{}.example.com", "a".repeat(64));
+    let long_name = format!("{}.example.com", vec!["b".repeat(60); 5].join("."));
+    let many: Vec<Vec<u8>> = (1..=100)
+        .map(|i| a_record(&ptr(12), [127, 1, 7, i]))
+        .collect();
+    let hostile: Vec<(&str, Vec<u8>, [u8; 4])> = vec![
+        // A record owned by a pointer to itself: a compression loop.
+        (
+            "loop.example.com",
+            reply(&q, &[a_record(&ptr(at), [127, 1, 6, 1])]),
+            [127, 1, 6, 1],
+        ),
+        // A pointer forward, past itself.
+        (
+            "fwd.example.com",
+            reply(&q, &[a_record(&ptr(at + 40), [127, 1, 6, 2])]),
+            [127, 1, 6, 2],
+        ),
+        // A label of 64 bytes (the length byte's top bits set: no such label type).
+        (
+            "label.example.com",
+            reply(&wire(&long_label), &[a_record(&ptr(12), [127, 1, 6, 3])]),
+            [127, 1, 6, 3],
+        ),
+        // A name over 253 characters.
+        (
+            "long.example.com",
+            reply(&wire(&long_name), &[a_record(&ptr(12), [127, 1, 6, 4])]),
+            [127, 1, 6, 4],
+        ),
+        // An answer for another name than the question's.
+        (
+            "other.example.com",
+            reply(&q, &[a_record(&wire("evil.example.com"), [127, 1, 6, 5])]),
+            [127, 1, 6, 5],
+        ),
+        // Cut in the middle of its record.
+        (
+            "cut.example.com",
+            {
+                let mut r = reply(&q, &[a_record(&ptr(12), [127, 1, 6, 6])]);
+                r.truncate(r.len() - 3);
+                r
+            },
+            [127, 1, 6, 6],
+        ),
+        // 100 answers: read up to the kernel's bound, the rest skipped (not an error).
+        ("many.example.com", reply(&q, &many), [127, 1, 7, 100]),
+    ];
+    let mut names: Vec<(&str, Answer)> = hostile
+        .iter()
+        .map(|(n, bytes, _)| (*n, Answer::Raw(bytes.clone())))
+        .collect();
+    // The good one: the same question, answered properly.
+    names.push((
+        "q.example.com",
+        Answer::Rounds(vec![vec![Ipv4Addr::new(127, 1, 8, 1)]]),
+    ));
+    let _server = DnsServer::start(SERVER.parse().unwrap(), names, 60);
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "asker");
+    let rules = r#"
+[[app.allow]]
+id = "example"
+protocol = "tcp"
+host = "*.example.com"
+ports = 9
+"#;
+    let policy_path = tmp.path().join("policy.toml");
+    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
+    let cg = TestCgroup::new("pinhole-names-hostile");
+    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    for (name, _, addr) in &hostile {
+        let ask = format!("dns:{name}@{SERVER}");
+        let connect = format!("tcp:{}:9", Ipv4Addr::from(*addr));
+        let got = probe_in(&cg, &app.path, &[ask.as_str(), connect.as_str()]);
+        assert_eq!(got[1], "EPERM", "{name}: {got:?}");
+    }
+    // The first of the 100 answers counts.
+    let got = probe_in(
+        &cg,
+        &app.path,
+        &[&format!("dns:many.example.com@{SERVER}"), "tcp:127.1.7.1:9"],
+    );
+    assert_eq!(got[1], "ECONNREFUSED", "{got:?}");
+    let got = probe_in(
+        &cg,
+        &app.path,
+        &[&format!("dns:q.example.com@{SERVER}"), "tcp:127.1.8.1:9"],
+    );
+    assert_eq!(got[1], "ECONNREFUSED", "a good answer allows: {got:?}");
+
+    // What `enforce names` and `status` show.
+    let names = pinhole(["enforce", "names", "--format", "json"]);
+    let said = String::from_utf8_lossy(&names.stdout);
+    assert!(names.status.success(), "{said}");
+    let listed: serde_json::Value = serde_json::from_str(&said).unwrap();
+    let has = |name: &str, addr: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["receiver"] == "client" && v["name"] == name && v["address"] == addr)
+    };
+    assert!(has("q.example.com", "127.1.8.1"), "{said}");
+    assert!(has("q.example.com", "127.1.7.1"), "{said}");
+    assert!(!has("evil.example.com", "127.1.6.5"), "{said}");
+    let status = pinhole(["enforce", "status", "--format", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let n = &st["names"];
+    assert!(n["unreadable_replies"].as_u64().unwrap() >= 4, "{n}");
+    assert!(n["answers_skipped"].as_u64().unwrap() >= 1, "{n}");
+    assert_eq!(n["evidence_entries_evicted"], 0, "{n}");
+    let (status, log) = enforcer.stop();
+    assert!(status.success(), "{log}");
+    drop(cg);
+    assert_nothing_pinned();
+}
