@@ -47,10 +47,11 @@ static __always_inline int capture_dns_reply(struct __sk_buff *skb)
 	struct dns_payload d;
 	__u64 copy;
 
-	if (!sk || dns_reply_payload(skb, &d))
+	/* Every packet passes here: sockets that never asked leave first. */
+	if (!sk)
 		return 1;
 	asker = bpf_sk_storage_get(&dns_askers, sk, 0, 0);
-	if (!asker)
+	if (!asker || dns_reply_payload(skb, &d))
 		return 1;
 	e = bpf_ringbuf_reserve(&connect_events, sizeof(*e), 0);
 	if (!e) {

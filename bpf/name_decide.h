@@ -243,83 +243,61 @@ struct names_verdict {
 	__u32 name_id; /* the name behind `rule` */
 };
 
-/* Walks the slots of one or two evidence entries. */
-struct evidence_walk {
-	struct evidence_value *own;
-	struct evidence_value *host;
-	__u64 now;
-	__u32 app_id;
-	__u16 port;
-	__u8 protocol;
-	struct names_verdict *out;
-};
-
 __u32 rule_in_spans(__u32 start, __u32 count, __u16 port);
 
-/* One name's patterns, being judged for one app. */
-struct pattern_walk {
-	struct evidence_walk *w;
-	struct name_match m;
-	__u32 id;
-};
-
-/* What the app's tables say of one pattern: a deny entry, or a rule for the port. */
-static long pattern_step(__u64 j, void *ctx)
+/*
+ * Adds what one vouching name brings to `out`: the global deny entry hitting it, the
+ * app's deny entry, or its best rule for the protocol and port (the lowest number:
+ * the matcher's order). A global function: verified once, whatever calls it.
+ */
+__noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
+			  struct names_verdict *out)
 {
-	struct pattern_walk *pw = ctx;
-	struct evidence_walk *w = pw->w;
-	struct name_rule_key k = { .app_id = w->app_id };
+	struct name_match *m = bpf_map_lookup_elem(&name_matches, &id);
+	struct name_rule_key k = { .app_id = app_id };
 	struct name_rule_value *v;
 	__u32 rule;
 
-	if (j >= pw->m.count || j >= PINHOLE_NAME_PATTERNS)
-		return 1;
-	k.pattern = pw->m.patterns[j & (PINHOLE_NAME_PATTERNS - 1)];
-	v = bpf_map_lookup_elem(&name_rules, &k);
-	if (v && v->deny && !w->out->deny)
-		w->out->deny = v->deny;
-	k.protocol = w->protocol;
-	v = bpf_map_lookup_elem(&name_rules, &k);
-	if (!v)
+	if (!out)
 		return 0;
-	rule = rule_in_spans(v->start, v->count, w->port);
-	if (rule && (!w->out->rule || rule < w->out->rule)) {
-		w->out->rule = rule;
-		w->out->name_id = pw->id;
+	if (!m)
+		m = match_name(id);
+	if (!m)
+		return 0;
+	if (m->global_deny && !out->deny)
+		out->deny = m->global_deny;
+	if (!app_id)
+		return 0;
+	for (int j = 0; j < PINHOLE_NAME_PATTERNS; j++) {
+		if (j >= m->count)
+			break;
+		k.pattern = m->patterns[j];
+		k.protocol = 0;
+		v = bpf_map_lookup_elem(&name_rules, &k);
+		if (v && v->deny && !out->deny)
+			out->deny = v->deny;
+		k.protocol = protocol;
+		v = bpf_map_lookup_elem(&name_rules, &k);
+		if (!v)
+			continue;
+		rule = rule_in_spans(v->start, v->count, port);
+		if (rule && (!out->rule || rule < out->rule)) {
+			out->rule = rule;
+			out->name_id = id;
+		}
 	}
 	return 0;
 }
 
-/* The name rule (lowest number: the matcher's order) or deny one name brings. */
-static __always_inline void judge_name(struct evidence_walk *w, __u32 id)
+/* Judges every name of an evidence entry that still counts. */
+static __always_inline void judge_entry(const struct evidence_value *v, __u64 now, __u32 app_id,
+					__u8 protocol, __u16 port, struct names_verdict *out)
 {
-	struct name_match *m = bpf_map_lookup_elem(&name_matches, &id);
-	struct pattern_walk pw = { .w = w, .id = id };
-
-	if (!m)
-		m = match_name(id);
-	if (!m)
-		return;
-	if (m->global_deny && !w->out->deny)
-		w->out->deny = m->global_deny;
-	if (!w->app_id || !m->count)
-		return;
-	__builtin_memcpy(&pw.m, m, sizeof(pw.m));
-	bpf_loop(PINHOLE_NAME_PATTERNS, pattern_step, &pw, 0);
-}
-
-static long evidence_step(__u64 i, void *ctx)
-{
-	struct evidence_walk *w = ctx;
-	struct evidence_value *v = i < PINHOLE_EVIDENCE_SLOTS ? w->own : w->host;
-	struct evidence_slot *slot;
-
 	if (!v)
-		return i < PINHOLE_EVIDENCE_SLOTS ? 0 : 1;
-	slot = &v->slots[i & (PINHOLE_EVIDENCE_SLOTS - 1)];
-	if (slot->name_id && slot->until_ns > w->now)
-		judge_name(w, slot->name_id);
-	return 0;
+		return;
+	for (int i = 0; i < PINHOLE_EVIDENCE_SLOTS; i++)
+		if (v->slots[i].name_id && v->slots[i].until_ns > now)
+			judge_name(app_id, v->slots[i].name_id, protocol, port, out);
 }
 
 /*
@@ -331,28 +309,31 @@ static __always_inline void decide_by_names(const struct exe_identity *id, __u32
 					    __u16 port, struct names_verdict *out)
 {
 	struct evidence_key k = { .family = family };
-	struct evidence_walk w = {
-		.now = bpf_ktime_get_boot_ns(),
-		.app_id = app_id,
-		.port = port,
-		.protocol = protocol,
-		.out = out,
-	};
 	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
-	__u32 scope = a ? a->dns_scope : names_scope;
+	struct evidence_value *own, *host = NULL;
+	__u64 now;
 
 	__builtin_memcpy(k.addr, addr, 16);
-	receiver_of(id, app_id, &k);
-	w.own = bpf_map_lookup_elem(&name_evidence, &k);
-	if (scope == PINHOLE_SCOPE_HOST) {
+	if (a) {
+		k.kind = PINHOLE_RECEIVER_APP;
+		k.who = a->sha_tag;
+	} else {
+		k.kind = PINHOLE_RECEIVER_FILE;
+		k.who = id->ino;
+		k.dev = id->dev;
+	}
+	own = bpf_map_lookup_elem(&name_evidence, &k);
+	if ((a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST) {
 		k.kind = PINHOLE_RECEIVER_HOST;
 		k.who = 0;
 		k.dev = 0;
-		w.host = bpf_map_lookup_elem(&name_evidence, &k);
+		host = bpf_map_lookup_elem(&name_evidence, &k);
 	}
-	if (!w.own && !w.host)
+	if (!own && !host)
 		return;
-	bpf_loop(2 * PINHOLE_EVIDENCE_SLOTS, evidence_step, &w, 0);
+	now = bpf_ktime_get_boot_ns();
+	judge_entry(own, now, app_id, protocol, port, out);
+	judge_entry(host, now, app_id, protocol, port, out);
 }
 
 #endif /* PINHOLE_NAME_DECIDE_H */

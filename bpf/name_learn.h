@@ -170,11 +170,14 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	__u64 life;
 	__u8 unknown = 0;
 
-	if (!sk || dns_reply_payload(skb, &d))
+	/* Every packet passes here: sockets that never asked leave first. */
+	if (!sk)
 		return 1;
 	asker = bpf_sk_storage_get(&name_askers, sk, 0, 0);
+	if (!asker || dns_reply_payload(skb, &d))
+		return 1;
 	p = dns_scratch();
-	if (!asker || !p)
+	if (!p)
 		return 1;
 	count_name_stat(PINHOLE_NAMES_REPLIES);
 	if (parse_dns_reply(skb, d.off, d.len, p)) {

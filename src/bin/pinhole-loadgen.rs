@@ -47,6 +47,11 @@ struct Args {
     /// complete a handshake instead of being refused.
     #[arg(long)]
     listen: bool,
+    /// Before the first connect, ask this DNS server (loopback ADDR:PORT) for NAME's A
+    /// records, as NAME@ADDR:PORT, and wait for the answer: under an enforcer with name
+    /// rules, the answer vouches for the destination it gives.
+    #[arg(long, value_name = "NAME@ADDR:PORT")]
+    resolve: Option<String>,
     /// Internal: print totals and raw latencies for a parent process.
     #[arg(long, hide = true)]
     raw: bool,
@@ -100,8 +105,44 @@ fn one(mode: Mode, dst: SocketAddr) {
     }
 }
 
+/// One A query for `name` to `server` over UDP; returns once a reply arrives.
+fn resolve(spec: &str) -> Result<()> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let (name, server) = spec
+        .split_once('@')
+        .context("--resolve takes NAME@ADDR:PORT")?;
+    let server: SocketAddr = server
+        .parse()
+        .context("--resolve: the server's ADDR:PORT")?;
+    if !is_loopback(server.ip()) {
+        bail!("--resolve: the server must be on loopback");
+    }
+    let mut q = Message::new(0x10ad, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii(name).context("--resolve: the name")?,
+        RecordType::A,
+    ));
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()?;
+    let s = UdpSocket::bind(bind)?;
+    s.connect(server)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.send(&q.to_vec()?)?;
+    let mut buf = [0u8; 1500];
+    s.recv(&mut buf).context("--resolve: no answer")?;
+    Ok(())
+}
+
 fn run_here(args: &Args) -> Result<Outcome> {
     let (lo, hi) = ports(&args.port)?;
+    if let Some(spec) = &args.resolve {
+        resolve(spec)?;
+    }
     let mut out = Outcome::default();
     let start = Instant::now();
     let mut port = lo;
@@ -201,6 +242,7 @@ fn run() -> Result<()> {
             "--raw".to_owned(),
         ];
         argv.extend(args.count.map(|c| format!("--count={c}")));
+        argv.extend(args.resolve.as_ref().map(|r| format!("--resolve={r}")));
         argv.extend(
             args.duration
                 .map(|d| format!("--duration={}", humantime::format_duration(d))),
