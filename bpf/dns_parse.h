@@ -15,7 +15,9 @@
  * - at most PINHOLE_DNS_MAX_ANSWERS answers and PINHOLE_DNS_MAX_ADDRS addresses are
  *   read; the TTL is the smallest along the chain and its addresses.
  * Anything malformed (a cut record, a bad pointer, a long label) discards the whole
- * reply, as the user-space parser does.
+ * reply, as the user-space parser does. A reply longer than PINHOLE_DNS_MAX bytes (TCP
+ * answers that did not fit a datagram) is read up to there: the records before the
+ * cut count, the one across it and those after do not.
  */
 #ifndef PINHOLE_DNS_PARSE_H
 #define PINHOLE_DNS_PARSE_H
@@ -76,6 +78,7 @@ struct dns_parse {
 	 * as unknown, so it checks the reading step once instead of per offset. */
 	struct name_read rd;
 	__u8 bad;
+	__u8 cut; /* the message goes on past the bytes copied */
 };
 
 struct {
@@ -278,7 +281,7 @@ static long answer_step(__u64 index, void *ctx)
 	p->answers--;
 	off = read_name(p, p->off, DNS_OWNER_SLOT, &usable);
 	if (!off || off + 10 > p->len) {
-		p->bad = 1;
+		p->bad = !p->cut;
 		return 1;
 	}
 	type = rd16(p, off);
@@ -287,7 +290,7 @@ static long answer_step(__u64 index, void *ctx)
 	rdlen = rd16(p, off + 8);
 	rdata = off + 10;
 	if (rdata + rdlen > p->len) {
-		p->bad = 1;
+		p->bad = !p->cut;
 		return 1;
 	}
 	p->off = rdata + rdlen;
@@ -306,12 +309,13 @@ static long answer_step(__u64 index, void *ctx)
 }
 
 /*
- * Parses the `len` bytes of reply at `off` in `skb`. Returns 0 with the chain and its
+ * Parses the `len` bytes of reply at `off` in `skb`, of a message `msg_len` bytes long.
+ * Returns 0 with the chain and its
  * addresses in `p`, or -1 when there is nothing to learn from the reply (not a
  * successful answer to one question, or malformed).
  */
 static __always_inline int parse_dns_reply(struct __sk_buff *skb, __u32 off, __u32 len,
-					   struct dns_parse *p)
+					   __u32 msg_len, struct dns_parse *p)
 {
 	__u64 copy = len;
 	__u32 flags, qend;
@@ -325,6 +329,7 @@ static __always_inline int parse_dns_reply(struct __sk_buff *skb, __u32 off, __u
 	if (bpf_skb_load_bytes(skb, off, p->msg, copy))
 		return -1;
 	p->len = copy;
+	p->cut = msg_len > copy;
 	p->chain = 0;
 	p->naddrs = 0;
 	p->skipped = 0;

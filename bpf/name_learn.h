@@ -180,7 +180,7 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	if (!p)
 		return 1;
 	count_name_stat(PINHOLE_NAMES_REPLIES);
-	if (parse_dns_reply(skb, d.off, d.len, p)) {
+	if (parse_dns_reply(skb, d.off, d.len, d.msg_len, p)) {
 		count_name_stat(PINHOLE_NAMES_UNREADABLE);
 		return 1;
 	}

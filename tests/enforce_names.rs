@@ -268,3 +268,68 @@ ports = 9
     drop(cg);
     assert_nothing_pinned();
 }
+
+/// Regression: a TCP answer longer than the kernel's copy (1,232 bytes) was discarded
+/// whole, so a name whose answer needed TCP (too big for a datagram) never vouched
+/// for any address. Now the records before the cut count.
+#[test]
+fn a_tcp_answer_longer_than_the_copy_counts_up_to_the_cut() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{}.{}.{}.example.com",
+        "a".repeat(60),
+        "b".repeat(60),
+        "c".repeat(60)
+    );
+    let q = wire(&long);
+    // Each record repeats the long owner (no compression): 212 bytes; the fifth one
+    // crosses byte 1,232.
+    let records: Vec<Vec<u8>> = (1..=6).map(|i| a_record(&q, [127, 1, 9, i])).collect();
+    let bytes = reply(&q, &records);
+    assert!(bytes.len() > 1232 && 14 + q.len() + 4 + 4 * 212 < 1232);
+    let _server = DnsServer::start(
+        SERVER.parse().unwrap(),
+        vec![("big.example.com", Answer::Raw(bytes))],
+        60,
+    );
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "big-asker");
+    let rules = r#"
+[[app.allow]]
+id = "dns-tcp"
+protocol = "tcp"
+dst = "127.0.10.53/32"
+ports = 53
+
+[[app.allow]]
+id = "example"
+protocol = "tcp"
+host = "*.example.com"
+ports = 9
+"#;
+    let policy_path = tmp.path().join("policy.toml");
+    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
+    let cg = TestCgroup::new("pinhole-names-tcp");
+    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    let ask = format!("dnstcp:big.example.com@{SERVER}");
+    let got = probe_in(
+        &cg,
+        &app.path,
+        &[
+            &ask,
+            "tcp:127.1.9.1:9",
+            "tcp:127.1.9.4:9",
+            "tcp:127.1.9.5:9",
+        ],
+    );
+    assert_eq!(
+        &got[1..],
+        ["ECONNREFUSED", "ECONNREFUSED", "EPERM"],
+        "{got:?}"
+    );
+    let (status, log) = enforcer.stop();
+    assert!(status.success(), "{log}");
+    drop(cg);
+    assert_nothing_pinned();
+}
