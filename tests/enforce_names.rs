@@ -333,3 +333,88 @@ ports = 9
     drop(cg);
     assert_nothing_pinned();
 }
+
+/// A blocklist file denies by name in the kernel, and after a reload (from another
+/// directory than the first policy's) the evidence already learnt still counts, judged
+/// by the new policy: no answer is needed again.
+#[test]
+fn blocklists_deny_and_evidence_outlives_a_reload() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let ip = |d: u8| Ipv4Addr::new(127, 1, 10, d);
+    let _server = DnsServer::start(
+        SERVER.parse().unwrap(),
+        vec![
+            ("blocked.example.com", Answer::Rounds(vec![vec![ip(1)]])),
+            ("fine.example.com", Answer::Rounds(vec![vec![ip(2)]])),
+            ("late.example.com", Answer::Rounds(vec![vec![ip(3)]])),
+        ],
+        600,
+    );
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "browser");
+    let rules = r#"
+[[app.allow]]
+id = "example"
+protocol = "tcp"
+host = "*.example.com"
+ports = 9
+"#;
+    let deny = "\n[[deny]]\nid = \"blocklist\"\nfile = \"block.txt\"\nformat = \"hosts\"\n";
+    let first =
+        policy(&app.sha256, &app.path, rules).replacen("\n[[app]]", &format!("{deny}\n[[app]]"), 1);
+    fs::write(
+        tmp.path().join("block.txt"),
+        "0.0.0.0 blocked.example.com\n",
+    )
+    .unwrap();
+    let policy_path = tmp.path().join("policy.toml");
+    fs::write(&policy_path, &first).unwrap();
+    let cg = TestCgroup::new("pinhole-names-block");
+    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    let dns = |n: &str| format!("dns:{n}.example.com@{SERVER}");
+    let got = probe_in(
+        &cg,
+        &app.path,
+        &[
+            &dns("blocked"),
+            "tcp:127.1.10.1:9",
+            &dns("fine"),
+            "tcp:127.1.10.2:9",
+        ],
+    );
+    assert_eq!(
+        (got[1].as_str(), got[3].as_str()),
+        ("EPERM", "ECONNREFUSED")
+    );
+
+    // The second policy, elsewhere, blocks `late` too (its own list) and not `blocked`.
+    let other = tempfile::tempdir().unwrap();
+    fs::write(other.path().join("block.txt"), "0.0.0.0 late.example.com\n").unwrap();
+    let second = other.path().join("policy.toml");
+    fs::write(&second, &first).unwrap();
+    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No new answers for `blocked` and `fine`: the evidence from before the reload.
+    let got = probe_in(
+        &cg,
+        &app.path,
+        &[
+            "tcp:127.1.10.1:9",
+            "tcp:127.1.10.2:9",
+            &dns("late"),
+            "tcp:127.1.10.3:9",
+        ],
+    );
+    assert_eq!(got[0], "ECONNREFUSED", "no longer blocked");
+    assert_eq!(got[1], "ECONNREFUSED", "still vouched for");
+    assert_eq!(got[3], "EPERM", "blocked by the new list");
+    let (status, log) = enforcer.stop();
+    assert!(status.success(), "{log}");
+    drop(cg);
+    assert_nothing_pinned();
+}
