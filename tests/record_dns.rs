@@ -307,6 +307,31 @@ fn a_policy_by_name_survives_answers_that_move_and_one_by_address_does_not() {
         text.contains("the same policy by address only: false-deny rate 50.0000% (10 events)"),
         "{text}"
     );
+
+    // The user's story, in the kernel: the generated policy enforced while the name has
+    // moved once more, to addresses never seen. Every fetch by name succeeds; a connect
+    // to an address learnt earlier, with no answer giving it now, is refused.
+    let moved = vec![ip("127.0.10.7"), ip("127.0.10.8")];
+    let server = DnsServer::start(
+        "127.0.10.53:53".parse().unwrap(),
+        vec![("api.example.test", Answer::Rounds(vec![moved]))],
+        30,
+    );
+    let enforcer = Enforcer::start(&policy, &cg, &[]);
+    let mut refused = 0;
+    for _ in 0..10 {
+        let ask = format!("dns:api.example.test@{}", server.addr);
+        let a = probe_in(&cg, &probe.path, &[&ask]);
+        let first = a[0].split(',').next().unwrap().to_owned();
+        assert_eq!(first, "127.0.10.7");
+        let got = probe_in(&cg, &probe.path, &[&format!("tcp:{first}:8080")]);
+        refused += usize::from(got[0] == "EPERM");
+    }
+    let direct = probe_in(&cg, &probe.path, &["tcp:127.0.10.1:8080"]);
+    let (status, log) = enforcer.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(refused, 0, "fetches by name refused under the name policy");
+    assert_eq!(direct[0], "EPERM", "an address no answer gave");
 }
 
 /// A question's bytes in wire form, for hand-made replies.

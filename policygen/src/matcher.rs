@@ -32,6 +32,13 @@
 //!    enforce mode, or an unknown binary under `unknown_binary = allow` or `deny`) or
 //!    `would-deny` (audit mode, or `unknown_binary = audit`), and the entry's source is
 //!    reported.
+//!
+//! The kernel enforcer decides items 6 to 8 with answers as they arrive
+//! (bpf/name_learn.h, bpf/name_decide.h), within bounds this file does not have: a reply
+//! is read up to 1,232 bytes, 32 answers, 16 addresses and a chain of 5 names, CNAMEs in
+//! the order written; an address keeps at most 8 vouching names per receiver (the one
+//! expiring first makes room, counted); a binary outside the policy is told apart by
+//! its file rather than its hash. Within them it decides as specified here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
