@@ -373,7 +373,16 @@ fn an_empty_dataset_is_an_error() {
 #[test]
 fn agrees_with_duckdb_running_the_documented_sql() {
     let dir = tempfile::tempdir().unwrap();
-    synth(dir.path(), 30_000);
+    // Half the TCP destinations by name: the profile's names agree too.
+    let cfg = SynthConfig {
+        events: 30_000,
+        apps: 30,
+        destinations: 800,
+        days: 3,
+        names: 0.5,
+        ..Default::default()
+    };
+    generate(&cfg, dir.path()).unwrap();
     let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/run_sql.py");
     let out = Command::new(&python)
@@ -409,7 +418,8 @@ fn agrees_with_duckdb_running_the_documented_sql() {
                 v.last_ns,
                 v.days.len(),
                 v.hours.len(),
-                v.users.len()
+                v.users.len(),
+                v.names.iter().cloned().collect::<Vec<_>>().join(",")
             ]));
         }
     }
@@ -425,6 +435,11 @@ fn agrees_with_duckdb_running_the_documented_sql() {
     let mut duck = duck;
     duck.sort_by_key(key);
     assert_eq!(ours.len(), duck.len(), "same (app, destination) pairs");
+    assert!(
+        ours.iter()
+            .any(|o| o[10].as_str().is_some_and(|n| !n.is_empty())),
+        "some destinations by name"
+    );
     for (o, d) in ours.iter().zip(&duck) {
         assert_eq!(o, d);
     }

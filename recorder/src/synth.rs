@@ -42,6 +42,10 @@ pub struct SynthConfig {
     /// Never publish: leave everything in one staged segment, as a recorder killed
     /// before its first rotation would (for recovery tests and benchmarks).
     pub leave_staged: bool,
+    /// The share of TCP destinations reached by name: an app's connect to one is
+    /// preceded by a `dns_answer` row for it (at most one per app, name and TTL of 300 s)
+    /// and carries the name in `dst_name`. 0: a dataset without names.
+    pub names: f64,
 }
 
 impl Default for SynthConfig {
@@ -59,8 +63,20 @@ impl Default for SynthConfig {
             files: None,
             flush_every: None,
             leave_staged: false,
+            names: 0.0,
         }
     }
+}
+
+/// The TTL of synthetic answers, in seconds.
+const ANSWER_TTL: u32 = 300;
+
+/// The name destination `i` is reached by, when it has one: chosen by index, not by
+/// the random stream, so that datasets without names stay as they were.
+fn name_of(i: usize, dest: &Dest, share: f64) -> Option<String> {
+    let pick = (i as u64).wrapping_mul(2_654_435_761) % 1000;
+    (dest.protocol == Protocol::Tcp && (pick as f64) < share * 1000.0)
+        .then(|| format!("h{i}.svc{}.example{}.com", i % 300, i % 40))
 }
 
 struct App {
@@ -192,6 +208,13 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     let per_day = cfg.events / days as u64;
     let mut pid_base = 1000u32;
     let rotate_every = cfg.files.map(|f| (cfg.events / f.max(1)).max(1));
+    let names: Vec<Option<String>> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, d)| name_of(i, d, cfg.names))
+        .collect();
+    // When each (app, destination) last got an answer.
+    let mut answered: std::collections::HashMap<(usize, usize), i64> = Default::default();
 
     for day in 0..days {
         let last_day = day == days - 1;
@@ -220,7 +243,16 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
                 - 1];
             let dest = pool[d];
             let pid = pid_base + (a as u32) * 7 + (ts / 3_600_000_000_000 % 5) as u32;
-            append(&mut sink, ts, app, pid, dest)?;
+            let name = names[d].as_deref();
+            if let Some(n) = name {
+                let last = answered.entry((a, d)).or_insert(i64::MIN);
+                if ts.saturating_sub(*last) > i64::from(ANSWER_TTL) * 1_000_000_000 {
+                    append_answer(&mut sink, ts - 1_000_000, app, pid, n, dest.addr)?;
+                    *last = ts;
+                    report.events += 1;
+                }
+            }
+            append(&mut sink, ts, app, pid, dest, name)?;
             report.events += 1;
             if rotate_every.is_some_and(|n| report.events % n == 0) {
                 sink.rotate()?;
@@ -237,7 +269,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
                 port: 4444,
                 protocol: Protocol::Tcp,
             };
-            append(&mut sink, noon, &apps[2], pid_base, one_off)?;
+            append(&mut sink, noon, &apps[2], pid_base, one_off, None)?;
             report.one_off = Some((apps[2].sha256, one_off.addr, one_off.port));
             let target: IpAddr = Ipv4Addr::new(10, 250, 0, 9).into();
             for port in 1..=1024u16 {
@@ -252,6 +284,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
                     &apps[3],
                     pid_base + 1,
                     probe,
+                    None,
                 )?;
             }
             report.scanner = Some((apps[3].sha256, target));
@@ -268,8 +301,62 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     Ok(report)
 }
 
-fn append(sink: &mut Sink, ts: i64, app: &App, pid: u32, dest: Dest) -> Result<(), SinkError> {
-    sink.append(&Event {
+fn append(
+    sink: &mut Sink,
+    ts: i64,
+    app: &App,
+    pid: u32,
+    dest: Dest,
+    name: Option<&str>,
+) -> Result<(), SinkError> {
+    sink.append(&row(ts, app, pid, dest, name, None))
+}
+
+/// The `dns_answer` row of an app's query for `name`, answered with `addr`.
+fn append_answer(
+    sink: &mut Sink,
+    ts: i64,
+    app: &App,
+    pid: u32,
+    name: &str,
+    addr: IpAddr,
+) -> Result<(), SinkError> {
+    let reply = crate::dns::DnsReply {
+        qname: name.to_owned(),
+        qtype: if addr.is_ipv4() { "A" } else { "AAAA" }.to_owned(),
+        rcode: "NoError".to_owned(),
+        cnames: Vec::new(),
+        addrs: vec![addr],
+        ttl: ANSWER_TTL,
+        truncated: false,
+    };
+    let server = Dest {
+        addr: Ipv4Addr::new(127, 0, 0, 53).into(),
+        port: 53,
+        protocol: Protocol::Udp,
+    };
+    let dns = crate::event::DnsFields {
+        reply: &reply,
+        host_scope: false,
+    };
+    sink.append(&row(ts, app, pid, server, None, Some(dns)))
+}
+
+/// One row of `app`'s: a connect (or send) to `dest`, or with `dns` a DNS answer.
+fn row<'a>(
+    ts: i64,
+    app: &'a App,
+    pid: u32,
+    dest: Dest,
+    name: Option<&'a str>,
+    dns: Option<crate::event::DnsFields<'a>>,
+) -> Event<'a> {
+    let hook = match (&dns, dest.protocol) {
+        (Some(_), _) => Hook::DnsAnswer,
+        (None, Protocol::Udp) => Hook::Sendmsg,
+        (None, _) => Hook::Connect,
+    };
+    Event {
         ts_ns: ts,
         pid,
         tid: pid,
@@ -289,20 +376,16 @@ fn append(sink: &mut Sink, ts: i64, app: &App, pid: u32, dest: Dest) -> Result<(
         dst_addr: dest.addr,
         dst_port: dest.port,
         protocol: dest.protocol,
-        hook: if dest.protocol == Protocol::Udp {
-            Hook::Sendmsg
-        } else {
-            Hook::Connect
-        },
+        hook,
         verdict: Verdict::Observed,
         sock_cookie: ts as u64 / 1000,
         rule_id: None,
         app: None,
         note: None,
-        dst_name: None,
+        dst_name: name,
         dst_name_from_host: false,
-        dns: None,
-    })
+        dns,
+    }
 }
 
 #[cfg(test)]

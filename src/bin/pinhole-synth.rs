@@ -39,6 +39,10 @@ struct Args {
     /// Leave everything staged and unpublished, as a recorder killed before rotating.
     #[arg(long)]
     leave_staged: bool,
+    /// The share (0 to 1) of TCP destinations reached by name: DNS answers in the
+    /// trail before their connects, and `dst_name` on the connects.
+    #[arg(long, default_value_t = 0.0)]
+    names: f64,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         files: a.files,
         flush_every: a.flush_every,
         leave_staged: a.leave_staged,
+        names: a.names.clamp(0.0, 1.0),
         ..SynthConfig::default()
     };
     match generate(&cfg, &a.out) {
