@@ -28,20 +28,20 @@ SPLIT=2026-11-26
 "$PY" bench/policy_rules_csv.py "$WORK/addr.toml" "$WORK/rules.csv"
 PROFILE=$(sed "s|\${DATASET}|$DATA|" analyze/tests/py/duckdb_profile.sql)
 REPLAY=$(sed -e "s|\${DATASET}|$DATA|" -e "s|\${RULES}|$WORK/rules.csv|" -e "s|\${SINCE}|$SPLIT|" bench/duckdb_replay.sql)
-duck() { "$PY" -c "import duckdb,sys; c=duckdb.connect(); c.execute('SET threads = 2'); c.execute('SET enable_progress_bar = false'); c.execute(sys.argv[1]).fetchall()" "$1"; }
+DUCK=("$PY" -c "import duckdb,sys; c=duckdb.connect(); c.execute('SET threads = 2'); c.execute('SET enable_progress_bar = false'); c.execute(sys.argv[1]).fetchall()")
 measure() { /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>&1; cat "$WORK/t"; }
 rows=$("$PY" -c "import pyarrow.dataset as d; t=d.dataset('$DATA', format='parquet', partitioning='hive').to_table(columns=['hook','dst_name']); import pyarrow.compute as pc; print(pc.sum(pc.equal(t['hook'],'dns_answer')).as_py(), pc.sum(pc.is_valid(t['dst_name'])).as_py())")
-echo "Dataset: $EVENTS rows ($(du -sm "$DATA" | cut -f1) MiB): dns_answer rows and connects with a name: $rows"
+echo "Dataset: $EVENTS connects ($(du -sm "$DATA" | cut -f1) MiB): dns_answer rows and connects with a name: $rows"
 echo "Name policy: $(grep -c '^host = ' "$WORK/names.toml") name rules, $(grep -c '^dst = ' "$WORK/names.toml") address rules; address policy: $(grep -c '^dst = ' "$WORK/addr.toml") rules"
 echo
 echo "| round | analyze (s, MiB) | DuckDB profile (s, MiB) | replay, name policy (s, MiB) | replay, address policy (s, MiB) | DuckDB replay, address policy (s, MiB) |"
 echo "|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
   read -r at am < <(measure "$PH" analyze "$DATA" --threads 2 --format json -o /dev/null)
-  read -r dt dm < <(measure duck "$PROFILE")
+  read -r dt dm < <(measure "${DUCK[@]}" "$PROFILE")
   read -r nt nm < <(measure "$PH" policy replay "$WORK/names.toml" "$DATA" --since "$SPLIT")
   read -r rt rm < <(measure "$PH" policy replay "$WORK/addr.toml" "$DATA" --since "$SPLIT")
-  read -r qt qm < <(measure duck "$REPLAY")
+  read -r qt qm < <(measure "${DUCK[@]}" "$REPLAY")
   printf "| %d | %.2f, %d | %.2f, %d | %.2f, %d | %.2f, %d | %.2f, %d |\n" "$r" "$at" $((am / 1024)) "$dt" $((dm / 1024)) \
     "$nt" $((nm / 1024)) "$rt" $((rm / 1024)) "$qt" $((qm / 1024))
 done

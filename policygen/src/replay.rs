@@ -101,6 +101,10 @@ impl ReplayReport {
     }
 }
 
+/// How far before a replay's window DNS answers are looked for (TTLs beyond an hour
+/// are rare; an answer older than this is not seen by a replay that starts later).
+pub const LOOKBACK_S: i64 = 3600;
+
 /// Replays every event of the dataset within `filter` against `policy`.
 pub fn replay(
     policy: &Policy,
@@ -108,7 +112,21 @@ pub fn replay(
     filter: &Filter,
 ) -> Result<ReplayReport, AnalyzeError> {
     let matcher = Matcher::new(policy);
-    let files = dataset_files(dataset, filter)?;
+    // Answers received before the window still vouch for connects inside it: with
+    // names, files from up to `LOOKBACK` (plus the policy's minimum TTL and grace)
+    // earlier are read for their answers.
+    let files = match (policy.uses_names(), filter.since_ns) {
+        (true, Some(since)) => {
+            let life = policy.names.lifetime;
+            let back = LOOKBACK_S + i64::from(life.min_ttl) + i64::from(life.grace);
+            let wider = Filter {
+                since_ns: Some(since.saturating_sub(back * 1_000_000_000)),
+                until_ns: filter.until_ns,
+            };
+            dataset_files(dataset, &wider)?
+        }
+        _ => dataset_files(dataset, filter)?,
+    };
     let mut report = ReplayReport {
         files: files.len(),
         ..Default::default()
