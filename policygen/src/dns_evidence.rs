@@ -87,17 +87,16 @@ pub struct Answer<'a> {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    receiver: Receiver,
     names: Arc<[String]>,
     from_ns: i64,
     until_ns: i64,
 }
 
-/// Evidence by address.
+/// Evidence by address and receiver (a connect looks up its own, and the host's).
 #[derive(Debug, Default)]
 pub struct DnsEvidence {
     lifetime: Lifetime,
-    by_addr: HashMap<IpAddr, Vec<Entry>>,
+    by_addr: HashMap<(IpAddr, Receiver), Vec<Entry>>,
 }
 
 impl DnsEvidence {
@@ -120,15 +119,14 @@ impl DnsEvidence {
         let life = i64::from(a.ttl.max(self.lifetime.min_ttl)) + i64::from(self.lifetime.grace);
         let until = a.t_ns.saturating_add(life.saturating_mul(NS));
         for &addr in a.addrs {
-            let entries = self.by_addr.entry(canonical(addr)).or_default();
-            match entries
-                .iter_mut()
-                .find(|e| e.receiver == a.receiver && e.names == names)
-            {
+            let entries = self
+                .by_addr
+                .entry((canonical(addr), a.receiver))
+                .or_default();
+            match entries.iter_mut().find(|e| e.names == names) {
                 Some(e) if a.t_ns <= e.until_ns => e.until_ns = e.until_ns.max(until),
                 Some(e) => (e.from_ns, e.until_ns) = (a.t_ns, until),
                 None => entries.push(Entry {
-                    receiver: a.receiver,
                     names: names.clone(),
                     from_ns: a.t_ns,
                     until_ns: until,
@@ -154,16 +152,16 @@ impl DnsEvidence {
         addr: IpAddr,
         t_ns: i64,
     ) -> impl Iterator<Item = &'s str> + 's {
-        let own = Receiver::App(app.copied());
-        self.by_addr
-            .get(&canonical(addr))
-            .into_iter()
+        let addr = canonical(addr);
+        let own = self.by_addr.get(&(addr, Receiver::App(app.copied())));
+        let host = match scope {
+            Scope::Host => self.by_addr.get(&(addr, Receiver::Host)),
+            Scope::App => None,
+        };
+        own.into_iter()
+            .chain(host)
             .flatten()
-            .filter(move |e| {
-                (e.receiver == own || (scope == Scope::Host && e.receiver == Receiver::Host))
-                    && e.from_ns <= t_ns
-                    && t_ns < e.until_ns
-            })
+            .filter(move |e| e.from_ns <= t_ns && t_ns < e.until_ns)
             .flat_map(|e| e.names.iter().map(String::as_str))
     }
 }
@@ -267,7 +265,7 @@ mod tests {
         assert!(names(&ev, &A, Scope::App, "192.0.2.3", 29).is_empty());
         assert_eq!(names(&ev, &A, Scope::App, "192.0.2.3", 35).len(), 1);
         assert_eq!(
-            ev.by_addr[&addr[0]].len(),
+            ev.by_addr[&(addr[0], Receiver::App(Some(A)))].len(),
             1,
             "one entry, not one per answer"
         );

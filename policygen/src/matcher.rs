@@ -166,16 +166,27 @@ impl<'p> Matcher<'p> {
     }
 
     pub fn decide(&self, q: &Query<'_>, dns: &DnsEvidence) -> Decision<'p> {
+        self.decide_vouched(q, &self.vouching(q, dns))
+    }
+
+    /// The names vouching for the query's address (item 6): none when the policy has
+    /// no names.
+    pub fn vouching<'e>(&self, q: &Query<'_>, dns: &'e DnsEvidence) -> Vec<&'e str> {
+        if !self.uses_names {
+            return Vec::new();
+        }
+        let app = q.sha256.and_then(|h| self.by_hash.get(h)).copied();
+        let scope = app.map_or(self.policy.names.scope, |a| a.scope(self.policy));
+        dns.names_for(q.sha256, scope, canonical(q.addr), q.t_ns)
+            .collect()
+    }
+
+    /// The decision for a query whose vouching names are `names` (see `vouching`):
+    /// it depends on nothing else, so callers may remember it by them.
+    pub fn decide_vouched(&self, q: &Query<'_>, names: &[&str]) -> Decision<'p> {
         let app = q.sha256.and_then(|h| self.by_hash.get(h)).copied();
         let addr = canonical(q.addr);
-        let names: Vec<&str> = match self.uses_names {
-            true => {
-                let scope = app.map_or(self.policy.names.scope, |a| a.scope(self.policy));
-                dns.names_for(q.sha256, scope, addr, q.t_ns).collect()
-            }
-            false => Vec::new(),
-        };
-        if let Some(source) = self.denied(app, &names) {
+        if let Some(source) = self.denied(app, names) {
             let verdict = match app {
                 Some(a) => no_rule_verdict(a.mode),
                 None if self.policy.unknown_binary == UnknownAction::Audit => Verdict::WouldDeny,

@@ -1,8 +1,8 @@
 //! Replays recorded events against a policy with the matcher's semantics, and reports
 //! per app what it would have denied. Streams the dataset column by column, in time
 //! order: DNS answer rows become the evidence name rules and deny lists are decided
-//! with. Decisions that cannot depend on DNS are memoised per distinct (binary,
-//! protocol, address, port) for the run.
+//! with. Decisions are memoised per distinct (binary, protocol, address, port, vouching
+//! names) for the run: nothing else decides.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -131,14 +131,13 @@ pub fn replay(
         files: files.len(),
         ..Default::default()
     };
-    // Without names in the policy, decisions do not depend on time or DNS: one memo
-    // serves the whole run. With them, each connect is decided with the answers so far.
     let mut run = Run {
         matcher: &matcher,
         lifetime: policy.names.lifetime,
         evidence: HashMap::new(),
         none: DnsEvidence::new(policy.names.lifetime),
         memo: HashMap::new(),
+        memo_named: HashMap::new(),
         names: policy.uses_names(),
     };
     for path in &files {
@@ -156,6 +155,8 @@ struct Run<'m, 'p> {
     /// For hosts that received no answer.
     none: DnsEvidence,
     memo: HashMap<MemoKey, Memo>,
+    /// The same with the vouching names (joined by newlines), where some vouched.
+    memo_named: HashMap<(MemoKey, String), Memo>,
     /// Whether the policy has name rules or deny lists (answers matter).
     names: bool,
 }
@@ -319,25 +320,25 @@ fn replay_file(
             }
             let p = proto_values.value(proto.keys().value(i) as usize);
             let a = addr_values.value(addr.keys().value(i) as usize);
-            let decided;
-            let (app, denied, dest) = if run.names {
-                decided = decide(
-                    run.matcher,
-                    run.evidence.get(host_of(i)).unwrap_or(&run.none),
-                    h.as_ref(),
-                    p,
-                    a,
-                    port.value(i),
-                    t,
-                );
-                (&decided.0, &decided.1, &decided.2)
-            } else {
-                let key = (h, p.to_owned(), a.to_owned(), port.value(i));
-                let (matcher, evidence) = (run.matcher, &run.none);
-                let m = run.memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
-                    decide(matcher, evidence, h.as_ref(), p, a, *port, t)
-                });
-                (&m.0, &m.1, &m.2)
+            let evidence = match run.names {
+                true => run.evidence.get(host_of(i)).unwrap_or(&run.none),
+                false => &run.none,
+            };
+            let names = vouching(run.matcher, evidence, h.as_ref(), a, t);
+            // A decision depends on the event's binary, destination and vouching
+            // names only: remembered by them for the whole run.
+            let matcher = run.matcher;
+            let key = (h, p.to_owned(), a.to_owned(), port.value(i));
+            let (app, denied, dest) = match names.is_empty() {
+                true => run.memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
+                    decide(matcher, &[], h.as_ref(), p, a, *port)
+                }),
+                false => run
+                    .memo_named
+                    .entry((key, names.join("\n")))
+                    .or_insert_with_key(|((h, p, a, port), _)| {
+                        decide(matcher, &names, h.as_ref(), p, a, *port)
+                    }),
             };
             let entry = report.apps.entry(app.clone()).or_default();
             entry.events += 1;
@@ -351,27 +352,50 @@ fn replay_file(
     Ok(())
 }
 
+/// The names vouching for a connect to `addr` at `t_ns` (none without names).
+fn vouching<'e>(
+    m: &Matcher<'_>,
+    evidence: &'e DnsEvidence,
+    sha: Option<&[u8; 32]>,
+    addr: &str,
+    t_ns: i64,
+) -> Vec<&'e str> {
+    if evidence.is_empty() {
+        return Vec::new();
+    }
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        return Vec::new();
+    };
+    let q = Query {
+        sha256: sha,
+        protocol: Protocol::Tcp,
+        addr: ip,
+        port: 0,
+        t_ns,
+    };
+    m.vouching(&q, evidence)
+}
+
 fn decide(
     m: &Matcher<'_>,
-    evidence: &DnsEvidence,
+    names: &[&str],
     sha: Option<&[u8; 32]>,
     proto: &str,
     addr: &str,
     port: u16,
-    t_ns: i64,
 ) -> (Option<String>, bool, String) {
     let dest = format!("{proto} {addr}:{port}");
     let (Some(protocol), Ok(ip)) = (Protocol::parse(proto), addr.parse::<IpAddr>()) else {
         // A protocol no rule can name: the app's default applies as if nothing matched.
-        let d = m.decide(
+        let d = m.decide_vouched(
             &Query {
                 sha256: sha,
                 protocol: Protocol::Icmp,
                 addr: IpAddr::from([0, 0, 0, 0]),
                 port: 0,
-                t_ns,
+                t_ns: 0,
             },
-            evidence,
+            names,
         );
         return (
             d.app.map(|a| a.name.clone()),
@@ -379,15 +403,15 @@ fn decide(
             dest,
         );
     };
-    let d = m.decide(
+    let d = m.decide_vouched(
         &Query {
             sha256: sha,
             protocol,
             addr: ip,
             port,
-            t_ns,
+            t_ns: 0,
         },
-        evidence,
+        names,
     );
     (
         d.app.map(|a| a.name.clone()),

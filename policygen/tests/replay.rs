@@ -238,8 +238,13 @@ fn an_answer_just_before_the_window_vouches_for_a_connect_inside_it() {
     });
     sink.append(&answer).unwrap();
     sink.rotate().unwrap();
-    sink.append(&client_row(midnight + 10 * S, "10.0.0.1", 443, Hook::Connect))
-        .unwrap();
+    sink.append(&client_row(
+        midnight + 10 * S,
+        "10.0.0.1",
+        443,
+        Hook::Connect,
+    ))
+    .unwrap();
     sink.close().unwrap();
     let policy = check(
         &format!(
