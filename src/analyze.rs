@@ -42,6 +42,10 @@ pub struct AnalyzeArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Count would-deny decisions as traffic (audit-mode learning); by default they
+    /// are listed apart with the denied ones, under `refused`.
+    #[arg(long)]
+    pub learn_would_deny: bool,
 }
 
 /// A date (midnight UTC) or an RFC 3339 time.
@@ -82,6 +86,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let filter = Filter {
         since_ns: args.since.and_then(|t| t.timestamp_nanos_opt()),
         until_ns: args.until.and_then(|t| t.timestamp_nanos_opt()),
+        learn_would_deny: args.learn_would_deny,
     };
     let threads = args
         .threads

@@ -72,9 +72,26 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// Commands that print a result and exit end quietly when their reader goes away
+/// (`pinhole policy generate ... | head`), as `cat` and `grep` do, instead of
+/// panicking on the failed write. The recorder and the enforcer keep ignoring SIGPIPE:
+/// a closed log pipe must never kill them.
+fn quiet_on_closed_pipe(command: &Command) {
+    let daemon = match command {
+        Command::Record(_) | Command::ExecGateWatchdog(_) => true,
+        Command::Enforce(args) => args.runs_enforcer(),
+        Command::Analyze(_) | Command::Policy(_) | Command::Hash { .. } => false,
+    };
+    if !daemon {
+        // SAFETY: restoring the default disposition of a signal has no memory effects.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    quiet_on_closed_pipe(&cli.command);
     let result = match cli.command {
         Command::Record(args) => record::run(args),
         Command::Analyze(args) => analyze::run(args),

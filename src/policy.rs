@@ -56,6 +56,10 @@ pub struct KnobArgs {
     /// Allow the review items too.
     #[arg(long)]
     pub include_review: bool,
+    /// Learn from would-deny decisions too (audit-mode learning: an enforcer run with
+    /// `--mode audit` records what it would have denied). Denied connects never teach.
+    #[arg(long)]
+    pub learn_would_deny: bool,
     /// Fold names into one "*.domain" rule from this many distinct names under one
     /// registrable domain on the same protocol and port (0: never).
     #[arg(long, default_value_t = 4)]
@@ -268,7 +272,11 @@ pub fn import_blocklists(
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
-    let outcome = summarize(&a.dataset, &scan_options(filter(a.since, a.until)), &())?;
+    let outcome = summarize(
+        &a.dataset,
+        &scan_options(learning(filter(a.since, a.until), &a.knobs)),
+        &(),
+    )?;
     let knobs = a.knobs.knobs();
     let g = generate(&outcome.summary, &knobs);
     let window = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
@@ -317,6 +325,15 @@ fn filter(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Filter 
     Filter {
         since_ns: ns(since),
         until_ns: ns(until),
+        learn_would_deny: false,
+    }
+}
+
+/// The events a policy learns from: `filter`, with would-deny ones if asked.
+fn learning(filter: Filter, knobs: &KnobArgs) -> Filter {
+    Filter {
+        learn_would_deny: knobs.learn_would_deny,
+        ..filter
     }
 }
 
@@ -446,8 +463,12 @@ fn replay_cmd(a: ReplayArgs) -> Result<()> {
 }
 
 fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
-    let train = summarize(&a.dataset, &scan_options(filter(None, Some(a.split))), &())
-        .context("reading the training part (before --split)")?;
+    let train = summarize(
+        &a.dataset,
+        &scan_options(learning(filter(None, Some(a.split)), &a.knobs)),
+        &(),
+    )
+    .context("reading the training part (before --split)")?;
     let knobs = a.knobs.knobs();
     let g = generate(&train.summary, &knobs);
     let started = std::time::Instant::now();

@@ -218,10 +218,12 @@ fn a_policy_by_name_survives_answers_that_move_and_one_by_address_does_not() {
     let train = Filter {
         since_ns: None,
         until_ns: Some(split_ns),
+        ..Default::default()
     };
     let held = Filter {
         since_ns: Some(split_ns),
         until_ns: None,
+        ..Default::default()
     };
     let opts = ScanOptions {
         filter: train,

@@ -39,6 +39,9 @@ pub const COLUMNS: [&str; 11] = [
 pub struct Filter {
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
+    /// Learn from `would-deny` events too (audit-mode learning). `denied` events never
+    /// teach; both are counted apart per app either way.
+    pub learn_would_deny: bool,
 }
 
 pub struct ScanOptions {
@@ -171,6 +174,28 @@ fn any_value(
     })
 }
 
+/// Whether every row of row groups `part` has `value` in column `name`, by the
+/// statistics (false when they cannot tell, or the column is missing).
+fn only_value(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    part: &Range<usize>,
+    name: &str,
+    value: &[u8],
+) -> bool {
+    let schema = meta.file_metadata().schema_descr();
+    let Some(index) = (0..schema.num_columns()).find(|&i| schema.column(i).name() == name) else {
+        return false;
+    };
+    part.clone().all(|rg| {
+        let Some(stats) = meta.row_group(rg).column(index).statistics() else {
+            return false;
+        };
+        stats.null_count_opt() == Some(0)
+            && stats.min_bytes_opt() == Some(value)
+            && stats.max_bytes_opt() == Some(value)
+    })
+}
+
 /// A type schema 1 gave a column that readers still take (`ts` in nanoseconds).
 fn older_type(name: &str, t: &arrow_schema::DataType) -> bool {
     use arrow_schema::{DataType, TimeUnit};
@@ -227,8 +252,13 @@ fn scan_part(
     // only where some row of the part has one: arrow-rs reads an all-null dictionary
     // column slowly (0.7 s per 10 million rows), and most rows of most files have none.
     let names = any_value(builder.metadata(), &part, "dst_name");
+    // `verdict` likewise only where some row is not the recorder's `observed`.
+    let decided = !only_value(builder.metadata(), &part, "verdict", b"observed");
     let exact = builder.schema().field_with_name("ts_ns").is_ok();
-    let extra = ["ts_ns"].into_iter().chain(names.then_some("dst_name"));
+    let extra = ["ts_ns"]
+        .into_iter()
+        .chain(names.then_some("dst_name"))
+        .chain(decided.then_some("verdict"));
     // With `ts_ns`, the microsecond `ts` says nothing more.
     let wanted = COLUMNS
         .iter()
@@ -245,6 +275,7 @@ fn scan_part(
     let window = Window {
         since_ns: filter.since_ns,
         until_ns: filter.until_ns,
+        learn_would_deny: filter.learn_would_deny,
     };
     let before = scan.events();
     for batch in reader {

@@ -71,6 +71,10 @@ pub struct AppProfile {
     /// connect), and source routes the enforcer decided.
     #[serde(default)]
     pub events_without_destination: u64,
+    /// Connects an enforcer refused (`denied`, or `would-deny` in audit mode): counted
+    /// here, never learnt from (would-deny only unless `--learn-would-deny`).
+    #[serde(default)]
+    pub refused: Vec<RefusedDestination>,
     pub first_seen: String,
     pub last_seen: String,
     pub destinations: Vec<Destination>,
@@ -94,6 +98,16 @@ pub struct Destination {
     /// Names DNS answers gave this address for (none: an address used as such).
     #[serde(default)]
     pub names: Vec<String>,
+}
+
+/// A destination an enforcer refused this app, with how often.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefusedDestination {
+    pub protocol: String,
+    pub address: String,
+    pub port: u16,
+    pub denied: u64,
+    pub would_deny: u64,
 }
 
 /// Destinations of one protocol under one covering prefix (/24 or /64).
@@ -300,6 +314,17 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
         events: app.events,
         unreadable_events: app.unreadable,
         events_without_destination: app.without_destination,
+        refused: app
+            .refused
+            .iter()
+            .map(|(k, r)| RefusedDestination {
+                protocol: k.protocol.clone(),
+                address: k.addr.to_string(),
+                port: k.port,
+                denied: r.denied,
+                would_deny: r.would_deny,
+            })
+            .collect(),
         first_seen: rfc3339(app.first_ns),
         last_seen: rfc3339(app.last_ns),
         destinations,

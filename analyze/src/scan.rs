@@ -113,6 +113,8 @@ pub(crate) struct FileScan {
     apps: Vec<(LocalApp, LocalAppAcc)>,
     app_ids: FxHashMap<LocalApp, u32>,
     dests: FxHashMap<(u32, u32, u32, u16), LocalDest>,
+    /// (denied, would-deny) connects by (app, protocol, address, port).
+    refused: FxHashMap<(u32, u32, u32, u16), [u64; 2]>,
     events: u64,
     first_ns: Option<i64>,
     last_ns: Option<i64>,
@@ -141,6 +143,23 @@ fn known_protocol(p: &str) -> bool {
 pub(crate) struct Window {
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
+    pub learn_would_deny: bool,
+}
+
+/// What a row's verdict makes of it: evidence, or a refusal counted apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Teaches {
+    Yes,
+    Denied,
+    WouldDeny,
+}
+
+fn teaches(verdict: &str, learn_would_deny: bool) -> Teaches {
+    match verdict {
+        "denied" => Teaches::Denied,
+        "would-deny" if !learn_would_deny => Teaches::WouldDeny,
+        _ => Teaches::Yes,
+    }
 }
 
 impl FileScan {
@@ -192,6 +211,18 @@ impl FileScan {
         let (_, proto) = self.dict_ids(batch, "protocol");
         let (_, addr) = self.dict_ids(batch, "dst_addr");
         let (hook_names, hook) = self.dict_ids(batch, "hook");
+        // Read only where some row is an enforcer's decision (see `scan_part`).
+        let (verdict_names, verdict) = match batch.column_by_name("verdict") {
+            Some(_) => self.dict_ids(batch, "verdict"),
+            None => (Vec::new(), vec![None; batch.num_rows()]),
+        };
+        let teach: Vec<Teaches> = verdict_names
+            .iter()
+            .map(|&id| teaches(&self.strings[id as usize], window.learn_would_deny))
+            .collect();
+        let verdict_keys = batch
+            .column_by_name("verdict")
+            .map(|c| c.as_dictionary::<Int32Type>().keys().clone());
         // Absent from files of schema 1: no names there.
         let dst_name = match batch.column_by_name("dst_name") {
             Some(_) => self.dict_ids(batch, "dst_name").1,
@@ -276,6 +307,15 @@ impl FileScan {
                 addr[i].unwrap_or(0),
                 port.value(i),
             );
+            let verdict_class = match (&verdict_keys, verdict[i]) {
+                (Some(k), Some(_)) => teach[k.value(i) as usize],
+                _ => Teaches::Yes,
+            };
+            if verdict_class != Teaches::Yes {
+                let r = self.refused.entry(key).or_default();
+                r[usize::from(verdict_class == Teaches::WouldDeny)] += 1;
+                continue;
+            }
             let d = self.dests.entry(key).or_insert_with(|| LocalDest::new(t));
             d.events += 1;
             d.first_ns = d.first_ns.min(t);
@@ -351,6 +391,12 @@ impl FileScan {
             acc.users.iter().for_each(|&u| push_new(&mut mine.users, u));
             acc.pids.iter().for_each(|&p| push_new(&mut mine.pids, p));
         }
+        for ((app, proto, addr, port), r) in o.refused {
+            let key = (apps[app as usize], tr(proto), tr(addr), port);
+            let mine = self.refused.entry(key).or_default();
+            mine[0] += r[0];
+            mine[1] += r[1];
+        }
         for ((app, proto, addr, port), d) in o.dests {
             let key = (apps[app as usize], tr(proto), tr(addr), port);
             match self.dests.entry(key) {
@@ -397,8 +443,30 @@ impl FileScan {
                 dests: Default::default(),
                 unreadable: 0,
                 without_destination: acc.without_destination,
+                refused: Default::default(),
             };
             out.apps.entry(key).or_default().merge(app);
+        }
+        for ((app, proto, addr, port), [denied, would_deny]) in self.refused {
+            let app = out
+                .apps
+                .get_mut(&keys[app as usize])
+                .expect("app of a destination");
+            let (protocol, ip) = (s(proto), s(addr).parse::<IpAddr>());
+            let Ok(ip) = ip.ok().filter(|_| known_protocol(&protocol)).ok_or(()) else {
+                app.unreadable += denied + would_deny;
+                continue;
+            };
+            let r = app
+                .refused
+                .entry(DestKey {
+                    protocol,
+                    addr: ip,
+                    port,
+                })
+                .or_default();
+            r.denied += denied;
+            r.would_deny += would_deny;
         }
         for ((app, proto, addr, port), d) in self.dests {
             let app = out

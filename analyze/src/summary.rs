@@ -72,6 +72,16 @@ pub struct AppSummary {
     pub unreadable: u64,
     /// Events with no destination: a raw or ping socket opened, a source route refused.
     pub without_destination: u64,
+    /// Connects an enforcer denied (or would have, in audit mode), by destination:
+    /// never learnt from (would-deny ones only with `Filter::learn_would_deny`).
+    pub refused: BTreeMap<DestKey, Refused>,
+}
+
+/// Decisions of an enforcer against one destination that teach nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Refused {
+    pub denied: u64,
+    pub would_deny: u64,
 }
 
 impl AppSummary {
@@ -86,6 +96,11 @@ impl AppSummary {
         self.events += o.events;
         self.unreadable += o.unreadable;
         self.without_destination += o.without_destination;
+        for (k, r) in o.refused {
+            let mine = self.refused.entry(k).or_default();
+            mine.denied += r.denied;
+            mine.would_deny += r.would_deny;
+        }
         self.paths.extend(o.paths);
         self.comms.extend(o.comms);
         self.users.extend(o.users);

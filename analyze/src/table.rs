@@ -117,6 +117,24 @@ pub fn detail(a: &AppProfile) -> String {
             a.events_without_destination
         );
     }
+    if !a.refused.is_empty() {
+        let (denied, would): (u64, u64) = a
+            .refused
+            .iter()
+            .fold((0, 0), |(d, w), r| (d + r.denied, w + r.would_deny));
+        let _ = writeln!(
+            out,
+            "  refused:   {denied} denied and {would} would-deny connects to {} destinations (not learnt from):",
+            a.refused.len()
+        );
+        for r in a.refused.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "             {} {}:{}  denied {}, would-deny {}",
+                r.protocol, r.address, r.port, r.denied, r.would_deny
+            );
+        }
+    }
     let l = &a.learning;
     let _ = writeln!(
         out,

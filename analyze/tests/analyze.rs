@@ -199,6 +199,7 @@ fn the_window_filters_rows_and_prunes_files() {
     let f = Filter {
         since_ns: day2.timestamp_nanos_opt(),
         until_ns: (day2 + chrono::Duration::hours(12)).timestamp_nanos_opt(),
+        ..Default::default()
     };
     let out = summarize(
         dir.path(),

@@ -121,7 +121,7 @@ pub fn replay(
             let back = LOOKBACK_S + i64::from(life.min_ttl) + i64::from(life.grace);
             let wider = Filter {
                 since_ns: Some(since.saturating_sub(back * 1_000_000_000)),
-                until_ns: filter.until_ns,
+                ..*filter
             };
             dataset_files(dataset, &wider)?
         }

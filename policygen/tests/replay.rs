@@ -23,6 +23,7 @@ fn training_replays_clean_and_held_out_anomalies_are_denied() {
     let train = Filter {
         since_ns: None,
         until_ns: Some(split),
+        ..Default::default()
     };
     let s = summarize(
         dir.path(),
@@ -58,6 +59,7 @@ fn training_replays_clean_and_held_out_anomalies_are_denied() {
         &Filter {
             since_ns: Some(split),
             until_ns: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -258,6 +260,7 @@ fn an_answer_just_before_the_window_vouches_for_a_connect_inside_it() {
     let window = Filter {
         since_ns: Some(midnight),
         until_ns: None,
+        ..Default::default()
     };
     let r = replay(&policy, dir.path(), &window).unwrap();
     assert_eq!((r.events, r.dns_answers), (1, 1));

@@ -69,7 +69,13 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 state::PIN_DIR
             );
         }
-        println!("not enforcing: no enforcer is loaded");
+        match args.format.as_str() {
+            "json" => println!(
+                "{}",
+                serde_json::json!({ "running": false, "loaded": false })
+            ),
+            _ => println!("not enforcing: no enforcer is loaded"),
+        }
         return Ok(());
     };
     let running = state::is_running(st.pid);
@@ -79,10 +85,16 @@ pub fn status(args: StatusArgs) -> Result<()> {
     } else if running {
         MapHandle::from_map_id(st.counters_map_id).context("opening the enforcer's counters")?
     } else {
-        println!(
-            "not enforcing: the enforcer (pid {}) exited without --persist; its state is stale",
-            st.pid
-        );
+        match args.format.as_str() {
+            "json" => println!(
+                "{}",
+                serde_json::json!({ "running": false, "loaded": false, "stale_pid": st.pid })
+            ),
+            _ => println!(
+                "not enforcing: the enforcer (pid {}) exited without --persist; its state is stale",
+                st.pid
+            ),
+        }
         return Ok(());
     };
     let compiled = active_policy()?;

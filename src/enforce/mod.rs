@@ -101,6 +101,13 @@ enum EnforceCommand {
     Names(names::NamesArgs),
 }
 
+impl EnforceArgs {
+    /// Whether this starts an enforcer (rather than asking one something).
+    pub fn runs_enforcer(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 pub fn run(args: EnforceArgs) -> Result<()> {
     match args.command {
         Some(EnforceCommand::Status(a)) => control::status(a),

@@ -3,6 +3,8 @@
 -- exactly (tests/analyze.rs runs this in DuckDB). `${DATASET}` is the dataset root.
 -- Times in nanoseconds: `ts_ns` (schema 2), or `ts` of schema 1 files. `names`: the
 -- names DNS answers gave the destination's address for, to this app (`dst_name`).
+-- Only observed and allowed connects count: an enforcer's denied and would-deny ones
+-- are refusals, not traffic to learn from.
 SELECT
     coalesce(hex(exe_sha256), 'unresolved:' || exe_status || ':' || coalesce(exe_path, comm)) AS app,
     protocol,
@@ -18,7 +20,7 @@ SELECT
 FROM (
     SELECT *, coalesce(ts_ns, epoch_ns(ts)) AS t
     FROM read_parquet('${DATASET}/**/*.parquet', hive_partitioning = true, union_by_name = true)
-    WHERE hook IN ('connect', 'sendmsg')
+    WHERE hook IN ('connect', 'sendmsg') AND verdict IN ('observed', 'allowed')
 )
 GROUP BY ALL
 ORDER BY app, protocol, dst_addr, dst_port

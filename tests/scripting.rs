@@ -1,0 +1,96 @@
+//! pinhole in scripts: every command that prints ends quietly when its reader goes
+//! away (`pinhole policy generate ... | head`), and `enforce status --format json`
+//! prints JSON even when nothing is loaded.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Runs pinhole with `args`, its standard output a pipe closed before it writes.
+fn with_closed_stdout(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(PINHOLE)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap(), err)
+}
+
+/// Regression: a closed standard output made pinhole panic ("failed printing to
+/// stdout: Broken pipe").
+#[test]
+fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let cfg = pinhole_recorder::synth::SynthConfig {
+        events: 20_000,
+        apps: 10,
+        destinations: 200,
+        days: 2,
+        ..Default::default()
+    };
+    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
+    let policy = tmp.path().join("p.toml");
+    let made = pinhole([
+        "policy".as_ref(),
+        "generate".as_ref(),
+        ds.as_os_str(),
+        "-o".as_ref(),
+        policy.as_os_str(),
+    ]);
+    assert!(made.status.success());
+    let (d, p) = (ds.as_os_str(), policy.as_os_str());
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let commands: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec![os("analyze"), d],
+        vec![os("analyze"), d, os("--format"), os("json")],
+        vec![os("policy"), os("generate"), d],
+        vec![os("policy"), os("generate"), d, os("--explain")],
+        vec![os("policy"), os("replay"), p, d],
+        vec![
+            os("policy"),
+            os("evaluate"),
+            d,
+            os("--split"),
+            os("2026-11-23"),
+        ],
+        vec![os("policy"), os("check"), p],
+        vec![os("policy"), os("diff"), p, p],
+        vec![os("hash"), p],
+    ];
+    for args in &commands {
+        let (status, err) = with_closed_stdout(args);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {status:?} {err}"
+        );
+    }
+}
+
+#[test]
+fn status_as_json_with_nothing_loaded_is_json() {
+    require_root();
+    let _serial = serial();
+    let out = pinhole(["enforce", "status", "--format", "json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["running"], false);
+}
