@@ -56,6 +56,10 @@ pub struct KnobArgs {
     /// Allow the review items too.
     #[arg(long)]
     pub include_review: bool,
+    /// Learn from port scans, address sweeps and destinations seen once like any
+    /// traffic, instead of holding them for review.
+    #[arg(long)]
+    pub allow_anomalies: bool,
     /// Learn from would-deny decisions too (audit-mode learning: an enforcer run with
     /// `--mode audit` records what it would have denied). Denied connects never teach.
     #[arg(long)]
@@ -87,6 +91,7 @@ impl KnobArgs {
             ephemeral_threshold: self.ephemeral_threshold,
             max_rules_per_app: self.max_rules,
             include_review: self.include_review,
+            hold_anomalies: !self.allow_anomalies,
             name_wildcard_threshold: self.name_wildcard_threshold,
             addresses_only: self.addresses_only,
             unknown_binary: match self.unknown_binary {

@@ -1,6 +1,7 @@
 //! Per-application network profiles learned from a pinhole dataset: what each binary
 //! (by SHA-256) talks to, how its destinations group, and whether learning can stop.
 
+pub mod anomalies;
 pub mod dataset;
 pub mod error;
 pub mod guard;

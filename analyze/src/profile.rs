@@ -62,6 +62,10 @@ pub struct AppProfile {
     /// Other hashes seen under one of this app's paths: a binary replaced by other
     /// bytes (an upgrade, or tampering) shows up here on both sides.
     pub path_shared_with: Vec<String>,
+    /// Traffic that should not become a rule by itself, and new bytes under a path
+    /// (see `anomalies`).
+    #[serde(default)]
+    pub anomalies: Vec<crate::anomalies::Anomaly>,
     pub events: u64,
     /// Events whose protocol or destination could not be read (a damaged or foreign
     /// file): not in `destinations`, and not counted as evidence for learning.
@@ -311,6 +315,7 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
         users: app.users.iter().copied().collect(),
         processes: app.pids.len(),
         path_shared_with: Vec::new(),
+        anomalies: crate::anomalies::of_app(app),
         events: app.events,
         unreadable_events: app.unreadable,
         events_without_destination: app.without_destination,
@@ -346,10 +351,16 @@ pub fn build_profiles(summary: &Summary, dataset: DatasetInfo) -> ProfileDoc {
         }
     }
     let mut by_path: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Per path, when each hash first ran from it.
+    let mut first_at: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
     for (k, a) in &summary.apps {
         if let AppKey::Hash(h) = k {
             for p in &a.paths {
                 by_path.entry(p).or_default().push(hex::encode(h));
+                first_at
+                    .entry(p)
+                    .or_default()
+                    .push((a.first_ns, hex::encode(h)));
             }
         }
     }
@@ -365,6 +376,28 @@ pub fn build_profiles(summary: &Summary, dataset: DatasetInfo) -> ProfileDoc {
         others.sort();
         others.dedup();
         app.path_shared_with = others;
+        // The later bytes under a path are the anomaly (the earlier ones were there).
+        for p in &app.paths {
+            let Some(seen) = first_at.get(p.as_str()) else {
+                continue;
+            };
+            let mine = seen.iter().find(|(_, h)| *h == own).map(|(t, _)| *t);
+            let earlier = seen
+                .iter()
+                .filter(|(t, h)| *h != own && Some(*t) < mine)
+                .count();
+            if let (Some(t), true) = (mine, earlier > 0) {
+                app.anomalies.push(crate::anomalies::Anomaly {
+                    kind: crate::anomalies::Kind::NewBytes,
+                    reason: format!(
+                        "new bytes under {p} since {}: {earlier} other hash(es) ran from it before",
+                        rfc3339(t)
+                    ),
+                    dests: Vec::new(),
+                    destinations: 0,
+                });
+            }
+        }
     }
     let order =
         |a: &AppProfile, b: &AppProfile| b.events.cmp(&a.events).then_with(|| a.id.cmp(&b.id));

@@ -117,6 +117,9 @@ pub fn detail(a: &AppProfile) -> String {
             a.events_without_destination
         );
     }
+    for x in &a.anomalies {
+        let _ = writeln!(out, "  ANOMALY:   {}", x.reason);
+    }
     if !a.refused.is_empty() {
         let (denied, would): (u64, u64) = a
             .refused

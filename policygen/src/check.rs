@@ -137,7 +137,16 @@ impl AppBuild {
         }
     }
 
-    fn review(&mut self, rule: Checked) {
+    /// A review entry, and why it was held (kept for rewriting and updating).
+    fn review(&mut self, rule: Checked, reason: Option<&String>) {
+        let id = match &rule {
+            Checked::Addr(r, _) => r.id.clone(),
+            Checked::Name(r, _) => r.id.clone(),
+        };
+        // The writer's generic text is no reason of the entry's own.
+        if let Some(why) = reason.filter(|w| *w != crate::write::GENERIC_REVIEW_REASON) {
+            self.app.review_reasons.insert(id, why.clone());
+        }
         match rule {
             Checked::Addr(r, _) => self.app.review.push(r),
             Checked::Name(r, _) => self.app.name_review.push(r),
@@ -314,7 +323,7 @@ fn read_piece(
             }
             for item in &a.review {
                 if let Some(rule) = rule(c, item, &mut r.ids, limits) {
-                    last.review(rule);
+                    last.review(rule, item.get_ref().reason.as_ref());
                 }
             }
             for item in &a.deny {
@@ -534,6 +543,7 @@ fn new_app(
             name_rules: Vec::new(),
             review: Vec::new(),
             name_review: Vec::new(),
+            review_reasons: Default::default(),
             deny: DenyList::default(),
             dns_scope,
         },
@@ -547,7 +557,7 @@ fn new_app(
     }
     for item in &a.review {
         if let Some(rule) = rule(c, item, &mut r.ids, limits) {
-            build.review(rule);
+            build.review(rule, item.get_ref().reason.as_ref());
         }
     }
     let index = Some(r.apps.len());

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use pinhole_analyze::summary::{AppKey, AppSummary, DestSummary, Summary};
+use pinhole_analyze::anomalies;
+use pinhole_analyze::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
 use sha2::{Digest, Sha256};
 
 use crate::generate_names::NamePlan;
@@ -35,6 +36,9 @@ pub struct Knobs {
     pub max_rules_per_app: usize,
     /// Make review items allow rules too.
     pub include_review: bool,
+    /// Hold port scans, address sweeps and destinations seen once for review
+    /// (`pinhole_analyze::anomalies`); false learns them like any traffic.
+    pub hold_anomalies: bool,
     /// Fold names of one (protocol, port) into `*.domain` when at least this many
     /// distinct names share the registrable domain (0 never folds).
     pub name_wildcard_threshold: usize,
@@ -56,6 +60,7 @@ impl Default for Knobs {
             ephemeral_threshold: 4,
             max_rules_per_app: 256,
             include_review: false,
+            hold_anomalies: true,
             name_wildcard_threshold: 4,
             addresses_only: false,
             unknown_binary: UnknownAction::Allow,
@@ -172,7 +177,8 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
             );
             continue;
         }
-        let (app, notes) = app_policy(&name, sha, a, knobs);
+        let (app, mut notes) = app_policy(&name, sha, a, knobs);
+        notes.extend(new_bytes(summary, sha, a));
         explain.insert(name, notes);
         apps.push(app);
     }
@@ -185,6 +191,27 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
         },
         explain,
     }
+}
+
+/// "flagged: new bytes under PATH since T" for each path another hash ran from first:
+/// an upgrade, or tampering, for a person to tell apart.
+fn new_bytes(summary: &Summary, sha: &[u8; 32], a: &AppSummary) -> Vec<String> {
+    a.paths
+        .iter()
+        .filter(|p| {
+            summary.apps.iter().any(|(k, o)| {
+                matches!(k, AppKey::Hash(h) if h != sha)
+                    && o.paths.contains(*p)
+                    && o.first_ns < a.first_ns
+            })
+        })
+        .map(|p| {
+            format!(
+                "flagged: new bytes under {p} since {} (another hash ran from it before)",
+                pinhole_analyze::profile::rfc3339(a.first_ns)
+            )
+        })
+        .collect()
 }
 
 fn app_name(a: &AppSummary) -> String {
@@ -205,6 +232,16 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
     let with_dns = !knobs.addresses_only && a.dests.values().any(|s| !s.names.is_empty());
     // (protocol, port) -> address -> evidence, for supported destinations.
     let mut by_port: BTreeMap<(Protocol, u16), BTreeMap<IpAddr, Acc>> = BTreeMap::new();
+    // Scans, sweeps and one-offs are held for review, with why; the rest is told.
+    let found = anomalies::of_app(a);
+    let mut held: BTreeMap<&DestKey, &str> = BTreeMap::new();
+    for x in &found {
+        match x.holds() && knobs.hold_anomalies {
+            true => held.extend(x.dests.iter().map(|d| (d, x.reason.as_str()))),
+            false => notes.push(format!("flagged: {}", x.reason)),
+        }
+    }
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     for (d, s) in &a.dests {
         let Some(protocol) = parse_protocol(&d.protocol) else {
             notes.push(format!(
@@ -214,7 +251,9 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
             continue;
         };
         let acc = Acc::of(s);
-        let supported = s.events >= knobs.min_events && s.days.len() >= knobs.min_days;
+        let anomaly = held.get(d).copied();
+        let supported =
+            anomaly.is_none() && s.events >= knobs.min_events && s.days.len() >= knobs.min_days;
         if !knobs.addresses_only && names.add(name, protocol, d.port, &s.names, &acc, supported) {
             continue;
         }
@@ -224,12 +263,26 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
                 lo: d.port,
                 hi: d.port,
             };
+            let why = match anomaly {
+                Some(reason) => reason.to_owned(),
+                None => format!(
+                    "{} events on {} day(s), below --min-events {} / --min-days {}",
+                    s.events,
+                    s.days.len(),
+                    knobs.min_events,
+                    knobs.min_days
+                ),
+            };
             notes.push(format!(
-                "review {} {} port {}: {} events on {} day(s), below --min-events {} / --min-days {}",
-                protocol.as_str(), d.addr, d.port, s.events, s.days.len(), knobs.min_events, knobs.min_days
+                "review {} {} port {}: {why}",
+                protocol.as_str(),
+                d.addr,
+                d.port
             ));
+            let id = rule_id(name, protocol, &dst, &ports);
+            reasons.insert(id.clone(), why);
             review.push(Rule {
-                id: rule_id(name, protocol, &dst, &ports),
+                id,
                 protocol,
                 dst,
                 ports,
@@ -444,6 +497,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         name_rules,
         review,
         name_review,
+        review_reasons: reasons,
         deny: Default::default(),
         dns_scope: None,
     };

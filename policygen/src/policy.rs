@@ -246,6 +246,8 @@ pub struct App {
     /// Held back for a person to decide; never matched.
     pub review: Vec<Rule>,
     pub name_review: Vec<NameRule>,
+    /// Why each review entry (by id) was held: "seen once", "port scan: ...".
+    pub review_reasons: std::collections::BTreeMap<String, String>,
     /// Names this app may never reach (besides the policy's own list).
     pub deny: DenyList,
     /// Overrides the policy's scope for this app.

@@ -7,6 +7,10 @@ use crate::dns_evidence::Lifetime;
 use crate::model::{Evidence, POLICY_VERSION};
 use crate::policy::{Mode, NameRule, Policy, PortRange, Protocol, Rule, UnknownAction};
 
+/// The reason written for a review entry that has none of its own.
+pub const GENERIC_REVIEW_REASON: &str =
+    "below minimum support, or beyond the rule limit: review before allowing";
+
 /// A TOML basic string.
 fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -145,7 +149,11 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
         if let Some(scope) = app.dns_scope {
             let _ = writeln!(out, "dns_scope = {}", quoted(scope.as_str()));
         }
-        let review = "below minimum support, or beyond the rule limit: review before allowing";
+        let why = |id: &str| {
+            app.review_reasons
+                .get(id)
+                .map_or(GENERIC_REVIEW_REASON, String::as_str)
+        };
         for r in &app.name_rules {
             rule(&mut out, "allow", r.into(), None);
         }
@@ -153,10 +161,10 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
             rule(&mut out, "allow", r.into(), None);
         }
         for r in &app.name_review {
-            rule(&mut out, "review", r.into(), Some(review));
+            rule(&mut out, "review", r.into(), Some(why(&r.id)));
         }
         for r in &app.review {
-            rule(&mut out, "review", r.into(), Some(review));
+            rule(&mut out, "review", r.into(), Some(why(&r.id)));
         }
     }
     out

@@ -83,8 +83,8 @@ fn exact_by_default_and_folded_on_evidence() {
             ("tcp", "10.0.0.3", 443, 10, vec![0]),
             ("tcp", "10.0.0.9", 443, 10, vec![1]),
             ("tcp", "10.9.0.1", 443, 10, vec![1]),
-            ("tcp", "192.0.2.1", 8000, 1, vec![0]),
-            ("tcp", "192.0.2.1", 8001, 1, vec![0]),
+            ("tcp", "192.0.2.1", 8000, 2, vec![0]),
+            ("tcp", "192.0.2.1", 8001, 2, vec![0]),
             ("udp", "10.0.0.53", 53, 5, vec![0, 1]),
         ],
     )]);
@@ -274,6 +274,7 @@ fn regression_fold_then_ephemeral_collapse_leaves_no_shadowed_rule() {
         v6_fold_threshold: 1,
         v6_max_width: 32,
         ephemeral_threshold: 1,
+        hold_anomalies: false,
         ..Knobs::default()
     };
     let g = generate(&s, &knobs);
@@ -307,7 +308,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Soundness: every destination of the training data is allowed by the policy
-    /// generated from it, whatever the widening knobs (support minimums at 1).
+    /// generated from it, whatever the widening knobs (support minimums at 1, anomalies
+    /// learnt like any traffic).
     #[test]
     fn every_training_event_is_allowed(
         apps in prop::collection::vec(prop::collection::vec((0u8..3, arb_addr(), prop_oneof![0u16..100, 32768u16..33000], 1u64..5), 1..40), 1..4),
@@ -330,6 +332,7 @@ proptest! {
         let knobs = Knobs {
             v4_fold_threshold: v4_threshold, v6_fold_threshold: v6_threshold,
             v4_max_width: v4_width, v6_max_width: v6_width, ephemeral_threshold: eph,
+            hold_anomalies: false,
             ..Knobs::default()
         };
         let g = generate(&s, &knobs);

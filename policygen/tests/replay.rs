@@ -39,9 +39,27 @@ fn training_replays_clean_and_held_out_anomalies_are_denied() {
     let g = generate(&s, &Knobs::default());
 
     // Soundness through the real files and the replay path: nothing of the training
-    // window would be denied.
+    // window would be denied but what was held for review (destinations seen once).
     let r = replay(&g.policy, dir.path(), &train).unwrap();
     assert_eq!(r.events, s.events);
+    let held_events: u64 = g
+        .policy
+        .apps
+        .iter()
+        .flat_map(|a| &a.review)
+        .map(|x| x.evidence.as_ref().unwrap().events)
+        .sum();
+    assert!(held_events > 0);
+    assert_eq!(r.denied(), held_events);
+    // Learnt like any traffic, the training window replays clean.
+    let all = generate(
+        &s,
+        &Knobs {
+            hold_anomalies: false,
+            ..Knobs::default()
+        },
+    );
+    let r = replay(&all.policy, dir.path(), &train).unwrap();
     assert_eq!(
         r.denied(),
         0,

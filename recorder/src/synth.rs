@@ -34,6 +34,8 @@ pub struct SynthConfig {
     pub seed: u64,
     pub host: String,
     pub anomalies: bool,
+    /// The day (0-based) the anomalies happen on; None: the last day.
+    pub anomaly_day: Option<u32>,
     /// Publish about this many files (a file every `events / files` events), as a long
     /// recording with short rotation would; None: by size only.
     pub files: Option<u64>,
@@ -60,6 +62,7 @@ impl Default for SynthConfig {
             seed: 1,
             host: "synth-1".into(),
             anomalies: true,
+            anomaly_day: None,
             files: None,
             flush_every: None,
             leave_staged: false,
@@ -216,9 +219,13 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     // When each (app, destination) last got an answer.
     let mut answered: std::collections::HashMap<(usize, usize), i64> = Default::default();
 
+    let anomaly_day = cfg
+        .anomaly_day
+        .map_or(days - 1, |d| i64::from(d).min(days - 1));
     for day in 0..days {
         let last_day = day == days - 1;
-        if last_day && cfg.anomalies && apps.len() > 1 {
+        let anomalies_today = day == anomaly_day;
+        if anomalies_today && cfg.anomalies && apps.len() > 1 {
             // A reinstall with other bytes: same path, new hash.
             let old = apps[1].sha256;
             apps[1].sha256 = digest(&mut rng);
@@ -262,7 +269,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
             }
         }
         pid_base += 10_000;
-        if last_day && cfg.anomalies && apps.len() > 3 {
+        if anomalies_today && cfg.anomalies && apps.len() > 3 {
             let noon = midnight + DAY_NS / 2;
             let one_off = Dest {
                 addr: Ipv4Addr::new(198, 51, 100, 77).into(),

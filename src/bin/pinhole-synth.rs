@@ -30,6 +30,9 @@ struct Args {
     /// Leave out the injected anomalies (rehashed binary, one-off destination, port scan).
     #[arg(long)]
     no_anomalies: bool,
+    /// The day (from 0) the anomalies happen on (default: the last day).
+    #[arg(long)]
+    anomaly_day: Option<u32>,
     /// Publish about this many files (as a long recording with short rotation would).
     #[arg(long)]
     files: Option<u64>,
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         skew: a.skew,
         seed: a.seed,
         anomalies: !a.no_anomalies,
+        anomaly_day: a.anomaly_day,
         files: a.files,
         flush_every: a.flush_every,
         leave_staged: a.leave_staged,
