@@ -37,6 +37,30 @@ ports = 53
     )
 }
 
+/// An enforcer of `policy_text` confined to a cgroup of its own.
+struct Enforced {
+    cg: TestCgroup,
+    enforcer: Enforcer,
+}
+
+impl Enforced {
+    fn start(dir: &Path, policy_text: &str, cgroup: &str, extra: &[&str]) -> Enforced {
+        let policy_path = dir.join("policy.toml");
+        fs::write(&policy_path, policy_text).unwrap();
+        let cg = TestCgroup::new(cgroup);
+        let enforcer = Enforcer::start(&policy_path, &cg, extra);
+        Enforced { cg, enforcer }
+    }
+
+    /// Stops the enforcer (it must exit cleanly); nothing stays pinned.
+    fn finish(self) {
+        let (status, log) = self.enforcer.stop();
+        assert!(status.success(), "{log}");
+        drop(self.cg);
+        assert_nothing_pinned();
+    }
+}
+
 /// Addresses 127.1.x.y, one per round: every query gets a new one.
 fn rotating(rounds: u32) -> Answer {
     Answer::Rounds(
@@ -64,19 +88,22 @@ protocol = "tcp"
 host = "race.example.test"
 ports = 9
 "#;
-    let policy_path = tmp.path().join("policy.toml");
-    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
     let out = tmp.path().join("trail");
-    let cg = TestCgroup::new("pinhole-names-race");
-    let enforcer = Enforcer::start(&policy_path, &cg, &["--out", out.to_str().unwrap()]);
+    let text = policy(&app.sha256, &app.path, rules);
+    let e = Enforced::start(
+        tmp.path(),
+        &text,
+        "pinhole-names-race",
+        &["--out", out.to_str().unwrap()],
+    );
+    let cg = &e.cg;
     let race = format!("race:1000:9:race.example.test@{SERVER}");
-    let got = probe_in(&cg, &app.path, &[race.as_str(), "tcp:127.2.0.1:9"]);
+    let got = probe_in(cg, &app.path, &[race.as_str(), "tcp:127.2.0.1:9"]);
     // Every one of 1,000 fresh answers decided the connect right after it.
     assert_eq!(got[0], "denied=0,failed=0");
     // An address no answer gave is refused.
     assert_eq!(got[1], "EPERM");
-    let (status, log) = enforcer.stop();
-    assert!(status.success(), "{log}");
+    e.finish();
 
     let rows = rows(&out);
     let mine: Vec<&Row> = rows_of(&rows, &app.path)
@@ -101,8 +128,6 @@ ports = 9
         (direct["verdict"].as_str(), direct["dst_name"].as_str()),
         ("denied", "NULL")
     );
-    drop(cg);
-    assert_nothing_pinned();
 }
 
 /// A DNS name in wire format.
@@ -218,25 +243,24 @@ protocol = "tcp"
 host = "*.example.com"
 ports = 9
 "#;
-    let policy_path = tmp.path().join("policy.toml");
-    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
-    let cg = TestCgroup::new("pinhole-names-hostile");
-    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    let text = policy(&app.sha256, &app.path, rules);
+    let e = Enforced::start(tmp.path(), &text, "pinhole-names-hostile", &[]);
+    let cg = &e.cg;
     for (name, _, addr) in &hostile {
         let ask = format!("dns:{name}@{SERVER}");
         let connect = format!("tcp:{}:9", Ipv4Addr::from(*addr));
-        let got = probe_in(&cg, &app.path, &[ask.as_str(), connect.as_str()]);
+        let got = probe_in(cg, &app.path, &[ask.as_str(), connect.as_str()]);
         assert_eq!(got[1], "EPERM", "{name}: {got:?}");
     }
     // The first of the 100 answers counts.
     let got = probe_in(
-        &cg,
+        cg,
         &app.path,
         &[&format!("dns:many.example.com@{SERVER}"), "tcp:127.1.7.1:9"],
     );
     assert_eq!(got[1], "ECONNREFUSED", "{got:?}");
     let got = probe_in(
-        &cg,
+        cg,
         &app.path,
         &[&format!("dns:q.example.com@{SERVER}"), "tcp:127.1.8.1:9"],
     );
@@ -263,10 +287,7 @@ ports = 9
     assert!(n["unreadable_replies"].as_u64().unwrap() >= 4, "{n}");
     assert!(n["answers_skipped"].as_u64().unwrap() >= 1, "{n}");
     assert_eq!(n["evidence_entries_evicted"], 0, "{n}");
-    let (status, log) = enforcer.stop();
-    assert!(status.success(), "{log}");
-    drop(cg);
-    assert_nothing_pinned();
+    e.finish();
 }
 
 /// Regression: a TCP answer longer than the kernel's copy (1,232 bytes) was discarded
@@ -308,13 +329,12 @@ protocol = "tcp"
 host = "*.example.com"
 ports = 9
 "#;
-    let policy_path = tmp.path().join("policy.toml");
-    fs::write(&policy_path, policy(&app.sha256, &app.path, rules)).unwrap();
-    let cg = TestCgroup::new("pinhole-names-tcp");
-    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    let text = policy(&app.sha256, &app.path, rules);
+    let e = Enforced::start(tmp.path(), &text, "pinhole-names-tcp", &[]);
+    let cg = &e.cg;
     let ask = format!("dnstcp:big.example.com@{SERVER}");
     let got = probe_in(
-        &cg,
+        cg,
         &app.path,
         &[
             &ask,
@@ -328,10 +348,7 @@ ports = 9
         ["ECONNREFUSED", "ECONNREFUSED", "EPERM"],
         "{got:?}"
     );
-    let (status, log) = enforcer.stop();
-    assert!(status.success(), "{log}");
-    drop(cg);
-    assert_nothing_pinned();
+    e.finish();
 }
 
 /// A blocklist file denies by name in the kernel, and after a reload (from another
@@ -368,13 +385,11 @@ ports = 9
         "0.0.0.0 blocked.example.com\n",
     )
     .unwrap();
-    let policy_path = tmp.path().join("policy.toml");
-    fs::write(&policy_path, &first).unwrap();
-    let cg = TestCgroup::new("pinhole-names-block");
-    let enforcer = Enforcer::start(&policy_path, &cg, &[]);
+    let e = Enforced::start(tmp.path(), &first, "pinhole-names-block", &[]);
+    let cg = &e.cg;
     let dns = |n: &str| format!("dns:{n}.example.com@{SERVER}");
     let got = probe_in(
-        &cg,
+        cg,
         &app.path,
         &[
             &dns("blocked"),
@@ -401,7 +416,7 @@ ports = 9
     );
     // No new answers for `blocked` and `fine`: the evidence from before the reload.
     let got = probe_in(
-        &cg,
+        cg,
         &app.path,
         &[
             "tcp:127.1.10.1:9",
@@ -413,8 +428,5 @@ ports = 9
     assert_eq!(got[0], "ECONNREFUSED", "no longer blocked");
     assert_eq!(got[1], "ECONNREFUSED", "still vouched for");
     assert_eq!(got[3], "EPERM", "blocked by the new list");
-    let (status, log) = enforcer.stop();
-    assert!(status.success(), "{log}");
-    drop(cg);
-    assert_nothing_pinned();
+    e.finish();
 }

@@ -65,6 +65,9 @@ fn generate_replay_and_evaluate_on_a_dataset() {
         "--until".as_ref(),
         "2026-11-24".as_ref(),
         "--explain".as_ref(),
+        // Destinations seen once would be held for review (and replay as denied);
+        // this test is about the commands, so everything seen is learnt.
+        "--allow-anomalies".as_ref(),
         "-o".as_ref(),
         policy.as_ref(),
     ]);
