@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use pinhole_analyze::{summarize, Filter, ScanOptions};
 use pinhole_policygen::check::{check, Limits};
@@ -144,6 +144,9 @@ pub struct ReplayArgs {
     /// Denied destinations shown per app.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `pinhole policy evaluate`.
@@ -155,6 +158,9 @@ pub struct EvaluateArgs {
     pub split: DateTime<Utc>,
     #[command(flatten)]
     pub knobs: KnobArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -182,6 +188,9 @@ pub enum PolicyCommand {
         /// Refuse IPv6 prefixes shorter than this.
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=128))]
         min_v6_prefix: u8,
+        /// Print the result, or each problem with its line and column, as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -203,27 +212,64 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
             file,
             min_v4_prefix,
             min_v6_prefix,
+            json,
         } => {
-            let src = read_policy_text(&file)?;
             let limits = Limits {
                 min_v4_prefix,
                 min_v6_prefix,
             };
-            let p = checked(&src, &file, limits, "")?;
-            let count =
-                |f: fn(&pinhole_policygen::App) -> usize| -> usize { p.apps.iter().map(f).sum() };
-            let rules = count(|a| a.rules.len());
-            let names = count(|a| a.name_rules.len());
-            let review = count(|a| a.review.len() + a.name_review.len());
-            let denied = p.deny.len() + count(|a| a.deny.len());
-            println!(
-                "{}: ok: {} apps, {rules} allow rules by address, {names} by name, {review} held for review, {denied} names denied",
-                file.display(),
-                p.apps.len()
-            );
-            Ok(())
+            check_cmd(&file, limits, json)
         }
     }
+}
+
+/// `policy check`: ok with what the policy holds, or every problem (exit status 1).
+fn check_cmd(file: &std::path::Path, limits: Limits, json: bool) -> Result<()> {
+    let src = read_policy_text(file)?;
+    if json {
+        let base = file.parent().unwrap_or(std::path::Path::new("."));
+        let outcome = check(&src, limits)
+            .and_then(|mut p| pinhole_policygen::blocklist::import(&mut p, base).map(|()| p));
+        let out = match &outcome {
+            Ok(p) => serde_json::json!({ "file": file, "ok": true, "summary": policy_counts(p) }),
+            Err(diags) => serde_json::json!({
+                "file": file,
+                "ok": false,
+                "problems": diags.iter().map(|d| serde_json::json!({
+                    "line": d.line, "column": d.column, "message": d.message,
+                })).collect::<Vec<_>>(),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        if let Err(diags) = outcome {
+            bail!("{}: {} problem(s)", file.display(), diags.len());
+        }
+        return Ok(());
+    }
+    let p = checked(&src, file, limits, "")?;
+    let c = policy_counts(&p);
+    println!(
+        "{}: ok: {} apps, {} allow rules by address, {} by name, {} held for review, {} names denied",
+        file.display(),
+        c["apps"],
+        c["rules_by_address"],
+        c["rules_by_name"],
+        c["review"],
+        c["names_denied"]
+    );
+    Ok(())
+}
+
+/// What a checked policy holds, counted.
+fn policy_counts(p: &pinhole_policygen::Policy) -> serde_json::Value {
+    let count = |f: fn(&pinhole_policygen::App) -> usize| -> usize { p.apps.iter().map(f).sum() };
+    serde_json::json!({
+        "apps": p.apps.len(),
+        "rules_by_address": count(|a| a.rules.len()),
+        "rules_by_name": count(|a| a.name_rules.len()),
+        "review": count(|a| a.review.len() + a.name_review.len()),
+        "names_denied": p.deny.len() + count(|a| a.deny.len()),
+    })
 }
 
 /// Checks `src` (read from `path`) and imports its blocklists (relative to `path`'s
@@ -453,7 +499,14 @@ fn replay_cmd(a: ReplayArgs) -> Result<()> {
              matched nothing in this replay (connects they would allow count as denied)"
         );
     }
-    print_replay(&report, a.top, started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    match a.json {
+        true => println!(
+            "{}",
+            serde_json::to_string_pretty(&replay_json(&report, a.top, seconds))?
+        ),
+        false => print_replay(&report, a.top, seconds),
+    }
     if let Some(max) = a.max_deny_rate {
         if report.deny_rate() > max {
             eprintln!(
@@ -487,6 +540,37 @@ fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
         .collect();
     let by_name: usize = g.policy.apps.iter().map(|x| x.name_rules.len()).sum();
     let total: usize = rules.iter().sum();
+    // The same training without the names, when there were any: what DNS is worth.
+    let by_address = match by_name > 0 {
+        true => {
+            let addresses = pinhole_policygen::generate::Knobs {
+                addresses_only: true,
+                ..knobs
+            };
+            let g = generate(&train.summary, &addresses);
+            Some(replay(&g.policy, &a.dataset, &filter(Some(a.split), None))?)
+        }
+        false => None,
+    };
+    if a.json {
+        let out = serde_json::json!({
+            "split": a.split.to_rfc3339(),
+            "trained_on_events": train.summary.events,
+            "apps": rules.len(),
+            "rules": total,
+            "rules_by_name": by_name,
+            "held_out_events": report.events,
+            "false_deny_rate": report.deny_rate(),
+            "false_denied_events": report.denied(),
+            "events_per_second": report.events as f64 / seconds.max(1e-9),
+            "by_address_only": by_address.as_ref().map(|r| serde_json::json!({
+                "false_deny_rate": r.deny_rate(),
+                "false_denied_events": r.denied(),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     println!(
         "trained on {} events before {}: {} apps, {} rules ({by_name} by name; {:.1} per app, at most {})",
         train.summary.events,
@@ -504,14 +588,7 @@ fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
         report.denied(),
         report.events as f64 / seconds.max(1e-9)
     );
-    if by_name > 0 {
-        // The same training, without the names: what the DNS evidence is worth.
-        let addresses = pinhole_policygen::generate::Knobs {
-            addresses_only: true,
-            ..knobs
-        };
-        let g = generate(&train.summary, &addresses);
-        let r = replay(&g.policy, &a.dataset, &filter(Some(a.split), None))?;
+    if let Some(r) = by_address {
         println!(
             "the same policy by address only: false-deny rate {:.4}% ({} events)",
             r.deny_rate() * 100.0,
@@ -519,4 +596,36 @@ fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A replay report for scripts: totals, then per app its events, denials and the
+/// `top` most denied destinations.
+fn replay_json(r: &ReplayReport, top: usize, seconds: f64) -> serde_json::Value {
+    let apps: Vec<serde_json::Value> = r
+        .apps
+        .iter()
+        .map(|(app, a)| {
+            let denied: Vec<serde_json::Value> = a
+                .top(top)
+                .iter()
+                .map(|(d, n)| serde_json::json!({ "destination": d, "events": n }))
+                .collect();
+            serde_json::json!({
+                "app": app,
+                "events": a.events,
+                "denied": a.denied,
+                "deny_rate": a.rate(),
+                "top_denied": denied,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "files": r.files,
+        "events": r.events,
+        "denied": r.denied(),
+        "deny_rate": r.deny_rate(),
+        "dns_answers": r.dns_answers,
+        "events_per_second": r.events as f64 / seconds.max(1e-9),
+        "apps": apps,
+    })
 }

@@ -94,3 +94,63 @@ fn status_as_json_with_nothing_loaded_is_json() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(v["running"], false);
 }
+
+/// `replay`, `evaluate` and `check` print JSON for scripts, problems included.
+#[test]
+fn replay_evaluate_and_check_speak_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let cfg = pinhole_recorder::synth::SynthConfig {
+        events: 20_000,
+        apps: 10,
+        destinations: 200,
+        days: 3,
+        ..Default::default()
+    };
+    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
+    let policy = tmp.path().join("p.toml");
+    let d = ds.to_str().unwrap();
+    let p = policy.to_str().unwrap();
+    assert!(
+        pinhole(["policy", "generate", d, "--until", "2026-11-24", "-o", p])
+            .status
+            .success()
+    );
+    let json = |args: &[&str]| -> (bool, serde_json::Value) {
+        let out = pinhole(args);
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.success(), v)
+    };
+    let (ok, r) = json(&["policy", "replay", p, d, "--since", "2026-11-24", "--json"]);
+    assert!(ok);
+    assert!(r["events"].as_u64().unwrap() > 0 && r["denied"].as_u64().unwrap() > 0);
+    assert!(r["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| !a["top_denied"].as_array().unwrap().is_empty()));
+    let (ok, e) = json(&["policy", "evaluate", d, "--split", "2026-11-24", "--json"]);
+    assert!(ok);
+    assert!(e["held_out_events"].as_u64().unwrap() > 0);
+    assert!(e["false_deny_rate"].as_f64().is_some());
+    let (ok, c) = json(&["policy", "check", p, "--json"]);
+    assert!(ok && c["ok"] == true && c["summary"]["apps"].as_u64().unwrap() > 0);
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n[[app]]\nname = \"x\"\nsha256 = \"zz\"\n",
+    )
+    .unwrap();
+    let (ok, c) = json(&["policy", "check", bad.to_str().unwrap(), "--json"]);
+    assert!(!ok);
+    let problem = &c["problems"][0];
+    assert_eq!(
+        (problem["line"].as_u64(), c["ok"].as_bool()),
+        (Some(4), Some(false))
+    );
+    assert!(
+        problem["message"].as_str().unwrap().contains("sha256"),
+        "{c}"
+    );
+}
