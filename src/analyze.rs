@@ -87,6 +87,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         since_ns: args.since.and_then(|t| t.timestamp_nanos_opt()),
         until_ns: args.until.and_then(|t| t.timestamp_nanos_opt()),
         learn_would_deny: args.learn_would_deny,
+        learn_denied: false,
     };
     let threads = args
         .threads

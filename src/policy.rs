@@ -163,6 +163,23 @@ pub struct EvaluateArgs {
     pub json: bool,
 }
 
+/// Options of `pinhole policy update`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The policy in force.
+    pub policy: PathBuf,
+    pub dataset: PathBuf,
+    /// Learn from events at or after this time (default: the latest `last_seen` of the
+    /// policy's evidence, when it was generated).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Write the updated policy here (default: standard output, the change on stderr).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
     /// Generate a per-binary allow policy from recorded traffic.
@@ -171,6 +188,10 @@ pub enum PolicyCommand {
     Replay(ReplayArgs),
     /// Generate from the events before --split and replay the events after it.
     Evaluate(EvaluateArgs),
+    /// Propose what the trail justifies since a policy was made (what its apps were
+    /// refused or reached with support, new apps, new versions of its apps), keeping
+    /// every existing rule, id, review entry and comment; prints the change.
+    Update(UpdateArgs),
     /// Compare two policies by meaning: apps and rules added, removed, widened, narrowed.
     Diff {
         old: PathBuf,
@@ -199,6 +220,7 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
         PolicyCommand::Generate(args) => generate_cmd(args),
         PolicyCommand::Replay(args) => replay_cmd(args),
         PolicyCommand::Evaluate(args) => evaluate_cmd(args),
+        PolicyCommand::Update(args) => update_cmd(args),
         PolicyCommand::Diff { old, new, json } => {
             let d = pinhole_policygen::diff::diff(&load_policy(&old)?, &load_policy(&new)?);
             if json {
@@ -376,7 +398,7 @@ fn filter(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Filter 
     Filter {
         since_ns: ns(since),
         until_ns: ns(until),
-        learn_would_deny: false,
+        ..Default::default()
     }
 }
 
@@ -394,6 +416,76 @@ fn scan_options(filter: Filter) -> ScanOptions {
         skip_bad: false,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
     }
+}
+
+/// When a policy's evidence ends: the latest `last_seen` of its rules.
+fn evidence_end(p: &pinhole_policygen::Policy) -> Option<DateTime<Utc>> {
+    p.apps
+        .iter()
+        .flat_map(|a| {
+            let addr = a.rules.iter().chain(&a.review).map(|r| r.evidence.as_ref());
+            let names = a
+                .name_rules
+                .iter()
+                .chain(&a.name_review)
+                .map(|r| r.evidence.as_ref());
+            addr.chain(names)
+        })
+        .flatten()
+        .filter_map(|e| DateTime::parse_from_rfc3339(&e.last_seen).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .max()
+}
+
+fn update_cmd(a: UpdateArgs) -> Result<()> {
+    let src = read_policy_text(&a.policy)?;
+    // Its own blocklists are not needed to add rules, and stay referenced as written.
+    let old = crate::policy::check_text(&src, &a.policy, "nothing was updated")?;
+    let since = a.since.or_else(|| evidence_end(&old));
+    let Some(since) = since else {
+        bail!(
+            "{}: no rule has evidence to tell when the policy was made; give --since",
+            a.policy.display()
+        );
+    };
+    let window = Filter {
+        learn_would_deny: true,
+        learn_denied: true,
+        ..filter(Some(since), None)
+    };
+    let trail = summarize(&a.dataset, &scan_options(window), &())
+        .with_context(|| format!("reading the trail since {}", since.to_rfc3339()))?;
+    let stamp = format!(
+        "{} from events since {}",
+        Utc::now().to_rfc3339(),
+        since.to_rfc3339()
+    );
+    let u = pinhole_policygen::update::update(&src, &old, &trail.summary, &a.knobs.knobs(), &stamp);
+    // The result must check as the original did; then say what changed, by meaning.
+    let new = check_text(
+        &u.text,
+        std::path::Path::new("the updated policy"),
+        "nothing was written",
+    )?;
+    let change = pinhole_policygen::diff::to_text(&pinhole_policygen::diff::diff(&old, &new));
+    for n in &u.notes {
+        eprintln!("pinhole: {n}");
+    }
+    match &a.output {
+        Some(p) => {
+            std::fs::write(p, &u.text).with_context(|| format!("writing {}", p.display()))?;
+            print!("{change}");
+        }
+        None => {
+            print!("{}", u.text);
+            eprint!("{change}");
+        }
+    }
+    eprintln!(
+        "pinhole: {} rule(s) and review entries added to existing apps, {} app(s) added",
+        u.rules_added, u.apps_added
+    );
+    Ok(())
 }
 
 fn load_policy(path: &std::path::Path) -> Result<pinhole_policygen::Policy> {

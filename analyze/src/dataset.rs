@@ -39,9 +39,11 @@ pub const COLUMNS: [&str; 11] = [
 pub struct Filter {
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
-    /// Learn from `would-deny` events too (audit-mode learning). `denied` events never
-    /// teach; both are counted apart per app either way.
+    /// Learn from `would-deny` events too (audit-mode learning). `denied` events
+    /// teach only with `learn_denied` (`policy update`, proposing what was refused);
+    /// refusals that do not teach are counted apart per app.
     pub learn_would_deny: bool,
+    pub learn_denied: bool,
 }
 
 pub struct ScanOptions {
@@ -276,6 +278,7 @@ fn scan_part(
         since_ns: filter.since_ns,
         until_ns: filter.until_ns,
         learn_would_deny: filter.learn_would_deny,
+        learn_denied: filter.learn_denied,
     };
     let before = scan.events();
     for batch in reader {

@@ -144,6 +144,7 @@ pub(crate) struct Window {
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
     pub learn_would_deny: bool,
+    pub learn_denied: bool,
 }
 
 /// What a row's verdict makes of it: evidence, or a refusal counted apart.
@@ -154,9 +155,9 @@ enum Teaches {
     WouldDeny,
 }
 
-fn teaches(verdict: &str, learn_would_deny: bool) -> Teaches {
+fn teaches(verdict: &str, learn_would_deny: bool, learn_denied: bool) -> Teaches {
     match verdict {
-        "denied" => Teaches::Denied,
+        "denied" if !learn_denied => Teaches::Denied,
         "would-deny" if !learn_would_deny => Teaches::WouldDeny,
         _ => Teaches::Yes,
     }
@@ -218,7 +219,13 @@ impl FileScan {
         };
         let teach: Vec<Teaches> = verdict_names
             .iter()
-            .map(|&id| teaches(&self.strings[id as usize], window.learn_would_deny))
+            .map(|&id| {
+                teaches(
+                    &self.strings[id as usize],
+                    window.learn_would_deny,
+                    window.learn_denied,
+                )
+            })
             .collect();
         let verdict_keys = batch
             .column_by_name("verdict")

@@ -17,6 +17,7 @@ mod pieces;
 pub mod policy;
 pub mod replay;
 pub mod shadow;
+pub mod update;
 pub mod write;
 
 pub use check::{check, Diagnostic};

@@ -41,7 +41,7 @@ pub(crate) fn pieces(src: &str, min_bytes: usize) -> Vec<Piece> {
 }
 
 /// Where each array-of-tables header (`[[key]]`) begins a line, and its dotted key.
-fn headers(src: &str) -> Vec<(usize, String)> {
+pub(crate) fn headers(src: &str) -> Vec<(usize, String)> {
     let source = Source::new(src);
     let mut tokens = source.lex().peekable();
     let mut out = Vec::new();

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::dns_evidence::Lifetime;
 use crate::model::{Evidence, POLICY_VERSION};
-use crate::policy::{Mode, NameRule, Policy, PortRange, Protocol, Rule, UnknownAction};
+use crate::policy::{App, Mode, NameRule, Policy, PortRange, Protocol, Rule, UnknownAction};
 
 /// The reason written for a review entry that has none of its own.
 pub const GENERIC_REVIEW_REASON: &str =
@@ -131,41 +131,56 @@ pub fn to_toml(p: &Policy, header: &[String]) -> String {
         let _ = writeln!(out, "dns_min_ttl = {}\ndns_grace = {}", l.min_ttl, l.grace);
     }
     for app in &p.apps {
-        let _ = writeln!(
-            out,
-            "\n[[app]]\nname = {}\nsha256 = {}",
-            quoted(&app.name),
-            quoted(&hex::encode(app.sha256))
-        );
-        let paths: Vec<String> = app.paths.iter().map(|s| quoted(s)).collect();
-        let _ = writeln!(out, "paths = [{}]", paths.join(", "));
-        let comms: Vec<String> = app.comms.iter().map(|s| quoted(s)).collect();
-        let _ = writeln!(out, "comms = [{}]", comms.join(", "));
-        let mode = match app.mode {
-            Mode::Enforce => "enforce",
-            Mode::Audit => "audit",
-        };
-        let _ = writeln!(out, "mode = {}", quoted(mode));
-        if let Some(scope) = app.dns_scope {
-            let _ = writeln!(out, "dns_scope = {}", quoted(scope.as_str()));
-        }
-        let why = |id: &str| {
-            app.review_reasons
-                .get(id)
-                .map_or(GENERIC_REVIEW_REASON, String::as_str)
-        };
-        for r in &app.name_rules {
-            rule(&mut out, "allow", r.into(), None);
-        }
-        for r in &app.rules {
-            rule(&mut out, "allow", r.into(), None);
-        }
-        for r in &app.name_review {
-            rule(&mut out, "review", r.into(), Some(why(&r.id)));
-        }
-        for r in &app.review {
-            rule(&mut out, "review", r.into(), Some(why(&r.id)));
-        }
+        out.push_str(&app_text(app));
+    }
+    out
+}
+
+/// One app's section: its `[[app]]` header and keys, then its rules.
+pub fn app_text(app: &App) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n[[app]]\nname = {}\nsha256 = {}",
+        quoted(&app.name),
+        quoted(&hex::encode(app.sha256))
+    );
+    let paths: Vec<String> = app.paths.iter().map(|s| quoted(s)).collect();
+    let _ = writeln!(out, "paths = [{}]", paths.join(", "));
+    let comms: Vec<String> = app.comms.iter().map(|s| quoted(s)).collect();
+    let _ = writeln!(out, "comms = [{}]", comms.join(", "));
+    let mode = match app.mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    };
+    let _ = writeln!(out, "mode = {}", quoted(mode));
+    if let Some(scope) = app.dns_scope {
+        let _ = writeln!(out, "dns_scope = {}", quoted(scope.as_str()));
+    }
+    out.push_str(&rules_text(app));
+    out
+}
+
+/// An app's rules as `[[app.allow]]` and `[[app.review]]` tables (names first), each
+/// review entry with its reason.
+pub fn rules_text(app: &App) -> String {
+    let mut out = String::new();
+    let why = |id: &str| {
+        app.review_reasons
+            .get(id)
+            .map_or(GENERIC_REVIEW_REASON, String::as_str)
+    };
+    for r in &app.name_rules {
+        rule(&mut out, "allow", r.into(), None);
+    }
+    for r in &app.rules {
+        rule(&mut out, "allow", r.into(), None);
+    }
+    for r in &app.name_review {
+        rule(&mut out, "review", r.into(), Some(why(&r.id)));
+    }
+    for r in &app.review {
+        rule(&mut out, "review", r.into(), Some(why(&r.id)));
     }
     out
 }
