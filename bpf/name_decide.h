@@ -123,12 +123,11 @@ static __always_inline struct name_scratch *name_scratch(void)
 	return bpf_map_lookup_elem(&name_scratch_buf, &zero);
 }
 
-/* Who a binary is as a receiver of answers: its app's hash tag, or its file. */
-static __always_inline void receiver_of(const struct exe_identity *id, __u32 app_id,
+/* Who a binary is as a receiver of answers: its app's hash tag (`a`: its app, if it
+ * is one), or its file. */
+static __always_inline void receiver_of(const struct exe_identity *id, const struct app_info *a,
 					struct evidence_key *k)
 {
-	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
-
 	if (a) {
 		k->kind = PINHOLE_RECEIVER_APP;
 		k->who = a->sha_tag;
@@ -314,14 +313,7 @@ static __always_inline void decide_by_names(const struct exe_identity *id, __u32
 	__u64 now;
 
 	__builtin_memcpy(k.addr, addr, 16);
-	if (a) {
-		k.kind = PINHOLE_RECEIVER_APP;
-		k.who = a->sha_tag;
-	} else {
-		k.kind = PINHOLE_RECEIVER_FILE;
-		k.who = id->ino;
-		k.dev = id->dev;
-	}
+	receiver_of(id, a, &k);
 	own = bpf_map_lookup_elem(&name_evidence, &k);
 	if ((a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST) {
 		k.kind = PINHOLE_RECEIVER_HOST;

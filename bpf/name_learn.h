@@ -168,6 +168,7 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	struct dns_payload d;
 	struct dns_parse *p;
 	__u64 life;
+	__u32 app_id;
 	__u8 unknown = 0;
 
 	/* Every packet passes here: sockets that never asked leave first. */
@@ -186,10 +187,12 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	}
 	who.ino = asker->ino;
 	who.dev = asker->dev;
-	if (bpf_map_lookup_elem(&host_resolvers, &who))
+	if (bpf_map_lookup_elem(&host_resolvers, &who)) {
 		a.k.kind = PINHOLE_RECEIVER_HOST;
-	else
-		receiver_of(asker, identify(asker, &unknown), &a.k);
+	} else {
+		app_id = identify(asker, &unknown);
+		receiver_of(asker, app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL, &a.k);
+	}
 	for (int c = 0; c < PINHOLE_DNS_CHAIN; c++)
 		if (c < p->chain)
 			a.ids[c] = intern_name(p, c);

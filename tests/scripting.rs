@@ -10,6 +10,31 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// A three-day synthetic dataset in `dir`, and a policy learnt from its first two days.
+fn dataset_and_policy(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ds = dir.join("ds");
+    let cfg = pinhole_recorder::synth::SynthConfig {
+        events: 20_000,
+        apps: 10,
+        destinations: 200,
+        days: 3,
+        ..Default::default()
+    };
+    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
+    let policy = dir.join("p.toml");
+    let made = pinhole([
+        "policy".as_ref(),
+        "generate".as_ref(),
+        ds.as_os_str(),
+        "--until".as_ref(),
+        "2026-11-24".as_ref(),
+        "-o".as_ref(),
+        policy.as_os_str(),
+    ]);
+    assert!(made.status.success());
+    (ds, policy)
+}
+
 /// Runs pinhole with `args`, its standard output a pipe closed before it writes.
 fn with_closed_stdout(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(PINHOLE)
@@ -34,24 +59,7 @@ fn with_closed_stdout(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, S
 #[test]
 fn every_printing_command_ends_quietly_when_its_reader_goes_away() {
     let tmp = tempfile::tempdir().unwrap();
-    let ds = tmp.path().join("ds");
-    let cfg = pinhole_recorder::synth::SynthConfig {
-        events: 20_000,
-        apps: 10,
-        destinations: 200,
-        days: 2,
-        ..Default::default()
-    };
-    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
-    let policy = tmp.path().join("p.toml");
-    let made = pinhole([
-        "policy".as_ref(),
-        "generate".as_ref(),
-        ds.as_os_str(),
-        "-o".as_ref(),
-        policy.as_os_str(),
-    ]);
-    assert!(made.status.success());
+    let (ds, policy) = dataset_and_policy(tmp.path());
     let (d, p) = (ds.as_os_str(), policy.as_os_str());
     let os = |s: &'static str| std::ffi::OsStr::new(s);
     let commands: Vec<Vec<&std::ffi::OsStr>> = vec![
@@ -99,23 +107,9 @@ fn status_as_json_with_nothing_loaded_is_json() {
 #[test]
 fn replay_evaluate_and_check_speak_json() {
     let tmp = tempfile::tempdir().unwrap();
-    let ds = tmp.path().join("ds");
-    let cfg = pinhole_recorder::synth::SynthConfig {
-        events: 20_000,
-        apps: 10,
-        destinations: 200,
-        days: 3,
-        ..Default::default()
-    };
-    pinhole_recorder::synth::generate(&cfg, &ds).unwrap();
-    let policy = tmp.path().join("p.toml");
+    let (ds, policy) = dataset_and_policy(tmp.path());
     let d = ds.to_str().unwrap();
     let p = policy.to_str().unwrap();
-    assert!(
-        pinhole(["policy", "generate", d, "--until", "2026-11-24", "-o", p])
-            .status
-            .success()
-    );
     let json = |args: &[&str]| -> (bool, serde_json::Value) {
         let out = pinhole(args);
         let v = serde_json::from_slice(&out.stdout)
