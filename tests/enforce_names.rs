@@ -430,3 +430,68 @@ ports = 9
     assert_eq!(got[3], "EPERM", "blocked by the new list");
     e.finish();
 }
+
+/// The evidence is bounded: past `--name-capacity` (receiver, address) entries the
+/// least recently used go, past 8 names for one address the one expiring first goes;
+/// both are counted in `status`, never silent.
+#[test]
+fn evidence_evictions_are_counted() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("n{i}.example.com")).collect();
+    let mut served: Vec<(&str, Answer)> = vec![("many.example.com", rotating(40))];
+    for n in &names {
+        served.push((
+            n.as_str(),
+            Answer::Rounds(vec![vec![Ipv4Addr::new(127, 1, 21, 1)]]),
+        ));
+    }
+    let _server = DnsServer::start(SERVER.parse().unwrap(), served, 600);
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "counter");
+    let rules = "\n[[app.allow]]\nid = \"example\"\nprotocol = \"tcp\"\nhost = \"*.example.com\"\nports = 9\n";
+    let text = policy(&app.sha256, &app.path, rules);
+    let e = Enforced::start(
+        tmp.path(),
+        &text,
+        "pinhole-names-evict",
+        &["--name-capacity", "16"],
+    );
+    let mut asks: Vec<String> = (0..40)
+        .map(|_| format!("dns:many.example.com@{SERVER}"))
+        .collect();
+    asks.extend(names.iter().map(|n| format!("dns:{n}@{SERVER}")));
+    let args: Vec<&str> = asks.iter().map(String::as_str).collect();
+    probe_in(&e.cg, &app.path, &args);
+
+    let status = pinhole(["enforce", "status", "--format", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let n = &st["names"];
+    let (added, live) = (
+        n["evidence_entries_added"].as_u64().unwrap(),
+        n["evidence_entries_live"].as_u64().unwrap(),
+    );
+    assert_eq!(added, 41, "{n}");
+    assert!(live <= 16, "{n}");
+    assert_eq!(
+        n["evidence_entries_evicted"].as_u64().unwrap(),
+        added - live,
+        "{n}"
+    );
+    assert_eq!(
+        n["names_pushed_out"], 2,
+        "10 names for one address, 8 kept: {n}"
+    );
+    let listed = pinhole(["enforce", "names", "--app", "client", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let shared = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["address"] == "127.1.21.1")
+        .count();
+    assert!(shared <= 8, "{v}");
+    let table = pinhole(["enforce", "names"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("RECEIVER"));
+    e.finish();
+}

@@ -28,6 +28,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Entries of the identity table (file versions holding an app's bytes).
     pub identity_capacity: u32,
+    /// Entries of the name evidence map: (receiver, address) pairs vouched for at once.
+    pub name_capacity: u32,
     /// `--cgroup`: decide only callers under this cgroup (id, depth below the root).
     pub scope: Option<(u64, u32)>,
 }
@@ -117,10 +119,14 @@ pub fn load(
             m.name_askers.reuse_fd(s.name_askers.as_fd())?;
             m.name_stats.reuse_fd(s.name_stats.as_fd())?;
         }
-        None => m
-            .connect_events
-            .set_max_entries(opts.ring_bytes)
-            .context("sizing the decision ring buffer")?,
+        None => {
+            m.connect_events
+                .set_max_entries(opts.ring_bytes)
+                .context("sizing the decision ring buffer")?;
+            m.name_evidence
+                .set_max_entries(opts.name_capacity)
+                .context("sizing the name evidence map")?;
+        }
     }
     let started = std::time::Instant::now();
     let skel = open.load().context(

@@ -63,6 +63,11 @@ pub struct EnforceArgs {
     /// own paths) and counted in `status`.
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
     identity_capacity: u32,
+    /// Entries of the kernel's name evidence: (app, address) pairs that DNS answers
+    /// vouch for at once. When full, the least recently used are evicted, and counted
+    /// in `status`.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    name_capacity: u32,
     /// How often the ring buffer is drained.
     #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     poll_interval: Duration,

@@ -180,6 +180,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         send_allowed: args.out.is_some(),
         ring_bytes: crate::record::ring_bytes(args.ring_size)?,
         identity_capacity: args.identity_capacity,
+        name_capacity: args.name_capacity,
         scope,
     };
     let shared = match takeover {
