@@ -77,3 +77,10 @@ pub fn c_str(field: &[i8]) -> std::borrow::Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end])
 }
+
+/// A name from the enforcer's name maps (`struct dns_name`): its text, whose length
+/// the last byte keeps (names are at most 253 bytes).
+pub fn dns_name_text(bytes: &[u8]) -> Option<String> {
+    let len = usize::from(*bytes.last()?).min(bytes.len() - 1);
+    Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+}

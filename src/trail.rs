@@ -95,9 +95,7 @@ impl KernelNames {
                 let bytes = texts
                     .lookup(&id.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
                     .ok()??;
-                // Names are at most 253 bytes; the last byte keeps the length.
-                let len = usize::from(*bytes.last()?).min(bytes.len() - 1);
-                Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
+                crate::skel::dns_name_text(&bytes)
             })
             .as_deref()
     }

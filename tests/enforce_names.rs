@@ -10,7 +10,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use common::dns_server::{Answer, DnsServer};
+use common::dns_server::{wire_name, Answer, DnsServer};
 use common::*;
 
 const SERVER: &str = "127.0.10.53:53";
@@ -130,17 +130,6 @@ ports = 9
     );
 }
 
-/// A DNS name in wire format.
-fn wire(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.') {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
 /// A reply without its id (the test server puts the query's in front): one question
 /// for `qname` (wire format), then `answers` (records, already encoded).
 fn reply(qname: &[u8], answers: &[Vec<u8>]) -> Vec<u8> {
@@ -173,7 +162,7 @@ fn hostile_replies_add_no_evidence_and_a_good_one_does() {
     require_root();
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let q = wire("q.example.com");
+    let q = wire_name("q.example.com");
     let at = first_answer_at(&q);
     let ptr = |to: u16| vec![0xc0 | (to >> 8) as u8, to as u8];
     let long_label = format!("{}.example.com", "a".repeat(64));
@@ -197,19 +186,28 @@ fn hostile_replies_add_no_evidence_and_a_good_one_does() {
         // A label of 64 bytes (the length byte's top bits set: no such label type).
         (
             "label.example.com",
-            reply(&wire(&long_label), &[a_record(&ptr(12), [127, 1, 6, 3])]),
+            reply(
+                &wire_name(&long_label),
+                &[a_record(&ptr(12), [127, 1, 6, 3])],
+            ),
             [127, 1, 6, 3],
         ),
         // A name over 253 characters.
         (
             "long.example.com",
-            reply(&wire(&long_name), &[a_record(&ptr(12), [127, 1, 6, 4])]),
+            reply(
+                &wire_name(&long_name),
+                &[a_record(&ptr(12), [127, 1, 6, 4])],
+            ),
             [127, 1, 6, 4],
         ),
         // An answer for another name than the question's.
         (
             "other.example.com",
-            reply(&q, &[a_record(&wire("evil.example.com"), [127, 1, 6, 5])]),
+            reply(
+                &q,
+                &[a_record(&wire_name("evil.example.com"), [127, 1, 6, 5])],
+            ),
             [127, 1, 6, 5],
         ),
         // Cut in the middle of its record.
@@ -304,7 +302,7 @@ fn a_tcp_answer_longer_than_the_copy_counts_up_to_the_cut() {
         "b".repeat(60),
         "c".repeat(60)
     );
-    let q = wire(&long);
+    let q = wire_name(&long);
     // Each record repeats the long owner (no compression): 212 bytes; the fifth one
     // crosses byte 1,232.
     let records: Vec<Vec<u8>> = (1..=6).map(|i| a_record(&q, [127, 1, 9, i])).collect();

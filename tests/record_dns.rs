@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
-use common::dns_server::{Answer, DnsServer};
+use common::dns_server::{wire_name, Answer, DnsServer};
 use common::*;
 
 /// The `dns_answer` rows among `rows`, in order.
@@ -334,17 +334,6 @@ fn a_policy_by_name_survives_answers_that_move_and_one_by_address_does_not() {
     assert!(status.success(), "{log}");
     assert_eq!(refused, 0, "fetches by name refused under the name policy");
     assert_eq!(direct[0], "EPERM", "an address no answer gave");
-}
-
-/// A question's bytes in wire form, for hand-made replies.
-fn wire_name(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.') {
-        out.push(label.len() as u8);
-        out.extend(label.as_bytes());
-    }
-    out.push(0);
-    out
 }
 
 /// Hostile and broken replies: cut short, looping compression pointers, answers for

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::rfc3339;
-use crate::summary::{AppSummary, DestKey};
+use crate::summary::{AppKey, AppSummary, DestKey, Summary};
 
 /// Distinct ports (scan) or addresses (sweep) that make one.
 pub const SPREAD_MIN: usize = 16;
@@ -191,6 +191,67 @@ fn new_ranges(a: &AppSummary) -> Vec<Anomaly> {
             dests,
         })
         .collect()
+}
+
+/// Per executable path, which hashes ran from it and since when: one index for every
+/// app's `NewBytes` check.
+pub struct PathIndex<'s> {
+    first_at: BTreeMap<&'s str, Vec<(i64, [u8; 32])>>,
+}
+
+impl<'s> PathIndex<'s> {
+    pub fn new(summary: &'s Summary) -> Self {
+        let mut first_at: BTreeMap<&str, Vec<(i64, [u8; 32])>> = BTreeMap::new();
+        for (k, a) in &summary.apps {
+            if let AppKey::Hash(h) = k {
+                for p in &a.paths {
+                    first_at.entry(p).or_default().push((a.first_ns, *h));
+                }
+            }
+        }
+        PathIndex { first_at }
+    }
+
+    /// Other hashes that ran from one of `a`'s paths (hex, sorted, once each).
+    pub fn shared_with(&self, sha: &[u8; 32], a: &AppSummary) -> Vec<String> {
+        let mut others: Vec<String> = a
+            .paths
+            .iter()
+            .flat_map(|p| self.first_at.get(p.as_str()).into_iter().flatten())
+            .filter(|(_, h)| h != sha)
+            .map(|(_, h)| hex::encode(h))
+            .collect();
+        others.sort();
+        others.dedup();
+        others
+    }
+
+    /// `NewBytes` for each of `a`'s paths another hash ran from before it (the later
+    /// bytes under a path are the anomaly; the earlier ones were there).
+    pub fn new_bytes(&self, sha: &[u8; 32], a: &AppSummary) -> Vec<Anomaly> {
+        let mut out = Vec::new();
+        for p in &a.paths {
+            let Some(seen) = self.first_at.get(p.as_str()) else {
+                continue;
+            };
+            let earlier = seen
+                .iter()
+                .filter(|(t, h)| h != sha && *t < a.first_ns)
+                .count();
+            if earlier > 0 {
+                out.push(Anomaly {
+                    kind: Kind::NewBytes,
+                    reason: format!(
+                        "new bytes under {p} since {}: {earlier} other hash(es) ran from it before",
+                        rfc3339(a.first_ns)
+                    ),
+                    dests: Vec::new(),
+                    destinations: 0,
+                });
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -350,54 +350,15 @@ pub fn build_profiles(summary: &Summary, dataset: DatasetInfo) -> ProfileDoc {
             AppKey::Unresolved { .. } => unresolved.push(p),
         }
     }
-    let mut by_path: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    // Per path, when each hash first ran from it.
-    let mut first_at: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
-    for (k, a) in &summary.apps {
-        if let AppKey::Hash(h) = k {
-            for p in &a.paths {
-                by_path.entry(p).or_default().push(hex::encode(h));
-                first_at
-                    .entry(p)
-                    .or_default()
-                    .push((a.first_ns, hex::encode(h)));
-            }
-        }
-    }
+    let paths = crate::anomalies::PathIndex::new(summary);
     for app in &mut apps {
-        let own = app.sha256.clone().unwrap_or_default();
-        let mut others: Vec<String> = app
-            .paths
-            .iter()
-            .flat_map(|p| by_path.get(p.as_str()).into_iter().flatten())
-            .filter(|h| **h != own)
-            .cloned()
-            .collect();
-        others.sort();
-        others.dedup();
-        app.path_shared_with = others;
-        // The later bytes under a path are the anomaly (the earlier ones were there).
-        for p in &app.paths {
-            let Some(seen) = first_at.get(p.as_str()) else {
-                continue;
-            };
-            let mine = seen.iter().find(|(_, h)| *h == own).map(|(t, _)| *t);
-            let earlier = seen
-                .iter()
-                .filter(|(t, h)| *h != own && Some(*t) < mine)
-                .count();
-            if let (Some(t), true) = (mine, earlier > 0) {
-                app.anomalies.push(crate::anomalies::Anomaly {
-                    kind: crate::anomalies::Kind::NewBytes,
-                    reason: format!(
-                        "new bytes under {p} since {}: {earlier} other hash(es) ran from it before",
-                        rfc3339(t)
-                    ),
-                    dests: Vec::new(),
-                    destinations: 0,
-                });
-            }
-        }
+        let Some(sha) = app.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else {
+            continue;
+        };
+        let sha: [u8; 32] = sha.try_into().expect("a sha256");
+        let summary_app = &summary.apps[&AppKey::Hash(sha)];
+        app.path_shared_with = paths.shared_with(&sha, summary_app);
+        app.anomalies.extend(paths.new_bytes(&sha, summary_app));
     }
     let order =
         |a: &AppProfile, b: &AppProfile| b.events.cmp(&a.events).then_with(|| a.id.cmp(&b.id));

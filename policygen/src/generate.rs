@@ -158,6 +158,7 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
         }
     }
     let mut apps = Vec::new();
+    let paths = anomalies::PathIndex::new(summary);
     let mut explain = BTreeMap::new();
     for (k, a) in &summary.apps {
         let AppKey::Hash(sha) = k else { continue };
@@ -178,7 +179,12 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
             continue;
         }
         let (app, mut notes) = app_policy(&name, sha, a, knobs);
-        notes.extend(new_bytes(summary, sha, a));
+        notes.extend(
+            paths
+                .new_bytes(sha, a)
+                .into_iter()
+                .map(|x| format!("flagged: {}", x.reason)),
+        );
         explain.insert(name, notes);
         apps.push(app);
     }
@@ -191,27 +197,6 @@ pub fn generate(summary: &Summary, knobs: &Knobs) -> Generated {
         },
         explain,
     }
-}
-
-/// "flagged: new bytes under PATH since T" for each path another hash ran from first:
-/// an upgrade, or tampering, for a person to tell apart.
-fn new_bytes(summary: &Summary, sha: &[u8; 32], a: &AppSummary) -> Vec<String> {
-    a.paths
-        .iter()
-        .filter(|p| {
-            summary.apps.iter().any(|(k, o)| {
-                matches!(k, AppKey::Hash(h) if h != sha)
-                    && o.paths.contains(*p)
-                    && o.first_ns < a.first_ns
-            })
-        })
-        .map(|p| {
-            format!(
-                "flagged: new bytes under {p} since {} (another hash ran from it before)",
-                pinhole_analyze::profile::rfc3339(a.first_ns)
-            )
-        })
-        .collect()
 }
 
 fn app_name(a: &AppSummary) -> String {

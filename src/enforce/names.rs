@@ -121,11 +121,12 @@ fn address(k: &evidence_key) -> String {
 }
 
 fn name_text(texts: &MapHandle, id: u32) -> String {
-    let Ok(Some(bytes)) = texts.lookup(&id.to_ne_bytes(), MapFlags::ANY) else {
-        return format!("(name {id}, forgotten)");
-    };
-    let len = usize::from(bytes[bytes.len() - 1]).min(bytes.len() - 1);
-    String::from_utf8_lossy(&bytes[..len]).into_owned()
+    texts
+        .lookup(&id.to_ne_bytes(), MapFlags::ANY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| crate::skel::dns_name_text(&bytes))
+        .unwrap_or_else(|| format!("(name {id}, forgotten)"))
 }
 
 pub fn names(args: NamesArgs) -> Result<()> {

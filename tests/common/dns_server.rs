@@ -110,6 +110,17 @@ impl Table {
     }
 }
 
+/// A name in DNS wire format (labels, then the root), for hand-made replies.
+pub fn wire_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
 /// Runs `f` with this thread in the network namespace at `netns`, then moves it back.
 fn in_netns<T>(netns: &Path, f: impl FnOnce() -> T) -> T {
     use std::os::fd::AsRawFd;
