@@ -2,6 +2,7 @@
 
 mod analyze;
 mod capture;
+mod cgroup_paths;
 mod clock;
 mod dns_rows;
 mod enforce;

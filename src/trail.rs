@@ -71,6 +71,8 @@ pub struct Writer<'s> {
     /// The enforcer's name texts (bpf/name_decide.h): the name whose rule allowed a
     /// connect, by the id its decision carries.
     kernel_names: Option<KernelNames>,
+    /// For the `cgroup` column.
+    cgroups: crate::cgroup_paths::CgroupPaths,
 }
 
 /// Name texts read from the enforcer's kernel map, remembered by id.
@@ -120,6 +122,7 @@ impl<'s> Writer<'s> {
             names: NameBook::default(),
             host_resolvers: HostResolvers::new(&[]),
             kernel_names: None,
+            cgroups: crate::cgroup_paths::CgroupPaths::new(),
         }
     }
 
@@ -194,6 +197,7 @@ impl<'s> Writer<'s> {
                 ino: me.key.ino,
             },
             cgroup_id: 0,
+            cgroup: None,
             netns: 0,
             dst_addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             dst_port: 0,
@@ -317,6 +321,7 @@ impl<'s> Writer<'s> {
             _ => None,
         };
         let named = named.or(decided_by_name.map(|n| (n, false)));
+        let cgroup = self.cgroups.path(e.cgroup_id);
         let row = Event {
             ts_ns,
             pid: e.pid,
@@ -333,6 +338,7 @@ impl<'s> Writer<'s> {
                 ino: key.ino,
             },
             cgroup_id: e.cgroup_id,
+            cgroup: cgroup.as_deref(),
             netns: e.netns,
             dst_addr: dst_addr(e),
             dst_port: e.dst.port,

@@ -77,6 +77,7 @@ fn dataset(out: &Path, path: &str, comm: &str, n: u32) {
                 ino: 2,
             },
             cgroup_id: 1,
+            cgroup: None,
             netns: 1,
             dst_addr: "127.0.0.1".parse().unwrap(),
             dst_port: 8000 + (i % 3) as u16,

@@ -37,6 +37,7 @@ fn row(
             ino: 3,
         },
         cgroup_id: 1,
+        cgroup: None,
         netns: 1,
         dst_addr: "192.0.2.10".parse().unwrap(),
         dst_port: port,

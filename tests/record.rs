@@ -360,7 +360,7 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
         text.contains("\"date\""),
         "hive partition column visible: {text}"
     );
-    assert!(text.contains("\"schema_versions\": [\"2\"]"), "{text}");
+    assert!(text.contains("\"schema_versions\": [\"3\"]"), "{text}");
     assert!(text.contains("fixed_size_binary[32]"), "{text}");
     assert!(text.contains("timestamp[us, tz=UTC]"), "{text}");
 }

@@ -248,6 +248,7 @@ fn unresolved_rows_are_never_merged_into_a_hashed_app() {
                 ino: 2,
             },
             cgroup_id: 1,
+            cgroup: None,
             netns: 1,
             dst_addr: "10.0.0.1".parse().unwrap(),
             dst_port: 443,

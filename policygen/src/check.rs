@@ -21,6 +21,7 @@ use crate::policy::{
     App, DenyKind, DenyList, Mode, NameRule, NameSettings, Policy, PortRange, Protocol, Rule,
     UnknownAction,
 };
+use crate::rule_scope::{check_cgroup_path, Expiry, RuleScope, MAX_SCOPE_IDS};
 
 /// One problem in a policy file; `line` and `column` count from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,13 +317,14 @@ fn read_piece(
             let Some(last) = r.apps.last_mut() else {
                 continue;
             };
+            let cgroup = last.app.cgroup.clone();
             for item in &a.allow {
-                if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+                if let Some(rule) = rule(c, item, &mut r.ids, limits, cgroup.as_deref()) {
                     last.allow(rule);
                 }
             }
             for item in &a.review {
-                if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+                if let Some(rule) = rule(c, item, &mut r.ids, limits, cgroup.as_deref()) {
                     last.review(rule, item.get_ref().reason.as_ref());
                 }
             }
@@ -532,6 +534,7 @@ fn new_app(
         }
     };
     let dns_scope = a.dns_scope.as_ref().map(|s| scope(c, s));
+    let cgroup = a.cgroup.as_ref().and_then(|g| cgroup_path(c, g));
     let mut build = AppBuild {
         app: App {
             name: a.name.map(|n| n.into_inner()).unwrap_or_default(),
@@ -546,17 +549,18 @@ fn new_app(
             review_reasons: Default::default(),
             deny: DenyList::default(),
             dns_scope,
+            cgroup: cgroup.clone(),
         },
         allow: Vec::new(),
         names: Vec::new(),
     };
     for item in &a.allow {
-        if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+        if let Some(rule) = rule(c, item, &mut r.ids, limits, cgroup.as_deref()) {
             build.allow(rule);
         }
     }
     for item in &a.review {
-        if let Some(rule) = rule(c, item, &mut r.ids, limits) {
+        if let Some(rule) = rule(c, item, &mut r.ids, limits, cgroup.as_deref()) {
             build.review(rule, item.get_ref().reason.as_ref());
         }
     }
@@ -616,12 +620,95 @@ fn parse_sha(c: &mut Checker<'_>, s: &Spanned<String>) -> Option<[u8; 32]> {
     }
 }
 
+/// A scope's cgroup path, checked.
+fn cgroup_path(c: &mut Checker<'_>, g: &Spanned<String>) -> Option<String> {
+    match check_cgroup_path(g.get_ref()) {
+        Ok(()) => Some(g.get_ref().clone()),
+        Err(why) => {
+            c.at(
+                g.span(),
+                format!("cgroup \"{}\": {why}", g.get_ref().escape_debug()),
+            );
+            None
+        }
+    }
+}
+
+/// A `uids` or `gids` list: ids a task can have, at most `MAX_SCOPE_IDS`.
+fn scope_ids(c: &mut Checker<'_>, field: &str, list: &Spanned<Vec<i64>>) -> Option<Vec<u32>> {
+    let ids = list.get_ref();
+    let bad = ids
+        .iter()
+        .find(|&&id| !(0..i64::from(u32::MAX)).contains(&id));
+    let problem = match (bad, ids.len()) {
+        (Some(id), _) => format!("{field}: {id} is not a user or group id (0 to 4294967294)"),
+        (None, 0) => {
+            format!("{field}: an empty list would match no one; leave it out to match everyone")
+        }
+        (None, n) if n > MAX_SCOPE_IDS => format!(
+            "{field}: {n} ids; a rule takes at most {MAX_SCOPE_IDS} (split it into several rules)"
+        ),
+        _ => return Some(ids.iter().map(|&id| id as u32).collect()),
+    };
+    c.at(list.span(), problem);
+    None
+}
+
+/// A rule's scope (the app's cgroup unless it names its own); None after an error.
+fn rule_scope(c: &mut Checker<'_>, r: &RuleSection, app_cgroup: Option<&str>) -> Option<RuleScope> {
+    let mut ok = true;
+    let mut ids = |c: &mut Checker<'_>, field, list: &Option<Spanned<Vec<i64>>>| match list {
+        None => Vec::new(),
+        Some(l) => scope_ids(c, field, l).unwrap_or_else(|| {
+            ok = false;
+            Vec::new()
+        }),
+    };
+    let uids = ids(c, "uids", &r.uids);
+    let gids = ids(c, "gids", &r.gids);
+    let cgroup = match &r.cgroup {
+        None => app_cgroup.map(str::to_owned),
+        Some(g) => {
+            let path = cgroup_path(c, g);
+            ok &= path.is_some();
+            path
+        }
+    };
+    let expires = match &r.expires {
+        None => None,
+        Some(e) => match chrono::DateTime::parse_from_rfc3339(e.get_ref()) {
+            Ok(t) => t.timestamp_nanos_opt().map(|ns| Expiry {
+                ns,
+                text: e.get_ref().clone(),
+            }),
+            Err(why) => {
+                c.at(
+                    e.span(),
+                    format!(
+                        "expires \"{}\": {why}; expected an RFC 3339 time such as \"2027-01-31T00:00:00Z\"",
+                        e.get_ref().escape_debug()
+                    ),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then_some(RuleScope {
+        uids,
+        gids,
+        cgroup,
+        expires,
+    })
+}
+
 /// One rule, checked; with its span in `src` (where a shadowing is reported).
 fn rule(
     c: &mut Checker<'_>,
     item: &Spanned<RuleSection>,
     ids: &mut FxHashMap<String, Range<usize>>,
     limits: Limits,
+    app_cgroup: Option<&str>,
 ) -> Option<Checked> {
     let r = item.get_ref();
     let id = r.id.get_ref();
@@ -655,17 +742,19 @@ fn rule(
         );
     }
     let ports = parse_ports(c, &r.ports);
+    let scope = rule_scope(c, r, app_cgroup);
     let span = c.abs(item.span());
     match (&r.dst, &r.host) {
         (Some(dst), None) => {
             let dst = parse_dst(c, dst, limits);
-            let (protocol, dst, ports) = (protocol?, dst?, ports?);
+            let (protocol, dst, ports, scope) = (protocol?, dst?, ports?, scope?);
             Some(Checked::Addr(
                 Rule {
                     id: id.clone(),
                     protocol,
                     dst,
                     ports,
+                    scope,
                     evidence: r.evidence.clone(),
                 },
                 span,
@@ -676,13 +765,14 @@ fn rule(
             if let Err(why) = &pattern {
                 c.at(host.span(), format!("host \"{}\": {why}", host.get_ref()));
             }
-            let (protocol, host, ports) = (protocol?, pattern.ok()?, ports?);
+            let (protocol, host, ports, scope) = (protocol?, pattern.ok()?, ports?, scope?);
             Some(Checked::Name(
                 NameRule {
                     id: id.clone(),
                     protocol,
                     host,
                     ports,
+                    scope,
                     evidence: r.evidence.clone(),
                 },
                 span,

@@ -6,6 +6,11 @@
 //! matcher's most specific rule, each prefix node carries the port partition of every
 //! rule that could match below it: its own rules and those of every enclosing prefix
 //! of the same app, protocol and family, resolved by specificity at compile time.
+//!
+//! A scoped rule (matcher item 9) may not hold for a connect, and then the next rule in
+//! specificity order decides: a span whose best rule is scoped carries a chain, the
+//! span's rules in that order up to the first unscoped one, which the kernel walks
+//! checking each scope (`rule_scopes`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -17,6 +22,7 @@ use crate::compile_names::{compile_names, NameTables, Numbering, GLOBAL};
 use crate::dns_evidence::Scope;
 use crate::matcher::Verdict;
 use crate::policy::{Mode, Policy, Protocol, UnknownAction};
+use crate::rule_scope::{RuleScope, Subject};
 
 /// Address family tags in the trie key (not AF_* values: only the two that exist here).
 pub const FAMILY_V4: u8 = 4;
@@ -61,6 +67,47 @@ pub struct PortSpan {
     pub lo: u16,
     pub hi: u16,
     pub rule: u32,
+    /// 0 when `rule` is unscoped; else 1 + the index in `Compiled::chains` of the
+    /// candidates in order (`rule` first), ending with an unscoped rule or a 0.
+    pub chain: u32,
+}
+
+/// The most rules a chain may hold (the kernel walks it in a bounded loop).
+pub const MAX_CHAIN: usize = 8;
+
+/// Chains of candidate rules, shared between spans that have the same.
+#[derive(Debug, Default)]
+pub(crate) struct Chains {
+    pub list: Vec<u32>,
+    index: HashMap<Vec<u32>, u32>,
+    /// The rule ids of chains cut at `MAX_CHAIN` (the enforcer refuses such a policy).
+    pub overlong: Vec<u32>,
+}
+
+impl Chains {
+    /// The chain value of a span whose candidates are `rules` (in order).
+    fn of(&mut self, rules: &[u32], scoped: impl Fn(u32) -> bool) -> u32 {
+        let end = rules
+            .iter()
+            .position(|&r| !scoped(r))
+            .map_or(rules.len(), |i| i + 1);
+        let mut chain = rules[..end].to_vec();
+        if chain.len() == 1 && !scoped(chain[0]) {
+            return 0;
+        }
+        if chain.len() > MAX_CHAIN {
+            self.overlong.push(chain[0]);
+            chain.truncate(MAX_CHAIN);
+        }
+        if scoped(*chain.last().expect("not empty")) {
+            chain.push(0);
+        }
+        let list = &mut self.list;
+        *self.index.entry(chain).or_insert_with_key(|c| {
+            list.extend(c);
+            (list.len() - c.len()) as u32 + 1
+        })
+    }
 }
 
 /// A trie node's slice of `Compiled::spans`.
@@ -90,6 +137,12 @@ pub struct Compiled {
     pub rules: Vec<(u32, String)>,
     pub dests: Vec<(DestKey, SpanRange)>,
     pub spans: Vec<PortSpan>,
+    /// The candidate chains of spans whose best rule is scoped (see `PortSpan::chain`).
+    pub chains: Vec<u32>,
+    /// The scopes of scoped rules, by global rule number.
+    pub scopes: BTreeMap<u32, RuleScope>,
+    /// Rules whose spans have more than `MAX_CHAIN` overlapping candidates.
+    pub overlong_chains: Vec<String>,
     /// The longest span list of one node (the binary search is bounded anyway).
     pub max_node_spans: u32,
     /// Name rules and deny lists, when the policy has any.
@@ -101,16 +154,19 @@ pub(crate) struct Candidate {
     pub prefix_len: u8,
     pub lo: u16,
     pub hi: u16,
+    pub scoped: bool,
     pub order: usize,
     pub rule: u32,
 }
 
 impl Candidate {
-    /// Lower ranks win: longer prefix, then narrower ports, then earlier in the file.
-    fn rank(&self) -> (Reverse<u8>, u32, usize) {
+    /// Lower ranks win: longer prefix, then narrower ports, then scoped, then earlier
+    /// in the file.
+    fn rank(&self) -> (Reverse<u8>, u32, bool, usize) {
         (
             Reverse(self.prefix_len),
             u32::from(self.hi - self.lo),
+            !self.scoped,
             self.order,
         )
     }
@@ -166,8 +222,9 @@ fn prefix_matches(node: &[u8; 16], prefix_len: u8, addr: &[u8; 16]) -> bool {
     rest == 0 || (node[full] ^ addr[full]) >> (8 - rest) == 0
 }
 
-/// Resolves overlapping port ranges into disjoint spans, each owned by its best rule.
-pub(crate) fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
+/// Resolves overlapping port ranges into disjoint spans, each owned by its best rule
+/// (with the chain of those after it when it is scoped).
+pub(crate) fn partition(mut rules: Vec<&Candidate>, chains: &mut Chains) -> Vec<PortSpan> {
     rules.sort_by_key(|c| c.rank());
     let mut starts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (rank, c) in rules.iter().enumerate() {
@@ -177,6 +234,11 @@ pub(crate) fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
     let points: Vec<u32> = starts.keys().copied().collect();
     let mut active: BinaryHeap<Reverse<usize>> = BinaryHeap::new();
     let mut spans: Vec<PortSpan> = Vec::new();
+    let any_scoped = rules.iter().any(|c| c.scoped);
+    let scoped: HashMap<u32, bool> = match any_scoped {
+        true => rules.iter().map(|c| (c.rule, c.scoped)).collect(),
+        false => HashMap::new(),
+    };
     for (i, &at) in points.iter().enumerate() {
         active.extend(starts[&at].iter().map(|&r| Reverse(r)));
         while active
@@ -189,9 +251,32 @@ pub(crate) fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
             continue;
         };
         let (lo, hi, rule) = (at as u16, (end - 1) as u16, rules[best].rule);
+        let chain = match rules[best].scoped {
+            false => 0,
+            true => {
+                // Every candidate still covering `at`, in rank order.
+                let mut live: Vec<usize> = active
+                    .iter()
+                    .map(|Reverse(r)| *r)
+                    .filter(|&r| u32::from(rules[r].hi) >= at)
+                    .collect();
+                live.sort_unstable();
+                let order: Vec<u32> = live.iter().map(|&r| rules[r].rule).collect();
+                chains.of(&order, |r| scoped[&r])
+            }
+        };
         match spans.last_mut() {
-            Some(last) if last.rule == rule && u32::from(last.hi) + 1 == at => last.hi = hi,
-            _ => spans.push(PortSpan { lo, hi, rule }),
+            Some(last)
+                if last.rule == rule && last.chain == chain && u32::from(last.hi) + 1 == at =>
+            {
+                last.hi = hi
+            }
+            _ => spans.push(PortSpan {
+                lo,
+                hi,
+                rule,
+                chain,
+            }),
         }
     }
     spans
@@ -200,12 +285,17 @@ pub(crate) fn partition(mut rules: Vec<&Candidate>) -> Vec<PortSpan> {
 /// Builds the kernel tables; deterministic for a given policy.
 pub fn compile(policy: &Policy) -> Compiled {
     let mut rules = Vec::new();
+    let mut scopes = BTreeMap::new();
+    let mut chains = Chains::default();
     // Group every rule under its (app, protocol, family) and then its prefix node.
     let mut groups: BTreeMap<(u32, u8, u8), Nodes> = BTreeMap::new();
     for (app_index, app) in policy.apps.iter().enumerate() {
         let app_id = app_index as u32 + 1;
         for (order, r) in app.rules.iter().enumerate() {
             rules.push((app_index as u32, r.id.clone()));
+            if r.scope.is_scoped() {
+                scopes.insert(rules.len() as u32, r.scope.clone());
+            }
             let (family, addr) = family_and_bytes(&r.dst);
             groups
                 .entry((app_id, ipproto(r.protocol), family))
@@ -216,6 +306,7 @@ pub fn compile(policy: &Policy) -> Compiled {
                     prefix_len: r.dst.prefix_len(),
                     lo: r.ports.lo,
                     hi: r.ports.hi,
+                    scoped: r.scope.is_scoped(),
                     order,
                     rule: rules.len() as u32,
                 });
@@ -235,7 +326,7 @@ pub fn compile(policy: &Policy) -> Compiled {
                 .flat_map(|cs| cs.iter())
                 .collect();
             debug_assert!(applicable.len() >= own.len());
-            let node_spans = partition(applicable);
+            let node_spans = partition(applicable, &mut chains);
             let range = SpanRange {
                 start: spans.len() as u32,
                 count: node_spans.len() as u32,
@@ -256,9 +347,16 @@ pub fn compile(policy: &Policy) -> Compiled {
         let mut n = Numbering {
             rules: &mut rules,
             spans: &mut spans,
+            chains: &mut chains,
+            scopes: &mut scopes,
         };
         compile_names(policy, &mut n)
     });
+    let overlong_chains = chains
+        .overlong
+        .iter()
+        .map(|&r| rules[r as usize - 1].1.clone())
+        .collect();
     Compiled {
         unknown_binary: policy.unknown_binary,
         apps: policy
@@ -274,6 +372,9 @@ pub fn compile(policy: &Policy) -> Compiled {
         rules,
         dests,
         spans,
+        chains: chains.list,
+        scopes,
+        overlong_chains,
         max_node_spans,
         names,
     }
@@ -316,8 +417,17 @@ impl<'c> TableModel<'c> {
         }
     }
 
-    /// The rule number allowing `port` under the longest matching node, if any.
-    pub fn lookup(&self, app_id: u32, ipproto: u8, addr: IpAddr, port: u16) -> u32 {
+    /// The rule number allowing `port` under the longest matching node, if any, for
+    /// `who` at `t_ns`.
+    pub fn lookup(
+        &self,
+        app_id: u32,
+        ipproto: u8,
+        addr: IpAddr,
+        port: u16,
+        who: &Subject<'_>,
+        t_ns: i64,
+    ) -> u32 {
         let Some(protocol) = protocol_class(ipproto) else {
             return 0;
         };
@@ -349,17 +459,38 @@ impl<'c> TableModel<'c> {
             }
         }
         match lo.checked_sub(1).map(|i| spans[i]) {
-            Some(s) if port <= s.hi => s.rule,
+            Some(s) if port <= s.hi => self.walk_chain(s, who, t_ns),
             _ => 0,
         }
+    }
+
+    /// The span's first candidate whose scope holds (what `rule_in_spans` does).
+    fn walk_chain(&self, s: PortSpan, who: &Subject<'_>, t_ns: i64) -> u32 {
+        if s.chain == 0 {
+            return s.rule;
+        }
+        let start = s.chain as usize - 1;
+        for &rule in self.compiled.chains[start..].iter().take(MAX_CHAIN) {
+            let holds = |r| {
+                self.compiled
+                    .scopes
+                    .get(&r)
+                    .is_none_or(|scope| scope.holds(who, t_ns))
+            };
+            if rule == 0 || holds(rule) {
+                return rule;
+            }
+        }
+        0
     }
 
     pub fn decide(
         &self,
         sha256: Option<&[u8; 32]>,
         ipproto: u8,
-        addr: IpAddr,
-        port: u16,
+        (addr, port): (IpAddr, u16),
+        who: &Subject<'_>,
+        t_ns: i64,
     ) -> TableDecision {
         let Some(app_id) = sha256.and_then(|h| self.by_hash.get(h)).copied() else {
             let verdict = match self.compiled.unknown_binary {
@@ -373,7 +504,7 @@ impl<'c> TableModel<'c> {
                 rule: 0,
             };
         };
-        let rule = self.lookup(app_id, ipproto, addr, port);
+        let rule = self.lookup(app_id, ipproto, addr, port, who, t_ns);
         let mode = self.compiled.apps[app_id as usize - 1].mode;
         let verdict = match (rule, mode) {
             (1.., _) => Verdict::Allowed,
@@ -413,6 +544,7 @@ mod tests {
             prefix_len,
             lo,
             hi,
+            scoped: false,
             order,
             rule: order as u32 + 1,
         }
@@ -423,7 +555,7 @@ mod tests {
         let wide = cand(16, 1, 1000, 0);
         let narrow = cand(16, 400, 500, 1);
         let longer = cand(24, 450, 2000, 2);
-        let spans = partition(vec![&wide, &narrow, &longer]);
+        let spans = partition(vec![&wide, &narrow, &longer], &mut Chains::default());
         let got: Vec<(u16, u16, u32)> = spans.iter().map(|s| (s.lo, s.hi, s.rule)).collect();
         assert_eq!(got, vec![(1, 399, 1), (400, 449, 2), (450, 2000, 3)]);
     }
@@ -433,7 +565,7 @@ mod tests {
         let a = cand(32, 10, 20, 0);
         let b = cand(32, 15, 15, 1);
         let c = cand(32, 30, 65535, 2);
-        let spans = partition(vec![&a, &b, &c]);
+        let spans = partition(vec![&a, &b, &c], &mut Chains::default());
         let got: Vec<(u16, u16, u32)> = spans.iter().map(|s| (s.lo, s.hi, s.rule)).collect();
         assert_eq!(
             got,
@@ -445,7 +577,34 @@ mod tests {
     fn equal_rules_go_to_the_first_in_the_file() {
         let a = cand(32, 443, 443, 0);
         let b = cand(32, 443, 443, 1);
-        assert_eq!(partition(vec![&b, &a])[0].rule, 1);
+        assert_eq!(partition(vec![&b, &a], &mut Chains::default())[0].rule, 1);
+    }
+
+    #[test]
+    fn scoped_best_rules_carry_their_fallbacks_up_to_an_unscoped_one() {
+        let mut scoped = cand(24, 443, 443, 0);
+        scoped.scoped = true;
+        let wide = cand(16, 1, 1000, 1);
+        let mut other = cand(8, 1, 65535, 2);
+        other.scoped = true;
+        let mut chains = Chains::default();
+        let spans = partition(vec![&scoped, &wide, &other], &mut chains);
+        let got: Vec<(u16, u16, u32, u32)> = spans
+            .iter()
+            .map(|s| (s.lo, s.hi, s.rule, s.chain))
+            .collect();
+        // 443: the scoped /24, then the unscoped /16 (the /8 is never reached);
+        // past 1000: the scoped /8 alone, then nothing.
+        assert_eq!(
+            got,
+            vec![
+                (1, 442, 2, 0),
+                (443, 443, 1, 1),
+                (444, 1000, 2, 0),
+                (1001, 65535, 3, 3)
+            ]
+        );
+        assert_eq!(chains.list, vec![1, 2, 3, 0]);
     }
 
     #[test]

@@ -12,10 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::compile::{ipproto, partition, Candidate, PortSpan};
+use crate::compile::{ipproto, partition, Candidate, Chains, PortSpan};
 use crate::dns_evidence::{Lifetime, Scope};
 use crate::names::HostPattern;
 use crate::policy::{DenyKind, DenyList, Policy};
+use crate::rule_scope::RuleScope;
 
 /// The deny entries of a name the policy lists, as rule numbers (0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub(crate) struct Numbering<'a> {
     /// Global rule number n is `rules[n - 1]`: (app index or GLOBAL, id).
     pub rules: &'a mut Vec<(u32, String)>,
     pub spans: &'a mut Vec<PortSpan>,
+    pub chains: &'a mut Chains,
+    pub scopes: &'a mut BTreeMap<u32, RuleScope>,
 }
 
 /// The app index of what belongs to no app (the policy's deny list).
@@ -172,12 +175,21 @@ pub(crate) fn compile_names(policy: &Policy, n: &mut Numbering<'_>) -> NameTable
         order.sort_by_key(|&i| {
             let r = &app.name_rules[i];
             let (exact, labels) = r.host.specificity();
-            (!exact, std::cmp::Reverse(labels), r.ports.width(), i)
+            (
+                !exact,
+                std::cmp::Reverse(labels),
+                r.ports.width(),
+                !r.scope.is_scoped(),
+                i,
+            )
         });
         let mut groups: BTreeMap<NameRuleKey, Vec<Candidate>> = BTreeMap::new();
         for i in order {
             let r = &app.name_rules[i];
             n.rules.push((index as u32, r.id.clone()));
+            if r.scope.is_scoped() {
+                n.scopes.insert(n.rules.len() as u32, r.scope.clone());
+            }
             let pattern = match &r.host {
                 HostPattern::Exact(h) => pats.id(EXACT, h),
                 HostPattern::Wildcard(b) => pats.id(UNDER, b),
@@ -191,12 +203,13 @@ pub(crate) fn compile_names(policy: &Policy, n: &mut Numbering<'_>) -> NameTable
                 prefix_len: 0,
                 lo: r.ports.lo,
                 hi: r.ports.hi,
+                scoped: r.scope.is_scoped(),
                 order: i,
                 rule: n.rules.len() as u32,
             });
         }
         for (key, cands) in groups {
-            let spans = partition(cands.iter().collect());
+            let spans = partition(cands.iter().collect(), n.chains);
             let value = NameRuleValue {
                 start: n.spans.len() as u32,
                 count: spans.len() as u32,

@@ -271,6 +271,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
                 protocol,
                 dst,
                 ports,
+                scope: Default::default(),
                 evidence: Some(acc.evidence()),
             });
             continue;
@@ -380,6 +381,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
                 protocol,
                 dst,
                 ports,
+                scope: Default::default(),
                 evidence: Some(acc.evidence()),
             };
             rules.push((rule, acc));
@@ -485,6 +487,7 @@ fn app_policy(name: &str, sha: &[u8; 32], a: &AppSummary, knobs: &Knobs) -> (App
         review_reasons: reasons,
         deny: Default::default(),
         dns_scope: None,
+        cgroup: None,
     };
     (app, notes)
 }

@@ -34,6 +34,7 @@ fn rule(app: &str, protocol: Protocol, host: HostPattern, port: u16, acc: &Acc) 
         protocol,
         host,
         ports,
+        scope: Default::default(),
         evidence: Some(acc.evidence_from("dns")),
     }
 }

@@ -16,6 +16,7 @@ pub mod names;
 mod pieces;
 pub mod policy;
 pub mod replay;
+pub mod rule_scope;
 pub mod shadow;
 pub mod update;
 pub mod write;

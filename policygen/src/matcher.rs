@@ -32,6 +32,13 @@
 //!    enforce mode, or an unknown binary under `unknown_binary = allow` or `deny`) or
 //!    `would-deny` (audit mode, or `unknown_binary = audit`), and the entry's source is
 //!    reported.
+//! 9. Scopes. A rule may be limited to users (`uids`), primary groups (`gids`), a
+//!    cgroup subtree (`cgroup`, a path under the cgroup-v2 root; an app's `cgroup` is
+//!    its rules' unless a rule names its own) and a time (`expires`, exclusive). A rule
+//!    whose scope does not hold for the connect does not match it; a subject the record
+//!    does not know (no cgroup path) holds no scope that asks about it.
+//! 10. Among rules otherwise equally specific (items 3 and 7), a scoped rule is
+//!    reported before an unscoped one.
 //!
 //! The kernel enforcer decides items 6 to 8 with answers as they arrive
 //! (bpf/name_learn.h, bpf/name_decide.h), within bounds this file does not have: a reply
@@ -47,6 +54,7 @@ use ipnet::IpNet;
 
 use crate::dns_evidence::DnsEvidence;
 use crate::policy::{App, Mode, NameRule, Policy, Protocol, Rule, UnknownAction};
+use crate::rule_scope::Subject;
 
 /// The dataset's verdicts: what the matcher decides is what the audit trail records.
 pub use pinhole_recorder::event::Verdict;
@@ -58,8 +66,11 @@ pub struct Query<'a> {
     pub protocol: Protocol,
     pub addr: IpAddr,
     pub port: u16,
-    /// When it happened (ns since the epoch): which DNS answers count depends on it.
+    /// When it happened (ns since the epoch): which DNS answers count and which rules
+    /// have expired depend on it.
     pub t_ns: i64,
+    /// Who connected, for scoped rules.
+    pub subject: Subject<'a>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,15 +110,25 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
-fn rule_matches(r: &Rule, protocol: Protocol, addr: IpAddr, port: u16) -> bool {
-    r.protocol == protocol && r.dst.contains(&addr) && r.ports.contains(port)
+fn rule_matches(r: &Rule, q: &Query<'_>, addr: IpAddr) -> bool {
+    r.protocol == q.protocol
+        && r.dst.contains(&addr)
+        && r.ports.contains(q.port)
+        && r.scope.holds(&q.subject, q.t_ns)
 }
 
-/// Orders matching rules: longer prefix, then narrower ports, first wins ties.
+/// Orders matching rules: longer prefix, then narrower ports, then scoped; the first
+/// wins ties.
 fn more_specific(a: &Rule, b: &Rule) -> bool {
     let plen = |n: &IpNet| n.prefix_len();
-    (plen(&a.dst), std::cmp::Reverse(a.ports.width()))
-        > (plen(&b.dst), std::cmp::Reverse(b.ports.width()))
+    let rank = |r: &Rule| {
+        (
+            plen(&r.dst),
+            std::cmp::Reverse(r.ports.width()),
+            r.scope.is_scoped(),
+        )
+    };
+    rank(a) > rank(b)
 }
 
 fn no_rule_verdict(mode: Mode) -> Verdict {
@@ -182,7 +203,8 @@ impl<'p> Matcher<'p> {
     }
 
     /// The decision for a query whose vouching names are `names` (see `vouching`):
-    /// it depends on nothing else, so callers may remember it by them.
+    /// with the query's binary, destination and (for scoped rules) subject and the
+    /// expiries passed, it depends on nothing else, so callers may remember it by them.
     pub fn decide_vouched(&self, q: &Query<'_>, names: &[&str]) -> Decision<'p> {
         let app = q.sha256.and_then(|h| self.by_hash.get(h)).copied();
         let addr = canonical(q.addr);
@@ -207,6 +229,7 @@ impl<'p> Matcher<'p> {
         for r in &app.name_rules {
             if r.protocol == q.protocol
                 && r.ports.contains(q.port)
+                && r.scope.holds(&q.subject, q.t_ns)
                 && names.iter().any(|n| r.host.matches(n))
                 && best_name.is_none_or(|b| more_specific_name(r, b))
             {
@@ -216,9 +239,7 @@ impl<'p> Matcher<'p> {
         let mut best: Option<&'p Rule> = None;
         if best_name.is_none() {
             for r in &app.rules {
-                if rule_matches(r, q.protocol, addr, q.port)
-                    && best.is_none_or(|b| more_specific(r, b))
-                {
+                if rule_matches(r, q, addr) && best.is_none_or(|b| more_specific(r, b)) {
                     best = Some(r);
                 }
             }
@@ -238,8 +259,14 @@ impl<'p> Matcher<'p> {
 }
 
 /// Orders matching name rules (item 7): exact before wildcard, longer names first,
-/// then narrower ports; the first in the file wins ties.
+/// then narrower ports, then scoped; the first in the file wins ties.
 fn more_specific_name(a: &NameRule, b: &NameRule) -> bool {
-    (a.host.specificity(), std::cmp::Reverse(a.ports.width()))
-        > (b.host.specificity(), std::cmp::Reverse(b.ports.width()))
+    let rank = |r: &NameRule| {
+        (
+            r.host.specificity(),
+            std::cmp::Reverse(r.ports.width()),
+            r.scope.is_scoped(),
+        )
+    };
+    rank(a) > rank(b)
 }

@@ -58,6 +58,10 @@ pub struct AppSection {
     pub mode: Option<Spanned<String>>,
     #[serde(default)]
     pub dns_scope: Option<Spanned<String>>,
+    /// The cgroup subtree (a path under the cgroup-v2 root) every rule of the app is
+    /// limited to, unless a rule names its own.
+    #[serde(default)]
+    pub cgroup: Option<Spanned<String>>,
     #[serde(default)]
     pub allow: Vec<Spanned<RuleSection>>,
     /// Rare or suspicious destinations kept for review; never enforced.
@@ -104,6 +108,18 @@ pub struct RuleSection {
     pub host: Option<Spanned<String>>,
     /// A port, or an inclusive range "lo-hi".
     pub ports: Spanned<PortsField>,
+    /// Only connects by these users (uids)...
+    #[serde(default)]
+    pub uids: Option<Spanned<Vec<i64>>>,
+    /// ...or with these primary groups (gids)...
+    #[serde(default)]
+    pub gids: Option<Spanned<Vec<i64>>>,
+    /// ...from this cgroup subtree...
+    #[serde(default)]
+    pub cgroup: Option<Spanned<String>>,
+    /// ...until this instant (RFC 3339, "2027-01-31T00:00:00Z").
+    #[serde(default)]
+    pub expires: Option<Spanned<String>>,
     #[serde(default)]
     pub evidence: Option<Evidence>,
     /// Why a review item was held back (review entries only).

@@ -5,6 +5,7 @@ use ipnet::IpNet;
 use crate::dns_evidence::{Lifetime, Scope};
 use crate::model::Evidence;
 use crate::names::HostPattern;
+use crate::rule_scope::RuleScope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownAction {
@@ -88,6 +89,8 @@ pub struct Rule {
     /// Always in canonical form: host bits clear, IPv4 never written as mapped IPv6.
     pub dst: IpNet,
     pub ports: PortRange,
+    /// Who and until when it applies (unscoped: always, to every process of the app).
+    pub scope: RuleScope,
     pub evidence: Option<Evidence>,
 }
 
@@ -97,6 +100,7 @@ impl Rule {
         self.protocol == other.protocol
             && self.dst.contains(&other.dst)
             && self.ports.covers(&other.ports)
+            && self.scope.covers(&other.scope)
     }
 }
 
@@ -108,6 +112,7 @@ pub struct NameRule {
     pub protocol: Protocol,
     pub host: HostPattern,
     pub ports: PortRange,
+    pub scope: RuleScope,
     pub evidence: Option<Evidence>,
 }
 
@@ -117,6 +122,7 @@ impl NameRule {
         self.protocol == other.protocol
             && self.host.covers(&other.host)
             && self.ports.covers(&other.ports)
+            && self.scope.covers(&other.scope)
     }
 }
 
@@ -252,6 +258,9 @@ pub struct App {
     pub deny: DenyList,
     /// Overrides the policy's scope for this app.
     pub dns_scope: Option<Scope>,
+    /// The cgroup subtree the app's rules apply in (each rule's scope has it already
+    /// unless the rule names its own; kept to write the file back as it was).
+    pub cgroup: Option<String>,
 }
 
 impl App {
@@ -280,5 +289,20 @@ impl Policy {
                 .apps
                 .iter()
                 .any(|a| !a.name_rules.is_empty() || !a.deny.is_empty())
+    }
+
+    /// The scopes of every allow rule.
+    pub fn scopes(&self) -> impl Iterator<Item = &RuleScope> {
+        self.apps.iter().flat_map(|a| {
+            a.rules
+                .iter()
+                .map(|r| &r.scope)
+                .chain(a.name_rules.iter().map(|r| &r.scope))
+        })
+    }
+
+    /// Whether any decision depends on who connects or when (rule scopes).
+    pub fn uses_scopes(&self) -> bool {
+        self.scopes().any(RuleScope::is_scoped)
     }
 }

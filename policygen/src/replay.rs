@@ -2,7 +2,8 @@
 //! per app what it would have denied. Streams the dataset column by column, in time
 //! order: DNS answer rows become the evidence name rules and deny lists are decided
 //! with. Decisions are memoised per distinct (binary, protocol, address, port, vouching
-//! names) for the run: nothing else decides.
+//! names and, for a policy with scoped rules, uid, gid, cgroup and the expiries passed)
+//! for the run: nothing else decides.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -20,19 +21,24 @@ use pinhole_recorder::schema::{col, schema};
 use crate::dns_evidence::{Answer, DnsEvidence, Receiver};
 use crate::matcher::{Matcher, Query, Verdict};
 use crate::policy::{Policy, Protocol};
+use crate::rule_scope::Subject;
 
-/// A distinct (binary, protocol, address, port) of the run...
-type MemoKey = (Option<[u8; 32]>, String, String, u16);
+/// Who connected and how many rule expiries had passed (only for scoped policies)...
+type WhoKey = Option<(u32, u32, Option<String>, usize)>;
+/// ...and a distinct (binary, protocol, address, port) of the run...
+type MemoKey = (Option<[u8; 32]>, String, String, u16, WhoKey);
 /// ...and what was decided for it: (app name, denied, destination text).
 type Memo = (Option<String>, bool, String);
 
-const COLUMNS: [&str; 6] = [
+const COLUMNS: [&str; 8] = [
     "ts",
     "exe_sha256",
     "protocol",
     "dst_addr",
     "dst_port",
     "hook",
+    "uid",
+    "gid",
 ];
 
 /// A DNS answer row's columns (absent from files of schema 1).
@@ -139,6 +145,9 @@ pub fn replay(
         memo: HashMap::new(),
         memo_named: HashMap::new(),
         names: policy.uses_names(),
+        expiries: policy
+            .uses_scopes()
+            .then(|| crate::rule_scope::RuleScope::expiry_instants(policy.scopes())),
     };
     for path in &files {
         decode_guarded(path, || replay_file(path, filter, &mut run, &mut report))?;
@@ -159,6 +168,8 @@ struct Run<'m, 'p> {
     memo_named: HashMap<(MemoKey, String), Memo>,
     /// Whether the policy has name rules or deny lists (answers matter).
     names: bool,
+    /// With scoped rules: their expiry instants, sorted (who connects and when matter).
+    expiries: Option<Vec<i64>>,
 }
 
 /// A batch's DNS answer columns, when the file has them with the schema's types.
@@ -251,7 +262,7 @@ fn replay_file(
         .iter()
         .chain(&DNS_COLUMNS)
         .copied()
-        .chain([col::TS_NS, col::HOST])
+        .chain([col::TS_NS, col::HOST, col::CGROUP])
         .collect();
     for batch in read_columns(path, &wanted)? {
         let batch = batch.map_err(|e| AnalyzeError::Corrupt {
@@ -273,6 +284,18 @@ fn replay_file(
         let proto_values = proto.values().as_string::<i32>();
         let addr_values = addr.values().as_string::<i32>();
         let hook = column("hook").as_dictionary::<Int32Type>();
+        let uid = column("uid").as_primitive::<UInt32Type>();
+        let gid = column("gid").as_primitive::<UInt32Type>();
+        let cgroup = batch
+            .column_by_name(col::CGROUP)
+            .and_then(|c| c.as_dictionary_opt::<Int32Type>());
+        let cgroup_of = |i: usize| -> Option<&str> {
+            cgroup.filter(|c| c.is_valid(i)).map(|c| {
+                c.values()
+                    .as_string::<i32>()
+                    .value(c.keys().value(i) as usize)
+            })
+        };
         let host = batch
             .column_by_name(col::HOST)
             .and_then(|c| c.as_dictionary_opt::<Int32Type>());
@@ -325,20 +348,28 @@ fn replay_file(
                 false => &run.none,
             };
             let names = vouching(run.matcher, evidence, h.as_ref(), a, t);
-            // A decision depends on the event's binary, destination and vouching
-            // names only: remembered by them for the whole run.
+            // A decision depends on the event's binary, destination, vouching names
+            // and (scoped rules) who and when only: remembered by them for the run.
             let matcher = run.matcher;
-            let key = (h, p.to_owned(), a.to_owned(), port.value(i));
+            let who = run.expiries.as_ref().map(|e| {
+                let epoch = e.partition_point(|&x| x <= t);
+                (
+                    uid.value(i),
+                    gid.value(i),
+                    cgroup_of(i).map(str::to_owned),
+                    epoch,
+                )
+            });
+            let key = (h, p.to_owned(), a.to_owned(), port.value(i), who);
             let (app, denied, dest) = match names.is_empty() {
-                true => run.memo.entry(key).or_insert_with_key(|(h, p, a, port)| {
-                    decide(matcher, &[], h.as_ref(), p, a, *port)
-                }),
+                true => run
+                    .memo
+                    .entry(key)
+                    .or_insert_with_key(|k| decide(matcher, &[], k, t)),
                 false => run
                     .memo_named
                     .entry((key, names.join("\n")))
-                    .or_insert_with_key(|((h, p, a, port), _)| {
-                        decide(matcher, &names, h.as_ref(), p, a, *port)
-                    }),
+                    .or_insert_with_key(|(k, _)| decide(matcher, &names, k, t)),
             };
             let entry = report.apps.entry(app.clone()).or_default();
             entry.events += 1;
@@ -372,18 +403,27 @@ fn vouching<'e>(
         addr: ip,
         port: 0,
         t_ns,
+        subject: Subject::default(),
     };
     m.vouching(&q, evidence)
 }
 
+/// The decision for memo key `k` at `t_ns` (any time with the same expiries passed).
 fn decide(
     m: &Matcher<'_>,
     names: &[&str],
-    sha: Option<&[u8; 32]>,
-    proto: &str,
-    addr: &str,
-    port: u16,
+    k: &MemoKey,
+    t_ns: i64,
 ) -> (Option<String>, bool, String) {
+    let (sha, proto, addr, port, who) = k;
+    let (sha, port) = (sha.as_ref(), *port);
+    let subject = who
+        .as_ref()
+        .map_or_else(Subject::default, |(uid, gid, cgroup, _)| Subject {
+            uid: Some(*uid),
+            gid: Some(*gid),
+            cgroup: cgroup.as_deref(),
+        });
     let dest = format!("{proto} {addr}:{port}");
     let (Some(protocol), Ok(ip)) = (Protocol::parse(proto), addr.parse::<IpAddr>()) else {
         // A protocol no rule can name: the app's default applies as if nothing matched.
@@ -393,7 +433,8 @@ fn decide(
                 protocol: Protocol::Icmp,
                 addr: IpAddr::from([0, 0, 0, 0]),
                 port: 0,
-                t_ns: 0,
+                t_ns,
+                subject,
             },
             names,
         );
@@ -409,7 +450,8 @@ fn decide(
             protocol,
             addr: ip,
             port,
-            t_ns: 0,
+            t_ns,
+            subject,
         },
         names,
     );

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::policy::{Protocol, Rule};
+use crate::rule_scope::RuleScope;
 
 /// `covered` allows nothing that `by` does not (both are indexes into the input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,38 @@ type PortIndex = BTreeMap<u16, (u16, usize)>;
 
 /// Every rule covered by another, each reported once, against the widest rule that
 /// covers it (file order breaks ties, so the first of two identical rules stands).
+/// A scoped rule is compared with the unscoped rules and those of the same scope; one
+/// covered only by a rule of a wider, different scope is left alone (it is redundant,
+/// not wrong).
 pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
+    if rules.iter().all(|r| !r.scope.is_scoped()) {
+        return find_among(rules);
+    }
+    let mut groups: HashMap<&RuleScope, Vec<usize>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        groups.entry(&r.scope).or_default().push(i);
+    }
+    let unscoped = groups.remove(&RuleScope::default()).unwrap_or_default();
+    let mut found = Vec::new();
+    let mut among = |members: Vec<usize>, report: &dyn Fn(usize) -> bool| {
+        let subset: Vec<Rule> = members.iter().map(|&i| rules[i].clone()).collect();
+        for s in find_among(&subset) {
+            let (covered, by) = (members[s.covered], members[s.by]);
+            if report(covered) {
+                found.push(Shadowed { covered, by });
+            }
+        }
+    };
+    among(unscoped.clone(), &|_| true);
+    for (scope, members) in groups {
+        let all: Vec<usize> = unscoped.iter().chain(&members).copied().collect();
+        among(all, &|i| rules[i].scope == *scope);
+    }
+    found.sort_by_key(|s| s.covered);
+    found
+}
+
+fn find_among(rules: &[Rule]) -> Vec<Shadowed> {
     let mut order: Vec<usize> = (0..rules.len()).collect();
     // Wider rules first: whatever covers a rule is processed before it.
     order.sort_by_key(|&i| {
@@ -80,6 +112,7 @@ mod tests {
             protocol: Protocol::Tcp,
             dst: dst.parse().unwrap(),
             ports: PortRange { lo, hi },
+            scope: Default::default(),
             evidence: None,
         }
     }

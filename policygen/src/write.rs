@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::dns_evidence::Lifetime;
 use crate::model::{Evidence, POLICY_VERSION};
 use crate::policy::{App, Mode, NameRule, Policy, PortRange, Protocol, Rule, UnknownAction};
+use crate::rule_scope::RuleScope;
 
 /// The reason written for a review entry that has none of its own.
 pub const GENERIC_REVIEW_REASON: &str =
@@ -40,6 +41,7 @@ struct RuleText<'a> {
     protocol: Protocol,
     target: Target,
     ports: PortRange,
+    scope: &'a RuleScope,
     evidence: Option<&'a Evidence>,
 }
 
@@ -55,6 +57,7 @@ impl<'a> From<&'a Rule> for RuleText<'a> {
             protocol: r.protocol,
             target: Target::Dst(dst),
             ports: r.ports,
+            scope: &r.scope,
             evidence: r.evidence.as_ref(),
         }
     }
@@ -67,12 +70,41 @@ impl<'a> From<&'a NameRule> for RuleText<'a> {
             protocol: r.protocol,
             target: Target::Host(r.host.to_string()),
             ports: r.ports,
+            scope: &r.scope,
             evidence: r.evidence.as_ref(),
         }
     }
 }
 
-fn rule(out: &mut String, table: &str, r: RuleText<'_>, reason: Option<&str>) {
+/// A rule's scope keys; its cgroup only where it is not the app's.
+fn scope(out: &mut String, s: &RuleScope, app_cgroup: Option<&str>) {
+    let list = |ids: &[u32]| {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !s.uids.is_empty() {
+        let _ = writeln!(out, "uids = [{}]", list(&s.uids));
+    }
+    if !s.gids.is_empty() {
+        let _ = writeln!(out, "gids = [{}]", list(&s.gids));
+    }
+    if let Some(c) = s.cgroup.as_deref().filter(|&c| Some(c) != app_cgroup) {
+        let _ = writeln!(out, "cgroup = {}", quoted(c));
+    }
+    if let Some(e) = &s.expires {
+        let _ = writeln!(out, "expires = {}", quoted(&e.text));
+    }
+}
+
+fn rule(
+    out: &mut String,
+    table: &str,
+    r: RuleText<'_>,
+    reason: Option<&str>,
+    app_cgroup: Option<&str>,
+) {
     let _ = writeln!(out, "\n[[app.{table}]]");
     let _ = writeln!(out, "id = {}", quoted(r.id));
     let _ = writeln!(out, "protocol = {}", quoted(r.protocol.as_str()));
@@ -86,6 +118,7 @@ fn rule(out: &mut String, table: &str, r: RuleText<'_>, reason: Option<&str>) {
     } else {
         let _ = writeln!(out, "ports = {}", quoted(&r.ports.to_string()));
     }
+    scope(out, r.scope, app_cgroup);
     if let Some(e) = r.evidence {
         let source = e
             .source
@@ -157,6 +190,9 @@ pub fn app_text(app: &App) -> String {
     if let Some(scope) = app.dns_scope {
         let _ = writeln!(out, "dns_scope = {}", quoted(scope.as_str()));
     }
+    if let Some(cgroup) = &app.cgroup {
+        let _ = writeln!(out, "cgroup = {}", quoted(cgroup));
+    }
     out.push_str(&rules_text(app));
     out
 }
@@ -170,17 +206,18 @@ pub fn rules_text(app: &App) -> String {
             .get(id)
             .map_or(GENERIC_REVIEW_REASON, String::as_str)
     };
+    let cg = app.cgroup.as_deref();
     for r in &app.name_rules {
-        rule(&mut out, "allow", r.into(), None);
+        rule(&mut out, "allow", r.into(), None, cg);
     }
     for r in &app.rules {
-        rule(&mut out, "allow", r.into(), None);
+        rule(&mut out, "allow", r.into(), None, cg);
     }
     for r in &app.name_review {
-        rule(&mut out, "review", r.into(), Some(why(&r.id)));
+        rule(&mut out, "review", r.into(), Some(why(&r.id)), cg);
     }
     for r in &app.review {
-        rule(&mut out, "review", r.into(), Some(why(&r.id)));
+        rule(&mut out, "review", r.into(), Some(why(&r.id)), cg);
     }
     out
 }
@@ -210,5 +247,23 @@ mod tests {
                 .as_deref(),
             Some("dns")
         );
+    }
+
+    #[test]
+    fn scopes_survive_a_round_trip() {
+        let src = "version = 1\n[[app]]\nname = \"x\"\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\ncgroup = \"/system.slice/x.service\"\n\
+                   [[app.allow]]\nid = \"a\"\nprotocol = \"tcp\"\ndst = \"10.0.0.1\"\nports = 443\nuids = [0, 33]\ngids = [33]\nexpires = \"2027-01-31T00:00:00Z\"\n\
+                   [[app.allow]]\nid = \"b\"\nprotocol = \"tcp\"\nhost = \"example.com\"\nports = 443\ncgroup = \"/user.slice\"\n";
+        let p = check(src, Limits::default()).unwrap();
+        let a = &p.apps[0];
+        assert_eq!(
+            a.rules[0].scope.cgroup.as_deref(),
+            Some("/system.slice/x.service")
+        );
+        assert_eq!(a.rules[0].scope.uids, vec![0, 33]);
+        assert_eq!(a.name_rules[0].scope.cgroup.as_deref(), Some("/user.slice"));
+        let text = to_toml(&p, &[]);
+        assert_eq!(text.matches("cgroup = ").count(), 2, "{text}");
+        assert_eq!(check(&text, Limits::default()).unwrap(), p);
     }
 }

@@ -88,6 +88,7 @@ fn anomalies_inside_the_training_window_are_flagged_and_held_for_review() {
             addr: a,
             port: p,
             t_ns: 0,
+            subject: Default::default(),
         };
         assert_eq!(
             m.decide(&q, &Default::default()).verdict,

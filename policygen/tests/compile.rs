@@ -1,5 +1,6 @@
 //! The enforcer's compiled tables decide exactly what the matcher decides, for random
-//! policies with nested prefixes and overlapping port ranges.
+//! policies with nested prefixes, overlapping port ranges and rule scopes (users,
+//! cgroups, expiry) that make the tables fall back along chains.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -7,6 +8,7 @@ use ipnet::IpNet;
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
 use pinhole_policygen::dns_evidence::DnsEvidence;
 use pinhole_policygen::matcher::{Matcher, Query};
+use pinhole_policygen::rule_scope::{Expiry, RuleScope, Subject};
 use pinhole_policygen::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
 use proptest::prelude::*;
 
@@ -41,9 +43,30 @@ fn ports() -> impl Strategy<Value = PortRange> {
     (0u16..12, 0u16..6).prop_map(|(lo, w)| PortRange { lo, hi: lo + w })
 }
 
+/// Mostly unscoped; else one of a few users, cgroups or expiries, so scoped rules
+/// overlap and fall back to each other.
+fn scope() -> impl Strategy<Value = RuleScope> {
+    (0u8..8, 0u8..3, 0u8..3, 0u8..3).prop_map(|(kind, uid, cg, exp)| match kind {
+        0..=3 => RuleScope::default(),
+        _ => RuleScope {
+            uids: if kind & 1 == 1 {
+                vec![u32::from(uid) * 500]
+            } else {
+                vec![]
+            },
+            gids: vec![],
+            cgroup: (kind & 2 == 2 && cg > 0).then(|| ["/", "/a", "/a/b"][cg as usize].to_owned()),
+            expires: (kind == 7 || exp == 2).then(|| Expiry {
+                ns: i64::from(exp) * 10,
+                text: String::new(),
+            }),
+        },
+    })
+}
+
 fn app(index: usize) -> impl Strategy<Value = App> {
     (
-        prop::collection::vec((protocol(), net(), ports()), 0..12),
+        prop::collection::vec((protocol(), net(), ports(), scope()), 0..12),
         prop_oneof![Just(Mode::Enforce), Just(Mode::Audit)],
     )
         .prop_map(move |(rules, mode)| App {
@@ -55,11 +78,12 @@ fn app(index: usize) -> impl Strategy<Value = App> {
             rules: rules
                 .into_iter()
                 .enumerate()
-                .map(|(i, (protocol, dst, ports))| Rule {
+                .map(|(i, (protocol, dst, ports, scope))| Rule {
                     id: format!("r{index}-{i}"),
                     protocol,
                     dst,
                     ports,
+                    scope,
                     evidence: None,
                 })
                 .collect(),
@@ -98,16 +122,18 @@ proptest! {
     #[test]
     fn tables_decide_like_the_matcher(
         policy in policy(),
-        events in prop::collection::vec((0u8..3, protocol(), query_addr(), 0u16..20), 1..40),
+        events in prop::collection::vec((0u8..3, protocol(), query_addr(), 0u16..20, (0u32..3, 0usize..4, 0i64..30)), 1..40),
     ) {
         let matcher = Matcher::new(&policy);
         let compiled = compile(&policy);
+        prop_assume!(compiled.overlong_chains.is_empty());
         let tables = TableModel::new(&compiled);
-        for (who, protocol, addr, port) in events {
+        for (who, protocol, addr, port, (uid, cg, t_ns)) in events {
             let sha = [who + 1; 32];
             let sha = (who < 3).then_some(&sha);
-            let want = matcher.decide(&Query { sha256: sha, protocol, addr, port, t_ns: 0 }, &DnsEvidence::default());
-            let got = tables.decide(sha, ipproto(protocol), addr, port);
+            let subject = Subject { uid: Some(uid * 500), gid: Some(0), cgroup: ["/", "/a", "/a/b", "/c"].get(cg).copied() };
+            let want = matcher.decide(&Query { sha256: sha, protocol, addr, port, t_ns, subject }, &DnsEvidence::default());
+            let got = tables.decide(sha, ipproto(protocol), (addr, port), &subject, t_ns);
             let got_rule = compiled.rule(got.rule).map(|(_, id)| id);
             prop_assert_eq!(got.verdict, want.verdict);
             prop_assert_eq!(got_rule, want.rule.map(|r| r.id.as_str()), "{:?} {} {}", protocol, addr, port);
@@ -130,6 +156,7 @@ fn icmpv6_is_matched_as_icmp_and_other_protocols_never_match() {
                 protocol: Protocol::Icmp,
                 dst: "::/0".parse().unwrap(),
                 ports: PortRange { lo: 0, hi: 65535 },
+                scope: Default::default(),
                 evidence: None,
             }],
             review: vec![],
@@ -139,8 +166,38 @@ fn icmpv6_is_matched_as_icmp_and_other_protocols_never_match() {
     };
     let c = compile(&p);
     let t = TableModel::new(&c);
-    assert_eq!(t.lookup(1, 58, "2001:db8::1".parse().unwrap(), 0), 1);
-    assert_eq!(t.lookup(1, 132, "2001:db8::1".parse().unwrap(), 0), 0);
+    assert_eq!(
+        t.lookup(
+            1,
+            58,
+            "2001:db8::1".parse().unwrap(),
+            0,
+            &Subject::default(),
+            0
+        ),
+        1
+    );
+    assert_eq!(
+        t.lookup(
+            1,
+            132,
+            "2001:db8::1".parse().unwrap(),
+            0,
+            &Subject::default(),
+            0
+        ),
+        0
+    );
     // An IPv6 rule never matches an IPv4(-mapped) destination, as in the matcher.
-    assert_eq!(t.lookup(1, 1, "::ffff:10.0.0.1".parse().unwrap(), 0), 0);
+    assert_eq!(
+        t.lookup(
+            1,
+            1,
+            "::ffff:10.0.0.1".parse().unwrap(),
+            0,
+            &Subject::default(),
+            0
+        ),
+        0
+    );
 }

@@ -65,6 +65,7 @@ fn allowed(
             addr: addr.parse().unwrap(),
             port,
             t_ns: 0,
+            subject: Default::default(),
         },
         &DnsEvidence::default(),
     );
@@ -343,7 +344,7 @@ proptest! {
         for (k, a) in &s.apps {
             let AppKey::Hash(sha) = k else { unreachable!() };
             for d in a.dests.keys() {
-                let q = Query { sha256: Some(sha), protocol: Protocol::parse(&d.protocol).unwrap(), addr: d.addr, port: d.port, t_ns: 0 };
+                let q = Query { sha256: Some(sha), protocol: Protocol::parse(&d.protocol).unwrap(), addr: d.addr, port: d.port, t_ns: 0, subject: Default::default() };
                 prop_assert_eq!(m.decide(&q, &DnsEvidence::default()).verdict, Verdict::Allowed, "{:?}", d);
             }
         }

@@ -27,6 +27,7 @@ fn curl(t: i64, port: u16, verdict: Verdict) -> Event<'static> {
             ino: 3,
         },
         cgroup_id: 1,
+        cgroup: None,
         netns: 1,
         dst_addr: "127.0.0.1".parse().unwrap(),
         dst_port: port,

@@ -209,6 +209,7 @@ fn client_row(
             ino: 2,
         },
         cgroup_id: 1,
+        cgroup: None,
         netns: 1,
         dst_addr: addr.parse().unwrap(),
         dst_port: port,

@@ -4,6 +4,7 @@ use pinhole_policygen::check::{check, Limits};
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
 use pinhole_policygen::dns_evidence::{Answer, DnsEvidence, Receiver};
 use pinhole_policygen::matcher::{Matcher, Query};
+use pinhole_policygen::rule_scope::Subject;
 use pinhole_policygen::Protocol;
 
 #[path = "cases/cases.rs"]
@@ -53,6 +54,11 @@ fn every_semantics_case_holds() {
                 addr: c.addr.parse().unwrap(),
                 port: c.port,
                 t_ns: c.t * 1_000_000_000,
+                subject: Subject {
+                    uid: Some(c.uid),
+                    gid: Some(c.gid),
+                    cgroup: Some(c.cgroup_path()),
+                },
             };
             if c.kind == "source_route" {
                 let d = m.decide_beyond_rules(q.sha256);
@@ -86,7 +92,13 @@ fn every_semantics_case_holds() {
                 continue;
             }
             // The enforcer's tables, looked up the way the BPF program does.
-            let t = tables.decide(q.sha256, ipproto(q.protocol), q.addr, q.port);
+            let t = tables.decide(
+                q.sha256,
+                ipproto(q.protocol),
+                (q.addr, q.port),
+                &q.subject,
+                q.t_ns,
+            );
             let t_rule = compiled.rule(t.rule).map_or("", |(_, id)| id);
             assert_eq!(
                 (t.verdict.as_str(), t_rule),
@@ -99,5 +111,5 @@ fn every_semantics_case_holds() {
             );
         }
     }
-    assert_eq!((n, names), (50, 27));
+    assert_eq!((n, names), (64, 27));
 }

@@ -34,6 +34,7 @@ pub struct BatchBuilder {
     exe_dev: Int64Builder,
     exe_ino: Int64Builder,
     cgroup_id: Int64Builder,
+    cgroup: Dict,
     netns: UInt32Builder,
     ip_version: UInt8Builder,
     protocol: Dict,
@@ -78,6 +79,7 @@ impl BatchBuilder {
             exe_dev: Int64Builder::new(),
             exe_ino: Int64Builder::new(),
             cgroup_id: Int64Builder::new(),
+            cgroup: Dict::new(),
             netns: UInt32Builder::new(),
             ip_version: UInt8Builder::new(),
             protocol: Dict::new(),
@@ -141,6 +143,7 @@ impl BatchBuilder {
         self.exe_dev.append_value(e.exe.dev as i64);
         self.exe_ino.append_value(e.exe.ino as i64);
         self.cgroup_id.append_value(e.cgroup_id as i64);
+        self.cgroup.append_option(e.cgroup);
         self.netns.append_value(e.netns);
         let dst = canonical_addr(e.dst_addr);
         self.ip_version
@@ -215,6 +218,7 @@ impl BatchBuilder {
             Arc::new(self.exe_dev.finish()),
             Arc::new(self.exe_ino.finish()),
             Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.cgroup.finish()),
             Arc::new(self.netns.finish()),
             Arc::new(self.ip_version.finish()),
             Arc::new(self.protocol.finish()),

@@ -184,6 +184,9 @@ pub struct Event<'a> {
     pub comm: &'a str,
     pub exe: ExeRef<'a>,
     pub cgroup_id: u64,
+    /// The cgroup's path under the cgroup-v2 root ("/system.slice/x.service"), when
+    /// user space could still find it.
+    pub cgroup: Option<&'a str>,
     pub netns: u32,
     /// Canonical destination: an IPv4-mapped IPv6 address is stored as IPv4.
     pub dst_addr: IpAddr,

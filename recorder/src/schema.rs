@@ -11,7 +11,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 /// microseconds with the exact nanoseconds in `ts_ns`, 64-bit ids as signed integers.
 /// Readers take version 1 files (nanosecond `ts`, unsigned ids, fewer columns)
 /// alongside.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the `cgroup` column (the task's cgroup path, what rule scopes name).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Key-value metadata keys written into every Parquet file's footer.
 pub mod meta {
@@ -43,6 +44,7 @@ pub mod col {
     pub const EXE_DEV: &str = "exe_dev";
     pub const EXE_INO: &str = "exe_ino";
     pub const CGROUP_ID: &str = "cgroup_id";
+    pub const CGROUP: &str = "cgroup";
     pub const NETNS: &str = "netns";
     pub const IP_VERSION: &str = "ip_version";
     pub const PROTOCOL: &str = "protocol";
@@ -98,6 +100,7 @@ pub fn schema() -> SchemaRef {
                 Field::new(col::EXE_DEV, DataType::Int64, false),
                 Field::new(col::EXE_INO, DataType::Int64, false),
                 Field::new(col::CGROUP_ID, DataType::Int64, false),
+                Field::new(col::CGROUP, dict(), true),
                 Field::new(col::NETNS, DataType::UInt32, false),
                 Field::new(col::IP_VERSION, DataType::UInt8, false),
                 Field::new(col::PROTOCOL, dict(), false),

@@ -379,6 +379,7 @@ fn row<'a>(
             ino: 1000 + pid as u64 % 97,
         },
         cgroup_id: 1,
+        cgroup: None,
         netns: 4026531840,
         dst_addr: dest.addr,
         dst_port: dest.port,

@@ -36,6 +36,7 @@ fn event(ts_ns: i64, port: u16) -> Event<'static> {
             ino: 42,
         },
         cgroup_id: 1,
+        cgroup: None,
         netns: 4026531840,
         dst_addr: "::ffff:10.1.2.3".parse::<IpAddr>().unwrap(),
         dst_port: port,
@@ -380,6 +381,7 @@ fn realistic(sink: &mut Sink, events: u64, per_flush: u64) {
                 ino: 4000 + app as u64,
             },
             cgroup_id: 7,
+            cgroup: None,
             netns: 4026531840,
             dst_addr: dests[dest].parse().unwrap(),
             dst_port: [443, 80, 53, 8080, 5432][(r >> 30) as usize % 5],
@@ -546,7 +548,7 @@ fn a_log_staged_in_an_older_schema_is_published_in_the_current_one() {
         "exe_dev" | "exe_ino" | "cgroup_id" | "sock_cookie" => {
             Some(Field::new(f.name(), DataType::UInt64, false))
         }
-        n if n == "dst_name" || n.starts_with("dns_") || n == "ts_ns" => None,
+        n if n == "dst_name" || n == "cgroup" || n.starts_with("dns_") || n == "ts_ns" => None,
         _ => Some(f.clone()),
     };
     let fields: Vec<Field> = now

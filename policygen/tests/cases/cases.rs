@@ -46,6 +46,24 @@ pub struct Case {
     /// Seconds (events of a suite are in time order).
     #[serde(default)]
     pub t: i64,
+    /// Who connects (rule scopes): root unless said.
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    /// The cgroup below the suite's own ("" for the suite's own, "/" in a policy).
+    #[serde(default)]
+    pub cgroup: String,
+}
+
+impl Case {
+    /// The event's cgroup as a policy names it.
+    pub fn cgroup_path(&self) -> &str {
+        match self.cgroup.as_str() {
+            "" => "/",
+            c => c,
+        }
+    }
 }
 
 /// The cases, parsed (the file sits next to this one, whichever crate includes it).
