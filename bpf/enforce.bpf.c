@@ -192,6 +192,7 @@ static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *ad
 				       __u8 subflow, const struct mptcp_owner *owner)
 {
 	struct decision d = {};
+	struct subject who = { .uid_gid = bpf_get_current_uid_gid() };
 
 	if (subflow) {
 		p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
@@ -200,8 +201,11 @@ static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *ad
 			return conclude(p, &d, cookie, NULL);
 		}
 		p->exe = owner->who.exe;
+		who.uid_gid = (__u64)owner->who.gid << 32 | owner->who.uid;
+		/* Never 0 for a real cgroup: the root's id is 1. */
+		who.owner_cgroup = owner->who.cgroup_id;
 	}
-	decide_connect(&p->exe, p->dst.protocol, family, addr, p->dst.port, &d);
+	decide_connect(&p->exe, &who, p->dst.protocol, family, addr, p->dst.port, &d);
 	return conclude(p, &d, cookie, owner);
 }
 

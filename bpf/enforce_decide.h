@@ -46,6 +46,31 @@ struct {
 	__type(value, struct app_info);
 } apps SEC(".maps");
 
+/* Chains of rules behind scoped ones (port_span.chain), and the scopes, by rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rule_chains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_scope);
+} rule_scopes SEC(".maps");
+
+/*
+ * Who a connect is decided for, as scopes ask: uid and gid as bpf_get_current_uid_gid
+ * packs them, and 0 for the current task's cgroups, or the cgroup of the process a
+ * kernel worker's MPTCP subflow belongs to (then only that cgroup itself is known).
+ */
+struct subject {
+	__u64 uid_gid;
+	__u64 owner_cgroup;
+};
+
 struct decision {
 	__u32 app_id;
 	__u32 rule;
@@ -68,11 +93,64 @@ static __always_inline __u32 identify(const struct exe_identity *id, __u8 *unkno
 	return v->app_id;
 }
 
+static __always_inline int id_listed(const __u32 *ids, __u8 n, __u32 id)
+{
+	for (int i = 0; i < PINHOLE_SCOPE_IDS; i++) {
+		if (i >= n)
+			return 0;
+		if (ids[i] == id)
+			return 1;
+	}
+	return 0;
+}
+
 /*
- * The rule allowing `port` among sorted, disjoint port_spans[start .. start + count).
- * A global function: verified once, not once per caller (name rules call it per name).
+ * Whether rule `rule`'s scope holds for the subject now (an unscoped rule: always).
+ * Global functions here and below: verified once, apart from the caller's search.
  */
-__noinline __u32 rule_in_spans(__u32 start, __u32 count, __u16 port)
+__noinline int scope_holds(__u32 rule, __u64 uid_gid, __u64 owner_cgroup)
+{
+	struct rule_scope *s = bpf_map_lookup_elem(&rule_scopes, &rule);
+
+	if (!s)
+		return 1;
+	if (s->expires_ns && bpf_ktime_get_boot_ns() >= s->expires_ns)
+		return 0;
+	if (s->nuids && !id_listed(s->uids, s->nuids, (__u32)uid_gid))
+		return 0;
+	if (s->ngids && !id_listed(s->gids, s->ngids, (__u32)(uid_gid >> 32)))
+		return 0;
+	if (!s->has_cgroup)
+		return 1;
+	if (!s->cgroup_id)
+		return 0;
+	if (owner_cgroup)
+		return owner_cgroup == s->cgroup_id;
+	return bpf_get_current_ancestor_cgroup_id(s->cgroup_level) == s->cgroup_id;
+}
+
+/* The first rule of chain `chain` (see port_span) whose scope holds, 0 if none. */
+__noinline __u32 walk_chain(__u32 chain, __u64 uid_gid, __u64 owner_cgroup)
+{
+	for (__u32 i = 0; i < PINHOLE_MAX_CHAIN; i++) {
+		__u32 idx = chain - 1 + i;
+		__u32 *rule = bpf_map_lookup_elem(&rule_chains, &idx);
+
+		if (!rule || !*rule)
+			return 0;
+		if (scope_holds(*rule, uid_gid, owner_cgroup))
+			return *rule;
+	}
+	return 0;
+}
+
+/*
+ * The rule allowing `port` among sorted, disjoint port_spans[start .. start + count)
+ * for the subject (see struct subject). A global function: verified once, not once
+ * per caller (name rules call it per name).
+ */
+__noinline __u32 rule_in_spans(__u32 start, __u32 count, __u16 port, __u64 uid_gid,
+			       __u64 owner_cgroup)
 {
 	__u32 lo = 0, hi = count, i;
 	struct port_span *span;
@@ -94,12 +172,14 @@ __noinline __u32 rule_in_spans(__u32 start, __u32 count, __u16 port)
 		return 0;
 	i = start + lo - 1;
 	span = bpf_map_lookup_elem(&port_spans, &i);
-	return span && port <= span->hi ? span->rule : 0;
+	if (!span || port > span->hi)
+		return 0;
+	return span->chain ? walk_chain(span->chain, uid_gid, owner_cgroup) : span->rule;
 }
 
 /* The rule allowing `port` under the longest matching prefix node, 0 if none. */
 static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
-				       const __u32 addr[4], __u16 port)
+				       const __u32 addr[4], __u16 port, const struct subject *who)
 {
 	struct dest_key key = {
 		.prefixlen = PINHOLE_DEST_FIXED_BITS + (family == PINHOLE_FAMILY_V4 ? 32 : 128),
@@ -111,7 +191,9 @@ static __always_inline __u32 find_rule(__u32 app_id, __u8 protocol, __u8 family,
 
 	__builtin_memcpy(key.addr, addr, 16);
 	range = bpf_map_lookup_elem(&dests, &key);
-	return range ? rule_in_spans(range->start, range->count, port) : 0;
+	return range ? rule_in_spans(range->start, range->count, port, who->uid_gid,
+				     who->owner_cgroup) :
+		       0;
 }
 
 #include "name_decide.h"
@@ -160,11 +242,12 @@ static __always_inline void apply_force_audit(struct decision *d)
  * The verdict for a connect or send to addr:port (network-order words; IPv4 in addr[0],
  * IPv4-mapped IPv6 already folded to IPv4 by the caller).
  */
-static __always_inline void decide_connect(const struct exe_identity *id, __u8 ipproto, __u8 family,
-					   const __u32 addr[4], __u16 port, struct decision *d)
+static __always_inline void decide_connect(const struct exe_identity *id, const struct subject *who,
+					   __u8 ipproto, __u8 family, const __u32 addr[4], __u16 port,
+					   struct decision *d)
 {
 	__u8 protocol = protocol_class(ipproto);
-	struct names_verdict n = {};
+	struct names_verdict n = { .uid_gid = who->uid_gid, .owner_cgroup = who->owner_cgroup };
 
 	d->app_id = identify(id, &d->identity_unknown);
 	d->rule = 0;
@@ -185,7 +268,7 @@ static __always_inline void decide_connect(const struct exe_identity *id, __u8 i
 		d->verdict = PINHOLE_VERDICT_ALLOWED;
 		d->rule = n.rule;
 		d->name_id = n.name_id;
-	} else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port))) {
+	} else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port, who))) {
 		d->verdict = PINHOLE_VERDICT_ALLOWED;
 	} else {
 		d->verdict = no_rule_verdict(d->app_id);

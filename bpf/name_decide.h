@@ -240,9 +240,12 @@ struct names_verdict {
 	__u32 deny; /* the deny entry's rule number: refused whatever allows it */
 	__u32 rule; /* the best name rule allowing it */
 	__u32 name_id; /* the name behind `rule` */
+	__u32 _pad;
+	__u64 uid_gid; /* in: the subject (struct subject), for scoped rules */
+	__u64 owner_cgroup;
 };
 
-__u32 rule_in_spans(__u32 start, __u32 count, __u16 port);
+__u32 rule_in_spans(__u32 start, __u32 count, __u16 port, __u64 uid_gid, __u64 owner_cgroup);
 
 /*
  * Adds what one vouching name brings to `out`: the global deny entry hitting it, the
@@ -279,7 +282,7 @@ __noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
 		v = bpf_map_lookup_elem(&name_rules, &k);
 		if (!v)
 			continue;
-		rule = rule_in_spans(v->start, v->count, port);
+		rule = rule_in_spans(v->start, v->count, port, out->uid_gid, out->owner_cgroup);
 		if (rule && (!out->rule || rule < out->rule)) {
 			out->rule = rule;
 			out->name_id = id;

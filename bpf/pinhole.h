@@ -189,6 +189,26 @@ struct port_span {
 	__u16 lo;
 	__u16 hi;
 	__u32 rule;
+	/* 0: `rule` is unscoped. Else 1 + the index in rule_chains of the span's rules in
+	 * the matcher's order (`rule` first), up to an unscoped one or a 0. */
+	__u32 chain;
+};
+
+/* Rules a chain holds at most, and user or group ids a scope lists at most. */
+#define PINHOLE_MAX_CHAIN 8
+#define PINHOLE_SCOPE_IDS 8
+
+/* Who and until when a rule applies (matcher items 9-10); only scoped rules have one. */
+struct rule_scope {
+	__u64 expires_ns; /* CLOCK_BOOTTIME; 0: never */
+	__u64 cgroup_id; /* the subtree's root; 0 with has_cgroup: not there now, never holds */
+	__u32 cgroup_level; /* its depth below the cgroup-v2 root */
+	__u8 has_cgroup;
+	__u8 nuids;
+	__u8 ngids;
+	__u8 _pad;
+	__u32 uids[PINHOLE_SCOPE_IDS];
+	__u32 gids[PINHOLE_SCOPE_IDS];
 };
 
 /* Binary search over at most 65,536 spans. */

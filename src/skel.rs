@@ -37,6 +37,7 @@ unsafe impl plain::Plain for enforce::types::dest_key {}
 unsafe impl plain::Plain for enforce::types::span_range {}
 unsafe impl plain::Plain for enforce::types::port_span {}
 unsafe impl plain::Plain for enforce::types::app_info {}
+unsafe impl plain::Plain for enforce::types::rule_scope {}
 unsafe impl plain::Plain for enforce::types::name_pattern {}
 unsafe impl plain::Plain for enforce::types::name_prefix {}
 unsafe impl plain::Plain for enforce::types::name_rule_key {}

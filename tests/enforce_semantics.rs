@@ -15,6 +15,8 @@ use common::*;
 mod cases;
 #[path = "enforce_semantics/names.rs"]
 mod names;
+#[path = "enforce_semantics/scoped.rs"]
+mod scoped;
 
 use cases::Case;
 
@@ -84,24 +86,38 @@ fn every_semantics_case_holds_in_the_kernel() {
             names += names::check_suite(s, suite);
             continue;
         }
+        // Other users run the probe copies too.
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let (policy, binaries) = pin_apps(&suite.policy, dir.path(), false);
         let (unknown, _) = probe_copy(dir.path(), "unknown", 0xee);
-        let policy_path = dir.path().join("policy.toml");
-        fs::write(&policy_path, &policy).unwrap();
-        let out = dir.path().join("trail");
         let cg = TestCgroup::new(&format!("pinhole-sem{s}"));
+        let scoped = scoped::Setup::new(&cg, &policy, &suite.events);
+        let policy_path = dir.path().join("policy.toml");
+        fs::write(&policy_path, &scoped.policy).unwrap();
+        let out = dir.path().join("trail");
         let enforcer = Enforcer::start(&policy_path, &cg, &["--out", out.to_str().unwrap()]);
 
-        // Events in file order, grouped per binary (one probe run each).
+        // Events in file order: one probe run per stretch with the same binary, user,
+        // cgroup and time.
         let mut per_binary: BTreeMap<PathBuf, Vec<&Case>> = BTreeMap::new();
+        let exe_of = |c: &Case| binaries.get(&c.sha256).unwrap_or(&unknown).clone();
         for c in &suite.events {
-            let exe = binaries.get(&c.sha256).unwrap_or(&unknown).clone();
-            per_binary.entry(exe).or_default().push(c);
+            per_binary.entry(exe_of(c)).or_default().push(c);
         }
-        for (exe, events) in &per_binary {
-            let args: Vec<String> = events.iter().map(|c| probe_arg(c)).collect();
-            let got = probe_isolated(&cg, exe, &args);
-            for (c, answer) in events.iter().zip(&got) {
+        let same_run = |a: &&Case, b: &&Case| {
+            (exe_of(a), a.uid, a.gid, &a.cgroup, a.t) == (exe_of(b), b.uid, b.gid, &b.cgroup, b.t)
+        };
+        let events: Vec<&Case> = suite.events.iter().collect();
+        for run in events.chunk_by(same_run) {
+            let (first, exe) = (run[0], exe_of(run[0]));
+            scoped.wait_for(first.t);
+            let args: Vec<String> = run.iter().map(|c| probe_arg(c)).collect();
+            let got = probe_isolated_as(scoped.cgroup(first), (first.uid, first.gid), &exe, &args);
+            for (c, answer) in run.iter().zip(&got) {
                 let denied = answer == "EPERM";
                 assert_eq!(
                     denied,
@@ -117,6 +133,7 @@ fn every_semantics_case_holds_in_the_kernel() {
         let (status, log) = enforcer.stop();
         assert!(status.success(), "{log}");
         let rows = rows(&out);
+        scoped.check_subjects(&suite.name, &rows, &per_binary);
         for (exe, all_events) in &per_binary {
             // Source-route cases are decided at setsockopt; the connect after an allowed
             // one is decided (and recorded) too, apart.
@@ -163,9 +180,10 @@ fn every_semantics_case_holds_in_the_kernel() {
                 checked += events.len();
             }
         }
+        drop(scoped);
         drop(cg);
     }
-    assert_eq!((checked, names), (23, 27));
+    assert_eq!((checked, names), (37, 27));
     assert_nothing_pinned();
 }
 

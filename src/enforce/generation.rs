@@ -14,7 +14,7 @@ use libbpf_rs::{MapHandle, OpenObject};
 use pinhole_policygen::compile::Compiled;
 use pinhole_policygen::UnknownAction;
 
-use super::{name_tables, tables};
+use super::{name_tables, rule_scopes, tables};
 use crate::capture::map_handle;
 use crate::skel::enforce::{EnforceSkel, EnforceSkelBuilder};
 
@@ -99,6 +99,10 @@ pub fn load(
         UnknownAction::Audit => 2,
     };
     name_tables::configure(&mut open, &compiled)?;
+    rule_scopes::check(&compiled)?;
+    let (chains, scopes) = rule_scopes::sizes(&compiled);
+    open.maps.rule_chains.set_max_entries(chains)?;
+    open.maps.rule_scopes.set_max_entries(scopes)?;
     let sizes = tables::sizes(&compiled);
     let m = &mut open.maps;
     m.apps.set_max_entries(sizes.apps)?;
@@ -134,6 +138,7 @@ pub fn load(
     )?;
     let loaded = started.elapsed();
     tables::fill_policy(&skel, &compiled).context("filling the policy tables")?;
+    rule_scopes::fill(&skel, &compiled).context("filling the rule scopes")?;
     if compiled.names.is_some() {
         let marked = name_tables::set_host_resolvers(&skel.maps.host_resolvers, host_resolvers)?;
         tracing::debug!(marked, "host resolvers marked");

@@ -8,6 +8,7 @@ mod generation;
 mod identities;
 mod name_tables;
 mod names;
+mod rule_scopes;
 mod run;
 pub(crate) mod state;
 mod tables;

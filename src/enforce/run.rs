@@ -392,6 +392,14 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
             if now.duration_since(last_lost) >= Duration::from_millis(500) {
                 last_lost = now;
+                let scopes = &current.skel.maps.rule_scopes;
+                match super::rule_scopes::refresh(scopes, &current.compiled) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(scopes = n, "rule cgroups made anew: scopes follow them")
+                    }
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
                 let evictions = super::tables::identity_evictions();
                 if evictions != st.identity_evictions {
                     st.identity_evictions = evictions;

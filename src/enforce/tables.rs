@@ -62,6 +62,7 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
             lo: s.lo,
             hi: s.hi,
             rule: s.rule,
+            chain: s.chain,
         };
         spans.push(&(i as u32).to_ne_bytes(), bytes(&span))?;
     }

@@ -461,12 +461,27 @@ impl Drop for Enforcer {
 /// Runs pinhole-probe (or a copy of it) in `cgroup`, inside a fresh network namespace
 /// with only loopback, and returns its answer per probe.
 pub fn probe_isolated(cgroup: &TestCgroup, probe: &Path, probes: &[String]) -> Vec<String> {
+    probe_isolated_as(cgroup, (0, 0), probe, probes)
+}
+
+/// `probe_isolated` with the probe running as user `uid` and primary group `gid` (no
+/// supplementary groups); the probe must be reachable for that user.
+pub fn probe_isolated_as(
+    cgroup: &TestCgroup,
+    (uid, gid): (u32, u32),
+    probe: &Path,
+    probes: &[String],
+) -> Vec<String> {
     let script =
         "ip link set lo up; echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range; exec \"$@\"";
     let mut cmd = cgroup.command(Path::new("unshare"));
-    cmd.args(["-n", "sh", "-c", script, "sh"])
-        .arg(probe)
-        .args(probes);
+    cmd.args(["-n", "sh", "-c", script, "sh"]);
+    if (uid, gid) != (0, 0) {
+        cmd.args(["setpriv", "--clear-groups"])
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"));
+    }
+    cmd.arg(probe).args(probes);
     answers(run(&mut cmd), probes.len())
 }
 

@@ -56,16 +56,6 @@ pub struct Case {
     pub cgroup: String,
 }
 
-impl Case {
-    /// The event's cgroup as a policy names it.
-    pub fn cgroup_path(&self) -> &str {
-        match self.cgroup.as_str() {
-            "" => "/",
-            c => c,
-        }
-    }
-}
-
 /// The cases, parsed (the file sits next to this one, whichever crate includes it).
 pub fn load() -> Cases {
     toml::from_str(include_str!("semantics.toml")).unwrap()
