@@ -57,17 +57,21 @@ trait Compared {
 
 impl Compared for Rule {
     fn same(&self, o: &Self) -> bool {
-        self.protocol == o.protocol && self.dst == o.dst && self.ports == o.ports
+        self.protocol == o.protocol
+            && self.dst == o.dst
+            && self.ports == o.ports
+            && self.scope == o.scope
     }
     fn covers(&self, o: &Self) -> bool {
         Rule::covers(self, o)
     }
     fn show(&self) -> String {
         format!(
-            "{} {} port {} ({})",
+            "{} {} port {}{} ({})",
             self.protocol.as_str(),
             self.dst,
             self.ports,
+            self.scope.describe(),
             self.id
         )
     }
@@ -75,17 +79,21 @@ impl Compared for Rule {
 
 impl Compared for NameRule {
     fn same(&self, o: &Self) -> bool {
-        self.protocol == o.protocol && self.host == o.host && self.ports == o.ports
+        self.protocol == o.protocol
+            && self.host == o.host
+            && self.ports == o.ports
+            && self.scope == o.scope
     }
     fn covers(&self, o: &Self) -> bool {
         NameRule::covers(self, o)
     }
     fn show(&self) -> String {
         format!(
-            "{} {} port {} ({})",
+            "{} {} port {}{} ({})",
             self.protocol.as_str(),
             self.host,
             self.ports,
+            self.scope.describe(),
             self.id
         )
     }
@@ -312,5 +320,36 @@ mod tests {
              + deny prefix telemetry.\n"
         );
         assert!(diff(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn scope_changes_are_widenings_narrowings_or_changes() {
+        let rule = |id: &str, scope: &str| {
+            let port = 22 + id.as_bytes()[0] - b'a';
+            format!("[[app.allow]]\nid = \"{id}\"\nprotocol = \"tcp\"\ndst = \"10.0.0.1\"\nports = {port}\n{scope}\n")
+        };
+        let old = policy(
+            "",
+            "",
+            &(rule("a", "uids = [0]") + &rule("b", "") + &rule("c", "expires = \"2027-01-01T00:00:00Z\"")),
+        );
+        let new = policy(
+            "",
+            "",
+            &(rule("a", "") + &rule("b", "cgroup = \"/system.slice/ssh.service\"") + &rule("c", "expires = \"2027-02-01T00:00:00Z\"")),
+        );
+        let text = to_text(&diff(&old, &new));
+        assert!(
+            text.contains("widened: tcp 10.0.0.1/32 port 22 for uid 0 (a) -> tcp 10.0.0.1/32 port 22 (a)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("narrowed: tcp 10.0.0.1/32 port 23 (b) -> tcp 10.0.0.1/32 port 23 in /system.slice/ssh.service (b)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("widened: tcp 10.0.0.1/32 port 24 until 2027-01-01T00:00:00Z (c) -> tcp 10.0.0.1/32 port 24 until 2027-02-01T00:00:00Z (c)"),
+            "{text}"
+        );
     }
 }

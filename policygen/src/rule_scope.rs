@@ -86,6 +86,25 @@ impl RuleScope {
                 .is_none_or(|e| other.expires.as_ref().is_some_and(|o| o.ns <= e.ns))
     }
 
+    /// The scope in words for people, " for uid 0, 33 in /x until T"; "" unscoped.
+    pub fn describe(&self) -> String {
+        let list = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let mut out = String::new();
+        if !self.uids.is_empty() {
+            out += &format!(" for uid {}", list(&self.uids));
+        }
+        if !self.gids.is_empty() {
+            out += &format!(" for gid {}", list(&self.gids));
+        }
+        if let Some(c) = &self.cgroup {
+            out += &format!(" in {}", c.escape_debug());
+        }
+        if let Some(e) = &self.expires {
+            out += &format!(" until {}", e.text.escape_debug());
+        }
+        out
+    }
+
     /// The expiry instants of `scopes`, sorted and distinct: between two of them every
     /// scope's answer for a subject stays the same.
     pub fn expiry_instants<'s>(scopes: impl Iterator<Item = &'s RuleScope>) -> Vec<i64> {
