@@ -388,9 +388,15 @@ fn cgroup_option_records_only_that_subtree() {
         2,
         "only the connects made inside the cgroup: {mine:?}"
     );
+    // The recorder names the cgroup by its path too (what rule scopes name).
+    let path = format!(
+        "/{}",
+        cg.path.strip_prefix(cgroup2_mount()).unwrap().display()
+    );
     for r in mine {
         assert_eq!(r["dst_port"], "40070");
         assert_eq!(r["cgroup_id"], cg.id().to_string());
+        assert_eq!(r["cgroup"], path);
     }
     assert!(
         rows.iter()

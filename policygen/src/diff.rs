@@ -331,16 +331,22 @@ mod tests {
         let old = policy(
             "",
             "",
-            &(rule("a", "uids = [0]") + &rule("b", "") + &rule("c", "expires = \"2027-01-01T00:00:00Z\"")),
+            &(rule("a", "uids = [0]")
+                + &rule("b", "")
+                + &rule("c", "expires = \"2027-01-01T00:00:00Z\"")),
         );
         let new = policy(
             "",
             "",
-            &(rule("a", "") + &rule("b", "cgroup = \"/system.slice/ssh.service\"") + &rule("c", "expires = \"2027-02-01T00:00:00Z\"")),
+            &(rule("a", "")
+                + &rule("b", "cgroup = \"/system.slice/ssh.service\"")
+                + &rule("c", "expires = \"2027-02-01T00:00:00Z\"")),
         );
         let text = to_text(&diff(&old, &new));
         assert!(
-            text.contains("widened: tcp 10.0.0.1/32 port 22 for uid 0 (a) -> tcp 10.0.0.1/32 port 22 (a)"),
+            text.contains(
+                "widened: tcp 10.0.0.1/32 port 22 for uid 0 (a) -> tcp 10.0.0.1/32 port 22 (a)"
+            ),
             "{text}"
         );
         assert!(

@@ -38,7 +38,7 @@
 //!    whose scope does not hold for the connect does not match it; a subject the record
 //!    does not know (no cgroup path) holds no scope that asks about it.
 //! 10. Among rules otherwise equally specific (items 3 and 7), a scoped rule is
-//!    reported before an unscoped one.
+//!     reported before an unscoped one.
 //!
 //! The kernel enforcer decides items 6 to 8 with answers as they arrive
 //! (bpf/name_learn.h, bpf/name_decide.h), within bounds this file does not have: a reply

@@ -88,7 +88,12 @@ impl RuleScope {
 
     /// The scope in words for people, " for uid 0, 33 in /x until T"; "" unscoped.
     pub fn describe(&self) -> String {
-        let list = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let list = |ids: &[u32]| {
+            ids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut out = String::new();
         if !self.uids.is_empty() {
             out += &format!(" for uid {}", list(&self.uids));

@@ -304,13 +304,22 @@ fn blocklist_files_are_imported_relative_to_the_policy_with_their_problems() {
 fn scopes_are_validated() {
     let scoped = |extra: &str| app(&(rule("a", "10.0.0.1", "22") + extra));
     let e = errors(&scoped("uids = [-1]\n"));
-    assert_eq!(e, ["10:8: uids: -1 is not a user or group id (0 to 4294967294)"]);
+    assert_eq!(
+        e,
+        ["10:8: uids: -1 is not a user or group id (0 to 4294967294)"]
+    );
     let e = errors(&scoped("gids = []\n"));
-    assert!(e[0].starts_with("10:8: gids: an empty list would match no one"), "{e:?}");
+    assert!(
+        e[0].starts_with("10:8: gids: an empty list would match no one"),
+        "{e:?}"
+    );
     let e = errors(&scoped("uids = [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"));
     assert!(e[0].contains("9 ids; a rule takes at most 8"), "{e:?}");
     let e = errors(&scoped("cgroup = \"system.slice\"\n"));
-    assert!(e[0].starts_with("10:10: cgroup \"system.slice\": expected a path"), "{e:?}");
+    assert!(
+        e[0].starts_with("10:10: cgroup \"system.slice\": expected a path"),
+        "{e:?}"
+    );
     let e = errors(&scoped("cgroup = \"/a/../b\"\n"));
     assert!(e[0].contains("'..'"), "{e:?}");
     let e = errors(&scoped("expires = \"tomorrow\"\n"));
@@ -338,14 +347,23 @@ fn scoped_rules_are_shadowed_only_by_rules_holding_wherever_they_do() {
     // An unscoped rule covers a scoped one.
     let e = errors(&app(&(a.clone() + &root)));
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("rule \"root-ssh\" is shadowed by rule \"wide\""), "{e:?}");
+    assert!(
+        e[0].contains("rule \"root-ssh\" is shadowed by rule \"wide\""),
+        "{e:?}"
+    );
     // A scoped rule never covers an unscoped one, nor one of another scope.
     let narrow_wide = rule("wide", "10.0.0.0/8", "\"1-1024\"") + "uids = [1000]\n";
     assert_eq!(errors(&app(&(narrow_wide + &root))), Vec::<String>::new());
     let plain = rule("ssh", "10.0.0.1", "22");
     let scoped_wide = rule("wide", "10.0.0.0/8", "\"1-1024\"") + "uids = [0]\n";
-    assert_eq!(errors(&app(&(scoped_wide.clone() + &plain))), Vec::<String>::new());
+    assert_eq!(
+        errors(&app(&(scoped_wide.clone() + &plain))),
+        Vec::<String>::new()
+    );
     // The same scope: shadowed as without one.
     let e = errors(&app(&(scoped_wide + &root)));
-    assert!(e[0].contains("rule \"root-ssh\" is shadowed by rule \"wide\""), "{e:?}");
+    assert!(
+        e[0].contains("rule \"root-ssh\" is shadowed by rule \"wide\""),
+        "{e:?}"
+    );
 }

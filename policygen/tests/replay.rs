@@ -285,3 +285,58 @@ fn an_answer_just_before_the_window_vouches_for_a_connect_inside_it() {
     assert_eq!((r.events, r.dns_answers), (1, 1));
     assert_eq!(r.denied(), 0, "the answer from the day before counts");
 }
+
+/// Replay decides scoped rules by the trail's uid, gid, cgroup and time, as the kernel
+/// does: the same destination allowed for one user, in one cgroup, until an instant.
+#[test]
+fn replay_decides_scoped_rules_by_who_and_when() {
+    use pinhole_policygen::check::{check, Limits};
+    use pinhole_recorder::event::Hook;
+    use pinhole_recorder::{Sink, SinkConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sink, _) = Sink::open(SinkConfig::new(dir.path(), "h")).unwrap();
+    // (seconds after T0, uid, cgroup, port): denied or not.
+    let events: [(i64, u32, Option<&str>, u16, bool); 8] = [
+        (0, 0, None, 22, false),
+        (1, 1000, None, 22, true),
+        (2, 1000, Some("/system.slice/web.service"), 443, false),
+        (
+            3,
+            1000,
+            Some("/system.slice/web.service/worker"),
+            443,
+            false,
+        ),
+        (4, 1000, Some("/system.slice/web.services"), 443, true),
+        (5, 1000, None, 443, true),
+        (10, 0, None, 8080, false),
+        (70, 0, None, 8080, true),
+    ];
+    for &(t, uid, cgroup, port, _) in &events {
+        let mut row = client_row(T0 + t * S, "10.0.0.1", port, Hook::Connect);
+        row.uid = uid;
+        row.gid = uid;
+        row.cgroup = cgroup;
+        sink.append(&row).unwrap();
+    }
+    sink.close().unwrap();
+    let expires = pinhole_analyze::profile::rfc3339(T0 + 60 * S);
+    let policy = check(
+        &format!(
+            "version = 1\n[[app]]\nname = \"client\"\nsha256 = \"{}\"\n\
+             [[app.allow]]\nid = \"ssh\"\nprotocol = \"tcp\"\ndst = \"10.0.0.1\"\nports = 22\nuids = [0]\n\
+             [[app.allow]]\nid = \"web\"\nprotocol = \"tcp\"\ndst = \"10.0.0.0/8\"\nports = 443\ncgroup = \"/system.slice/web.service\"\n\
+             [[app.allow]]\nid = \"temp\"\nprotocol = \"tcp\"\ndst = \"10.0.0.1\"\nports = 8080\nexpires = \"{expires}\"\n",
+            hex::encode(CLIENT)
+        ),
+        Limits::default(),
+    )
+    .unwrap();
+    let r = replay(&policy, dir.path(), &Filter::default()).unwrap();
+    let want = events.iter().filter(|e| e.4).count() as u64;
+    assert_eq!((r.events, r.denied()), (events.len() as u64, want));
+    let denied = &r.apps[&Some("client".to_owned())].denied_dests;
+    assert_eq!(denied["tcp 10.0.0.1:443"], 2, "{denied:?}");
+    assert_eq!(denied["tcp 10.0.0.1:8080"], 1, "{denied:?}");
+}
