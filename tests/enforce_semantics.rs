@@ -183,7 +183,7 @@ fn every_semantics_case_holds_in_the_kernel() {
         drop(scoped);
         drop(cg);
     }
-    assert_eq!((checked, names), (37, 27));
+    assert_eq!((checked, names), (37, 32));
     assert_nothing_pinned();
 }
 

@@ -45,7 +45,10 @@
 //! is read up to 1,232 bytes, 32 answers, 16 addresses and a chain of 5 names, CNAMEs in
 //! the order written; an address keeps at most 8 vouching names per receiver (the one
 //! expiring first makes room, counted); a binary outside the policy is told apart by
-//! its file rather than its hash. Within them it decides as specified here.
+//! its file rather than its hash; rules behind a scoped one are checked up to 8 deep (a
+//! policy needing more is refused); a subflow the kernel opens for an MPTCP connection
+//! holds a cgroup scope only in the owner's own cgroup, not below. Within them it
+//! decides as specified here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

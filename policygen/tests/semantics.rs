@@ -112,5 +112,5 @@ fn every_semantics_case_holds() {
             );
         }
     }
-    assert_eq!((n, names), (64, 27));
+    assert_eq!((n, names), (69, 32));
 }

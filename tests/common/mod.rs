@@ -329,10 +329,25 @@ impl TestNetns {
 
     /// Runs `probe` with `args` in `cgroup` and in this namespace; its answers.
     pub fn probe(&self, cgroup: &TestCgroup, probe: &Path, args: &[String]) -> Vec<String> {
+        self.probe_as(cgroup, (0, 0), probe, args)
+    }
+
+    /// `probe` as user `uid` with primary group `gid` (no supplementary groups).
+    pub fn probe_as(
+        &self,
+        cgroup: &TestCgroup,
+        (uid, gid): (u32, u32),
+        probe: &Path,
+        args: &[String],
+    ) -> Vec<String> {
         let mut cmd = cgroup.command(Path::new("ip"));
-        cmd.args(["netns", "exec", &self.name])
-            .arg(probe)
-            .args(args);
+        cmd.args(["netns", "exec", &self.name]);
+        if (uid, gid) != (0, 0) {
+            cmd.args(["setpriv", "--clear-groups"])
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"));
+        }
+        cmd.arg(probe).args(args);
         answers(run(&mut cmd), args.len())
     }
 }

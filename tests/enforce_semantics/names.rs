@@ -33,6 +33,12 @@ enum Step<'a> {
 /// Runs one name suite; returns how many events were checked.
 pub fn check_suite(s: usize, suite: &Suite) -> usize {
     let dir = tempfile::tempdir().unwrap();
+    // Events may run as other users (scoped rules).
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let (policy, binaries) = pin_apps(&suite.policy, dir.path(), true);
     let (unknown, _) = probe_copy(dir.path(), "unknown", 0xee);
     let (resolver, _) = probe_copy(dir.path(), "resolver", 0xdd);
@@ -106,7 +112,7 @@ pub fn check_suite(s: usize, suite: &Suite) -> usize {
                     wait_until(at + SLACK);
                 }
                 let exe = exe_of(&c.sha256);
-                let got = ns.probe(&cg, &exe, &[probe_arg(c)]);
+                let got = ns.probe_as(&cg, (c.uid, c.gid), &exe, &[probe_arg(c)]);
                 assert_eq!(
                     got[0] == "EPERM",
                     c.verdict == "denied",
