@@ -21,7 +21,7 @@ use crate::policy::{
     App, DenyKind, DenyList, Mode, NameRule, NameSettings, Policy, PortRange, Protocol, Rule,
     UnknownAction,
 };
-use crate::rule_scope::{check_cgroup_path, Expiry, RuleScope, MAX_SCOPE_IDS};
+use crate::rule_scope::{check_cgroup_path, Expiry, RuleScope, ScopeParts, MAX_SCOPE_IDS};
 
 /// One problem in a policy file; `line` and `column` count from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -694,12 +694,12 @@ fn rule_scope(c: &mut Checker<'_>, r: &RuleSection, app_cgroup: Option<&str>) ->
             }
         },
     };
-    ok.then_some(RuleScope {
+    ok.then_some(RuleScope::from(ScopeParts {
         uids,
         gids,
         cgroup,
         expires,
-    })
+    }))
 }
 
 /// One rule, checked; with its span in `src` (where a shadowing is reported).

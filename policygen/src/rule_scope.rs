@@ -6,9 +6,15 @@
 /// loop); more are written as several rules.
 pub const MAX_SCOPE_IDS: usize = 8;
 
-/// A rule's scope; every part that is set must hold.
+/// A rule's scope; every part that is set must hold. Read its parts through `Deref`.
+/// Boxed, and absent when nothing is set: a million unscoped rules cost a pointer
+/// each, not the parts' hundred bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
-pub struct RuleScope {
+pub struct RuleScope(Option<Box<ScopeParts>>);
+
+/// What a scope is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct ScopeParts {
     /// The connecting task's uid is one of these (empty: any).
     pub uids: Vec<u32>,
     /// Its primary gid is one of these (empty: any).
@@ -17,6 +23,30 @@ pub struct RuleScope {
     pub cgroup: Option<String>,
     /// The rule stops applying at this instant.
     pub expires: Option<Expiry>,
+}
+
+static UNSCOPED: ScopeParts = ScopeParts {
+    uids: Vec::new(),
+    gids: Vec::new(),
+    cgroup: None,
+    expires: None,
+};
+
+impl std::ops::Deref for RuleScope {
+    type Target = ScopeParts;
+
+    fn deref(&self) -> &ScopeParts {
+        self.0.as_deref().unwrap_or(&UNSCOPED)
+    }
+}
+
+impl From<ScopeParts> for RuleScope {
+    fn from(parts: ScopeParts) -> Self {
+        match parts == UNSCOPED {
+            true => RuleScope(None),
+            false => RuleScope(Some(Box::new(parts))),
+        }
+    }
 }
 
 /// An expiry instant, with the text it was written as (kept for writing it back).
@@ -51,10 +81,7 @@ fn ids_cover(outer: &[u32], inner: &[u32]) -> bool {
 impl RuleScope {
     /// Whether any part is set.
     pub fn is_scoped(&self) -> bool {
-        !self.uids.is_empty()
-            || !self.gids.is_empty()
-            || self.cgroup.is_some()
-            || self.expires.is_some()
+        self.0.is_some()
     }
 
     /// Whether the rule applies to `who` at `t_ns` (ns since the epoch).
@@ -148,7 +175,7 @@ mod tests {
     use super::*;
 
     fn scope(uids: &[u32], cgroup: Option<&str>, expires: Option<i64>) -> RuleScope {
-        RuleScope {
+        RuleScope::from(ScopeParts {
             uids: uids.to_vec(),
             gids: Vec::new(),
             cgroup: cgroup.map(str::to_owned),
@@ -156,7 +183,7 @@ mod tests {
                 ns,
                 text: String::new(),
             }),
-        }
+        })
     }
 
     #[test]

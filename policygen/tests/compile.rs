@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use pinhole_policygen::compile::{compile, ipproto, TableModel};
 use pinhole_policygen::dns_evidence::DnsEvidence;
 use pinhole_policygen::matcher::{Matcher, Query};
-use pinhole_policygen::rule_scope::{Expiry, RuleScope, Subject};
+use pinhole_policygen::rule_scope::{Expiry, RuleScope, ScopeParts, Subject};
 use pinhole_policygen::{App, Mode, Policy, PortRange, Protocol, Rule, UnknownAction};
 use proptest::prelude::*;
 
@@ -48,7 +48,7 @@ fn ports() -> impl Strategy<Value = PortRange> {
 fn scope() -> impl Strategy<Value = RuleScope> {
     (0u8..8, 0u8..3, 0u8..3, 0u8..3).prop_map(|(kind, uid, cg, exp)| match kind {
         0..=3 => RuleScope::default(),
-        _ => RuleScope {
+        _ => RuleScope::from(ScopeParts {
             uids: if kind & 1 == 1 {
                 vec![u32::from(uid) * 500]
             } else {
@@ -60,7 +60,7 @@ fn scope() -> impl Strategy<Value = RuleScope> {
                 ns: i64::from(exp) * 10,
                 text: String::new(),
             }),
-        },
+        }),
     })
 }
 
