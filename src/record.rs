@@ -49,7 +49,11 @@ pub struct RecordArgs {
     /// Host name written into every row (default: this machine's host name).
     #[arg(long, value_parser = crate::option_ranges::host_name)]
     pub host: Option<String>,
-    /// zstd compression level of the Parquet files (1-22).
+    /// Codec of the Parquet files' string and hash columns: lz4 reads fastest (no codec
+    /// set-up per column chunk), zstd makes smaller files.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Lz4)]
+    pub compression: CompressionArg,
+    /// zstd's level (1-22), with `--compression zstd`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
     /// When stopping, leave the programs attached and their rings pinned, so that the
@@ -69,6 +73,12 @@ pub struct RecordArgs {
     /// or nscd send no DNS packet of their own). Repeatable; replaces the defaults.
     #[arg(long = "host-resolver", default_values_t = crate::dns_rows::DEFAULT_HOST_RESOLVERS.map(String::from))]
     pub host_resolvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    Lz4,
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -182,7 +192,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
     cfg.flush_interval = args.flush_interval;
     cfg.rotate_interval = args.rotate_interval;
     cfg.rotate_bytes = rotate;
-    cfg.zstd_level = args.zstd_level;
+    cfg.compression = match args.compression {
+        CompressionArg::Lz4 => pinhole_recorder::Codec::Lz4,
+        CompressionArg::Zstd => pinhole_recorder::Codec::Zstd(args.zstd_level),
+    };
     cfg.on_disk_full = match args.on_disk_full {
         OnDiskFull::Continue => pinhole_recorder::DiskFullAction::Continue,
         OnDiskFull::Stop => pinhole_recorder::DiskFullAction::Stop,

@@ -20,4 +20,5 @@ pub mod synth;
 pub use batch::BatchBuilder;
 pub use error::SinkError;
 pub use event::{Event, ExeStatus, Hook, Protocol, Verdict};
+pub use parquet_file::Codec;
 pub use sink::{DiskFullAction, RecoveryReport, Sink, SinkConfig, SinkStats};

@@ -38,10 +38,25 @@ const UNCOMPRESSED: [&str; 17] = [
     col::VERDICT,
 ];
 
-fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError> {
-    let level = ZstdLevel::try_new(zstd_level).map_err(|e| {
-        SinkError::encode("writer properties", format!("zstd level {zstd_level}: {e}"))
-    })?;
+/// The codec of the string and hash columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// LZ4 (Parquet's LZ4_RAW): the default. A reader sets up no codec context per
+    /// column chunk, which zstd's needs (and which traps to the hypervisor on virtual
+    /// machines): a dataset of many small files reads about a quarter faster, for
+    /// files about 5 % larger.
+    Lz4,
+    /// zstd at this level (1-22): smaller files.
+    Zstd(i32),
+}
+
+fn properties(host: &str, codec: Codec) -> Result<WriterProperties, SinkError> {
+    let compression = match codec {
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::Zstd(level) => Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| {
+            SinkError::encode("writer properties", format!("zstd level {level}: {e}"))
+        })?),
+    };
     // Times and socket cookies rise steadily: deltas encode them in a few bits, while a
     // dictionary of mostly-unique values would only add size.
     let delta = |b: parquet::file::properties::WriterPropertiesBuilder, c: &str| {
@@ -51,7 +66,7 @@ fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError
     let mut b = WriterProperties::builder()
         // PARQUET_2_0 is needed for arrow-rs to dictionary-encode fixed-size binary (exe_sha256).
         .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(compression)
         .set_dictionary_enabled(true)
         .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
         .set_key_value_metadata(Some(vec![
@@ -65,10 +80,10 @@ fn properties(host: &str, zstd_level: i32) -> Result<WriterProperties, SinkError
     b = delta(b, col::TS);
     b = delta(b, col::TS_NS);
     b = delta(b, col::SOCK_COOKIE);
-    // Deltas and small-integer dictionary indices are already bit-packed: zstd takes
-    // a few percent off them, and costs every reader a codec per column chunk (two
-    // zstd contexts in arrow-rs, tens of microseconds each on a virtual machine, where
-    // creating one traps to the hypervisor). Strings and hashes keep zstd.
+    // Deltas and small-integer dictionary indices are already bit-packed: a codec
+    // takes a few percent off them, and costs every reader one per column chunk (with
+    // zstd, two contexts in arrow-rs, tens of microseconds each on a virtual machine,
+    // where creating one traps to the hypervisor). Strings and hashes keep the codec.
     for c in UNCOMPRESSED {
         b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
     }
@@ -87,13 +102,13 @@ impl PendingParquet {
         temp: PathBuf,
         target: PathBuf,
         host: &str,
-        zstd_level: i32,
+        codec: Codec,
     ) -> Result<Self, SinkError> {
         if let Some(dir) = temp.parent() {
             fs::create_dir_all(dir).map_err(|e| SinkError::write(dir, e))?;
         }
         let file = File::create(&temp).map_err(|e| SinkError::write(&temp, e))?;
-        let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, zstd_level)?))
+        let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, codec)?))
             .map_err(|e| SinkError::encode(&temp, e))?;
         Ok(PendingParquet {
             writer,

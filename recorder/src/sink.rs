@@ -17,6 +17,7 @@ use crate::batch::BatchBuilder;
 use crate::error::SinkError;
 use crate::event::Event;
 use crate::layout::{self, date_of};
+use crate::parquet_file::Codec;
 use crate::parquet_file::PendingParquet;
 use crate::schema::meta;
 use crate::staging::{read_staged, StagedMeta, StagingLog};
@@ -43,7 +44,8 @@ pub struct SinkConfig {
     pub flush_rows: usize,
     pub rotate_interval: Duration,
     pub rotate_bytes: u64,
-    pub zstd_level: i32,
+    /// How string and hash columns are compressed.
+    pub compression: Codec,
     pub on_disk_full: DiskFullAction,
 }
 
@@ -56,7 +58,7 @@ impl SinkConfig {
             flush_rows: 65_536,
             rotate_interval: Duration::from_secs(15 * 60),
             rotate_bytes: 128 << 20,
-            zstd_level: 3,
+            compression: Codec::Lz4,
             on_disk_full: DiskFullAction::Continue,
         }
     }
@@ -329,7 +331,7 @@ impl Sink {
             layout::temp_path(out, date, &name),
             layout::published_path(out, date, &name),
             &self.cfg.host,
-            self.cfg.zstd_level,
+            self.cfg.compression,
         )?;
         Ok(Segment {
             name,
@@ -471,7 +473,7 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
             layout::temp_path(out, date, &seg.name),
             target,
             &cfg.host,
-            cfg.zstd_level,
+            cfg.compression,
         )?;
         let (mut rows, mut span) = (0u64, None);
         for b in first.into_iter().chain(&mut batches) {
