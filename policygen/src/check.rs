@@ -55,8 +55,9 @@ impl Default for Limits {
 
 struct Checker<'a> {
     src: &'a str,
-    /// Byte offset where each line starts, so a position costs a binary search.
-    line_starts: Vec<usize>,
+    /// Byte offset where each line starts, so a position costs a binary search; made
+    /// at the first problem (a valid file of a million rules never needs it).
+    line_starts: std::cell::OnceCell<Vec<usize>>,
     diags: Vec<Diagnostic>,
     /// Where the piece being checked starts in `src` (its spans count from there); a
     /// piece parsed behind a synthetic `[[app]]` line starts before its text.
@@ -65,12 +66,9 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn new(src: &'a str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         Checker {
             src,
-            line_starts,
+            line_starts: std::cell::OnceCell::new(),
             diags: Vec::new(),
             base: 0,
         }
@@ -82,9 +80,17 @@ impl<'a> Checker<'a> {
         shift(span.start)..shift(span.end)
     }
 
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.src.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+    }
+
     /// The 1-based line holding byte `offset`.
     fn line_of(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&s| s <= offset)
+        self.line_starts().partition_point(|&s| s <= offset)
     }
 
     /// A problem at `span` of the current piece.
@@ -97,7 +103,10 @@ impl<'a> Checker<'a> {
     fn at_abs(&mut self, span: Range<usize>, message: impl Into<String>) {
         let offset = span.start.min(self.src.len());
         let line = self.line_of(offset);
-        let column = self.src[self.line_starts[line - 1]..offset].chars().count() + 1;
+        let column = self.src[self.line_starts()[line - 1]..offset]
+            .chars()
+            .count()
+            + 1;
         // Messages quote the file's text, which may hold control characters.
         let message = pinhole_recorder::printable::printable(&message.into()).into_owned();
         self.diags.push(Diagnostic {
@@ -430,7 +439,7 @@ fn deny_entry(
             };
             let at = c.abs(value.span());
             let line = c.line_of(at.start);
-            let column = c.src[c.line_starts[line - 1]..at.start].chars().count() + 1;
+            let column = c.src[c.line_starts()[line - 1]..at.start].chars().count() + 1;
             if let Some(format) = format {
                 files.push(DenyFileRef {
                     path: text.clone(),
@@ -656,6 +665,10 @@ fn scope_ids(c: &mut Checker<'_>, field: &str, list: &Spanned<Vec<i64>>) -> Opti
 
 /// A rule's scope (the app's cgroup unless it names its own); None after an error.
 fn rule_scope(c: &mut Checker<'_>, r: &RuleSection, app_cgroup: Option<&str>) -> Option<RuleScope> {
+    let asked = r.uids.is_some() || r.gids.is_some() || r.cgroup.is_some() || r.expires.is_some();
+    if !asked && app_cgroup.is_none() {
+        return Some(RuleScope::default());
+    }
     let mut ok = true;
     let mut ids = |c: &mut Checker<'_>, field, list: &Option<Spanned<Vec<i64>>>| match list {
         None => Vec::new(),
@@ -849,7 +862,7 @@ fn report_shadowed_names(c: &mut Checker<'_>, out: &mut Vec<(NameRule, Range<usi
 
 /// Reports, at the covered rule, every allow rule another one makes redundant, and drops it.
 fn report_shadowed(c: &mut Checker<'_>, out: &mut Vec<(Rule, Range<usize>)>) {
-    let rules: Vec<Rule> = out.iter().map(|(r, _)| r.clone()).collect();
+    let rules: Vec<&Rule> = out.iter().map(|(r, _)| r).collect();
     let shadowed = crate::shadow::find(&rules);
     for s in &shadowed {
         let (rule, other) = (&rules[s.covered], &rules[s.by]);

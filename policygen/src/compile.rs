@@ -172,8 +172,12 @@ impl Candidate {
     }
 }
 
-/// The prefix nodes of one (app, protocol, family): (prefix length, address) -> rules.
-type Nodes = BTreeMap<(u8, [u8; 16]), Vec<Candidate>>;
+/// A rule placed in its group (app, protocol, family) and node (prefix length, address).
+struct NodeEntry {
+    group: (u32, u8, u8),
+    node: (u8, [u8; 16]),
+    candidate: Candidate,
+}
 
 fn family_and_bytes(net: &IpNet) -> (u8, [u8; 16]) {
     let mut bytes = [0u8; 16];
@@ -225,6 +229,19 @@ fn prefix_matches(node: &[u8; 16], prefix_len: u8, addr: &[u8; 16]) -> bool {
 /// Resolves overlapping port ranges into disjoint spans, each owned by its best rule
 /// (with the chain of those after it when it is scoped).
 pub(crate) fn partition(mut rules: Vec<&Candidate>, chains: &mut Chains) -> Vec<PortSpan> {
+    if let [only] = rules[..] {
+        // Most nodes of a large policy: one rule, nothing to resolve.
+        let chain = match only.scoped {
+            true => chains.of(&[only.rule], |_| true),
+            false => 0,
+        };
+        return vec![PortSpan {
+            lo: only.lo,
+            hi: only.hi,
+            rule: only.rule,
+            chain,
+        }];
+    }
     rules.sort_by_key(|c| c.rank());
     let mut starts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (rank, c) in rules.iter().enumerate() {
@@ -287,8 +304,11 @@ pub fn compile(policy: &Policy) -> Compiled {
     let mut rules = Vec::new();
     let mut scopes = BTreeMap::new();
     let mut chains = Chains::default();
-    // Group every rule under its (app, protocol, family) and then its prefix node.
-    let mut groups: BTreeMap<(u32, u8, u8), Nodes> = BTreeMap::new();
+    // Every rule under its (app, protocol, family) and then its prefix node: sorted
+    // once, so that a group's nodes are runs of it (a tree of a million nodes, each
+    // with its own list, cost most of a large policy's compile).
+    let mut entries: Vec<NodeEntry> =
+        Vec::with_capacity(policy.apps.iter().map(|a| a.rules.len()).sum());
     for (app_index, app) in policy.apps.iter().enumerate() {
         let app_id = app_index as u32 + 1;
         for (order, r) in app.rules.iter().enumerate() {
@@ -297,34 +317,48 @@ pub fn compile(policy: &Policy) -> Compiled {
                 scopes.insert(rules.len() as u32, r.scope.clone());
             }
             let (family, addr) = family_and_bytes(&r.dst);
-            groups
-                .entry((app_id, ipproto(r.protocol), family))
-                .or_default()
-                .entry((r.dst.prefix_len(), addr))
-                .or_default()
-                .push(Candidate {
+            entries.push(NodeEntry {
+                group: (app_id, ipproto(r.protocol), family),
+                node: (r.dst.prefix_len(), addr),
+                candidate: Candidate {
                     prefix_len: r.dst.prefix_len(),
                     lo: r.ports.lo,
                     hi: r.ports.hi,
                     scoped: r.scope.is_scoped(),
                     order,
                     rule: rules.len() as u32,
-                });
+                },
+            });
         }
     }
+    entries.sort_unstable_by_key(|e| (e.group, e.node, e.candidate.order));
     let mut dests = Vec::new();
     let mut spans = Vec::new();
     let mut max_node_spans = 0;
-    for ((app_id, protocol, family), nodes) in &groups {
+    for group in entries.chunk_by(|a, b| a.group == b.group) {
+        let (app_id, protocol, family) = group[0].group;
+        let nodes: Vec<&[NodeEntry]> = group.chunk_by(|a, b| a.node == b.node).collect();
         // A node's rules apply to it and to every longer prefix inside it: look up its
         // enclosing prefixes by the lengths present (a few), not every other node.
-        let lens: BTreeSet<u8> = nodes.keys().map(|(plen, _)| *plen).collect();
-        for (&(prefix_len, addr), own) in nodes {
-            let applicable: Vec<&Candidate> = lens
-                .range(..=prefix_len)
-                .filter_map(|&plen| nodes.get(&(plen, truncated(&addr, plen))))
-                .flat_map(|cs| cs.iter())
-                .collect();
+        let lens: BTreeSet<u8> = nodes.iter().map(|n| n[0].node.0).collect();
+        let index: HashMap<(u8, [u8; 16]), usize> = match lens.len() {
+            1 => HashMap::new(),
+            _ => nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n[0].node, i))
+                .collect(),
+        };
+        for own in &nodes {
+            let (prefix_len, addr) = own[0].node;
+            let applicable: Vec<&Candidate> = match lens.len() {
+                1 => own.iter().map(|e| &e.candidate).collect(),
+                _ => lens
+                    .range(..=prefix_len)
+                    .filter_map(|&plen| index.get(&(plen, truncated(&addr, plen))))
+                    .flat_map(|&i| nodes[i].iter().map(|e| &e.candidate))
+                    .collect(),
+            };
             debug_assert!(applicable.len() >= own.len());
             let node_spans = partition(applicable, &mut chains);
             let range = SpanRange {
@@ -334,9 +368,9 @@ pub fn compile(policy: &Policy) -> Compiled {
             max_node_spans = max_node_spans.max(range.count);
             spans.extend(node_spans);
             let key = DestKey {
-                app_id: *app_id,
-                protocol: *protocol,
-                family: *family,
+                app_id,
+                protocol,
+                family,
                 addr,
                 prefix_len,
             };

@@ -42,7 +42,11 @@ impl std::ops::Deref for RuleScope {
 
 impl From<ScopeParts> for RuleScope {
     fn from(parts: ScopeParts) -> Self {
-        match parts == UNSCOPED {
+        let empty = parts.uids.is_empty()
+            && parts.gids.is_empty()
+            && parts.cgroup.is_none()
+            && parts.expires.is_none();
+        match empty {
             true => RuleScope(None),
             false => RuleScope(Some(Box::new(parts))),
         }

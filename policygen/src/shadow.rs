@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use rustc_hash::FxHashMap;
+
 use crate::policy::{Protocol, Rule};
 use crate::rule_scope::RuleScope;
 
@@ -20,14 +22,41 @@ pub struct Shadowed {
 /// Rules at one exact prefix, keyed by their first port. Only rules no other covers are
 /// inserted, so they form an antichain: sorted by `lo`, their `hi` ascend too, and the
 /// last rule starting at or below a port range is the only one that can contain it.
-type PortIndex = BTreeMap<u16, (u16, usize)>;
+/// Most prefixes of a large policy hold one rule: kept inline, without a tree.
+enum PortIndex {
+    One(u16, u16, usize),
+    Many(BTreeMap<u16, (u16, usize)>),
+}
+
+impl PortIndex {
+    /// The rule containing ports `lo..=hi`, if any.
+    fn containing(&self, lo: u16, hi: u16) -> Option<usize> {
+        let (start, end, i) = match self {
+            PortIndex::One(start, end, i) => (*start, *end, *i),
+            PortIndex::Many(m) => {
+                let (&start, &(end, i)) = m.range(..=lo).next_back()?;
+                (start, end, i)
+            }
+        };
+        (start <= lo && end >= hi).then_some(i)
+    }
+
+    fn insert(&mut self, lo: u16, hi: u16, i: usize) {
+        if let PortIndex::One(l, h, j) = *self {
+            *self = PortIndex::Many(BTreeMap::from([(l, (h, j))]));
+        }
+        if let PortIndex::Many(m) = self {
+            m.insert(lo, (hi, i));
+        }
+    }
+}
 
 /// Every rule covered by another, each reported once, against the widest rule that
 /// covers it (file order breaks ties, so the first of two identical rules stands).
 /// A scoped rule is compared with the unscoped rules and those of the same scope; one
 /// covered only by a rule of a wider, different scope is left alone (it is redundant,
 /// not wrong).
-pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
+pub fn find(rules: &[&Rule]) -> Vec<Shadowed> {
     if rules.iter().all(|r| !r.scope.is_scoped()) {
         return find_among(rules);
     }
@@ -38,7 +67,7 @@ pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
     let unscoped = groups.remove(&RuleScope::default()).unwrap_or_default();
     let mut found = Vec::new();
     let mut among = |members: Vec<usize>, report: &dyn Fn(usize) -> bool| {
-        let subset: Vec<Rule> = members.iter().map(|&i| rules[i].clone()).collect();
+        let subset: Vec<&Rule> = members.iter().map(|&i| rules[i]).collect();
         for s in find_among(&subset) {
             let (covered, by) = (members[s.covered], members[s.by]);
             if report(covered) {
@@ -55,7 +84,7 @@ pub fn find(rules: &[Rule]) -> Vec<Shadowed> {
     found
 }
 
-fn find_among(rules: &[Rule]) -> Vec<Shadowed> {
+fn find_among(rules: &[&Rule]) -> Vec<Shadowed> {
     let mut order: Vec<usize> = (0..rules.len()).collect();
     // Wider rules first: whatever covers a rule is processed before it.
     order.sort_by_key(|&i| {
@@ -68,7 +97,7 @@ fn find_among(rules: &[Rule]) -> Vec<Shadowed> {
             i,
         )
     });
-    let mut by_prefix: HashMap<(Protocol, IpNet), PortIndex> = HashMap::new();
+    let mut by_prefix: FxHashMap<(Protocol, IpNet), PortIndex> = FxHashMap::default();
     let mut lengths: HashMap<(Protocol, bool), BTreeSet<u8>> = HashMap::new();
     let mut found = Vec::new();
     for i in order {
@@ -77,17 +106,17 @@ fn find_among(rules: &[Rule]) -> Vec<Shadowed> {
         let present = lengths.entry(family).or_default();
         let coverer = present.range(..=r.dst.prefix_len()).find_map(|&len| {
             let index = by_prefix.get(&(r.protocol, supernet(r.dst.addr(), len)))?;
-            let (_, &(hi, j)) = index.range(..=r.ports.lo).next_back()?;
-            (hi >= r.ports.hi).then_some(j)
+            index.containing(r.ports.lo, r.ports.hi)
         });
         match coverer {
             Some(j) => found.push(Shadowed { covered: i, by: j }),
             None => {
                 present.insert(r.dst.prefix_len());
+                let (lo, hi) = (r.ports.lo, r.ports.hi);
                 by_prefix
                     .entry((r.protocol, r.dst))
-                    .or_default()
-                    .insert(r.ports.lo, (r.ports.hi, i));
+                    .and_modify(|p| p.insert(lo, hi, i))
+                    .or_insert(PortIndex::One(lo, hi, i));
             }
         }
     }
@@ -149,9 +178,10 @@ mod tests {
             for b in 0..all.len() {
                 for c in [0, 7, 13, 21, 34] {
                     let rules = vec![all[a].clone(), all[b].clone(), all[c].clone()];
-                    let got: Vec<usize> = find(&rules).iter().map(|s| s.covered).collect();
+                    let refs: Vec<&Rule> = rules.iter().collect();
+                    let got: Vec<usize> = find(&refs).iter().map(|s| s.covered).collect();
                     assert_eq!(got, naive(&rules), "{rules:?}");
-                    for s in find(&rules) {
+                    for s in find(&refs) {
                         assert!(rules[s.by].covers(&rules[s.covered]));
                     }
                 }

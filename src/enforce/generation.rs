@@ -108,6 +108,7 @@ pub fn load(
     m.apps.set_max_entries(sizes.apps)?;
     m.counters.set_max_entries(sizes.apps)?;
     m.dests.set_max_entries(sizes.dests)?;
+    m.dest_hosts.set_max_entries(sizes.dest_hosts)?;
     m.port_spans.set_max_entries(sizes.spans)?;
     m.identities.set_max_entries(opts.identity_capacity)?;
     match shared {

@@ -46,9 +46,16 @@ fn load(path: &Path, consequence: &str) -> Result<Loaded> {
     let base = state::request_base(&raw)
         .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
     drop(raw);
+    let started = Instant::now();
     let mut policy = crate::policy::check_text(&text, shown, consequence)?;
     crate::policy::import_blocklists(&mut policy, shown, &base, consequence)?;
+    let checked = started.elapsed();
     let compiled = Arc::new(compile(&policy));
+    tracing::debug!(
+        check_ms = checked.as_millis() as u64,
+        compile_ms = (started.elapsed() - checked).as_millis() as u64,
+        "policy checked and compiled"
+    );
     Ok(Loaded {
         text,
         policy,
@@ -84,13 +91,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         .clone()
         .context("no policy file given (pinhole enforce POLICY.toml)")?;
     // A bad file is refused before anything touches the kernel.
-    let started = Instant::now();
     let loaded = load(&path, "nothing was loaded")?;
-    tracing::debug!(
-        took_ms = started.elapsed().as_millis(),
-        rules = loaded.compiled.rules.len(),
-        "policy checked and compiled"
-    );
     require_root("pinhole enforce")?;
     crate::record::ignore_terminal_stop();
     // Handlers first: a signal that arrives during set-up must not kill the process

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
-use pinhole_policygen::compile::Compiled;
+use pinhole_policygen::compile::{Compiled, DestKey, FAMILY_V4};
 use pinhole_policygen::Mode;
 
 use crate::identity::{user_dev_to_kernel, ExeKey};
@@ -27,14 +27,27 @@ pub(super) fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
 /// Sizes of the policy maps, set before load.
 pub struct Sizes {
     pub apps: u32,
+    /// Prefix nodes (the trie) and whole-address nodes (the hash), at least 1 each.
     pub dests: u32,
+    pub dest_hosts: u32,
     pub spans: u32,
 }
 
+/// Whether a node is a whole address (kept in `dest_hosts`, not the trie).
+fn whole_address(k: &DestKey) -> bool {
+    let full = match k.family {
+        FAMILY_V4 => 32,
+        _ => 128,
+    };
+    k.prefix_len == full
+}
+
 pub fn sizes(c: &Compiled) -> Sizes {
+    let hosts = c.dests.iter().filter(|(k, _)| whole_address(k)).count() as u32;
     Sizes {
         apps: c.apps.len() as u32 + 1,
-        dests: (c.dests.len() as u32).max(1),
+        dests: (c.dests.len() as u32 - hosts).max(1),
+        dest_hosts: hosts.max(1),
         spans: (c.spans.len() as u32).max(1),
     }
 }
@@ -56,6 +69,7 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
             .update(&id.to_ne_bytes(), bytes(&info), MapFlags::ANY)
             .with_context(|| format!("writing app {}", app.name))?;
     }
+    let started = std::time::Instant::now();
     let mut spans = Batch::new(&maps.port_spans, "writing port spans");
     for (i, s) in c.spans.iter().enumerate() {
         let span = port_span {
@@ -67,7 +81,12 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
         spans.push(&(i as u32).to_ne_bytes(), bytes(&span))?;
     }
     spans.finish()?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "port spans written"
+    );
     let mut dests = Batch::new(&maps.dests, "writing the destination trie");
+    let mut hosts = Batch::new(&maps.dest_hosts, "writing the destination addresses");
     for (k, range) in &c.dests {
         let key = dest_key {
             prefixlen: DEST_FIXED_BITS + u32::from(k.prefix_len),
@@ -81,9 +100,17 @@ pub fn fill_policy(skel: &EnforceSkel<'_>, c: &Compiled) -> Result<()> {
             start: range.start,
             count: range.count,
         };
-        dests.push(bytes(&key), bytes(&value))?;
+        match whole_address(k) {
+            true => hosts.push(bytes(&key), bytes(&value))?,
+            false => dests.push(bytes(&key), bytes(&value))?,
+        }
     }
     dests.finish()?;
+    hosts.finish()?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "destinations written"
+    );
     match &c.names {
         Some(names) => super::name_tables::fill(skel, names),
         None => Ok(()),
