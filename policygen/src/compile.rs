@@ -2,7 +2,8 @@
 //! of that lookup so the tables can be checked against the matcher without a kernel.
 //!
 //! The kernel does one longest-prefix lookup keyed by (app, protocol, family, address)
-//! and then a binary search over sorted, disjoint port spans. For that to report the
+//! (nodes of whole addresses are kept apart, in a hash map looked up first: the same
+//! answer, cheaper to fill) and then a binary search over sorted, disjoint port spans. For that to report the
 //! matcher's most specific rule, each prefix node carries the port partition of every
 //! rule that could match below it: its own rules and those of every enclosing prefix
 //! of the same app, protocol and family, resolved by specificity at compile time.
