@@ -65,17 +65,24 @@ static __always_inline int capture_dns_reply(struct __sk_buff *skb)
 	e->msg_len = d.msg_len;
 	e->tcp = d.protocol == IPPROTO_TCP;
 	/* 64 bits, clamped where it is passed: the verifier checks the register the call
-	 * gets, and a 32-bit length's register may keep stale upper bits. */
+	 * gets, and a 32-bit length's register may keep stale upper bits. The length is
+	 * bounded as (len - 1) + 1: before Linux 6.8 the verifier learns nothing from
+	 * "len != 0", and would see a zero-length copy. */
 	copy = d.len;
 	if (copy > PINHOLE_DNS_MAX)
 		copy = PINHOLE_DNS_MAX;
-	barrier_var(copy);
-	if (copy < 1 || copy > PINHOLE_DNS_MAX) {
+	if (copy < 1) {
 		bpf_ringbuf_discard(e, 0);
 		return 1;
 	}
-	e->len = copy;
-	if (bpf_skb_load_bytes(skb, d.off, e->data, copy)) {
+	copy -= 1;
+	barrier_var(copy);
+	if (copy >= PINHOLE_DNS_MAX) {
+		bpf_ringbuf_discard(e, 0);
+		return 1;
+	}
+	e->len = copy + 1;
+	if (bpf_skb_load_bytes(skb, d.off, e->data, copy + 1)) {
 		bpf_ringbuf_discard(e, 0);
 		return 1;
 	}

@@ -27,6 +27,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Which loaded policy this program belongs to, and whether allowed decisions are sent. */
 const volatile __u32 generation = 0;
 const volatile __u8 send_allowed = 0;
+/*
+ * --backend lsm: processes are decided at the LSM hooks (enforce_lsm.h); the cgroup
+ * connect hooks decide only the MPTCP subflows kernel workers open, which no LSM hook sees.
+ */
+const volatile __u8 lsm_backend = 0;
 
 /*
  * --cgroup: only calls made by a task under this cgroup (id, and its depth below the
@@ -43,7 +48,7 @@ static __always_inline int out_of_scope(void)
 	/* A kernel worker acts for a connection: its MPTCP subflows go by their owner. */
 	if (current_is_kthread())
 		return 0;
-	return bpf_get_current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
+	return current_ancestor_cgroup_id(scope_level) != scope_cgroup_id;
 }
 
 /* Per app id (0: unknown binaries); sized to the policy before load. */
@@ -95,12 +100,12 @@ static __always_inline void report_exe(const struct exe_identity *id, __u32 reas
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->boot_ns = bpf_ktime_get_boot_ns();
-	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->pid = current_tgid();
 	e->ppid = task->real_parent->tgid;
-	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->uid = (__u32)current_uid_gid();
 	e->reason = reason;
 	e->exe = *id;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	read_current_comm(e->comm, sizeof(e->comm));
 	if (filename_src)
 		bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename_src);
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
@@ -172,6 +177,8 @@ static __always_inline void start_pending(struct pending *p, __u8 hook)
 static __always_inline int decided_for(struct bpf_sock_addr *ctx, __u8 hook, __u8 *subflow,
 				       struct mptcp_owner **owner)
 {
+	if (lsm_backend && !current_is_kthread())
+		return 0;
 	if (hook != PINHOLE_HOOK_CONNECT)
 		return !out_of_scope();
 	if (!current_is_kthread()) {
@@ -192,7 +199,7 @@ static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *ad
 				       __u8 subflow, const struct mptcp_owner *owner)
 {
 	struct decision d = {};
-	struct subject who = { .uid_gid = bpf_get_current_uid_gid() };
+	struct subject who = { .uid_gid = current_uid_gid() };
 
 	if (subflow) {
 		p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
@@ -219,7 +226,7 @@ static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 		return 1;
 	start_pending(&p, hook);
 	read_dst4(ctx, &p.dst);
-	remember_name_asker(ctx, p.dst.port, &p.exe);
+	remember_name_asker(ctx->sk, p.dst.port, &p.exe);
 	return enforce_dst(&p, PINHOLE_FAMILY_V4, p.dst.addr, bpf_get_socket_cookie(ctx), subflow,
 			   owner);
 }
@@ -235,7 +242,7 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 		return 1;
 	start_pending(&p, hook);
 	read_dst6(ctx, &p.dst);
-	remember_name_asker(ctx, p.dst.port, &p.exe);
+	remember_name_asker(ctx->sk, p.dst.port, &p.exe);
 	/* ::ffff:a.b.c.d reaches an IPv4 host: it is matched as IPv4, as in replay. */
 	if (p.dst.addr[0] == 0 && p.dst.addr[1] == 0 && p.dst.addr[2] == bpf_htonl(0xffff)) {
 		family = PINHOLE_FAMILY_V4;
@@ -495,3 +502,5 @@ int enforce_ingress(struct __sk_buff *skb)
 		return 1;
 	return learn_from_reply(skb);
 }
+
+#include "enforce_lsm.h"

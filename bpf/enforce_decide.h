@@ -8,6 +8,7 @@
 #ifndef PINHOLE_ENFORCE_DECIDE_H
 #define PINHOLE_ENFORCE_DECIDE_H
 
+#include "current_cgroup.h"
 #include "pinhole.h"
 #include <bpf/bpf_helpers.h>
 #include <linux/bpf.h>
@@ -139,7 +140,7 @@ __noinline int scope_holds(__u32 rule, __u64 uid_gid, __u64 owner_cgroup)
 		return 0;
 	if (owner_cgroup)
 		return owner_cgroup == s->cgroup_id;
-	return bpf_get_current_ancestor_cgroup_id(s->cgroup_level) == s->cgroup_id;
+	return current_ancestor_cgroup_id(s->cgroup_level) == s->cgroup_id;
 }
 
 /* The first rule of chain `chain` (see port_span) whose scope holds, 0 if none. */

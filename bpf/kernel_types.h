@@ -67,6 +67,39 @@ struct nsproxy {
 	struct net *net_ns;
 };
 
+struct kernfs_node {
+	__u64 id;
+};
+
+/* Linux >= 6.2: the ancestors, the root first and the cgroup itself last. */
+struct cgroup {
+	int level;
+	struct kernfs_node *kn;
+	struct cgroup *ancestors[];
+};
+
+/* Linux before 6.2: the ancestors' ids. */
+struct cgroup___v61 {
+	__u64 ancestor_ids[0];
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+typedef struct {
+	__u32 val;
+} kgid_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+};
+
 struct task_struct {
 	unsigned int flags;
 	int pid;
@@ -75,6 +108,29 @@ struct task_struct {
 	struct task_struct *real_parent;
 	struct mm_struct *mm;
 	struct nsproxy *nsproxy;
+	struct css_set *cgroups;
+	const struct cred *cred;
+};
+
+/* What the LSM hooks read of a socket and a message (enforce_lsm.h). */
+struct sock_common {
+	unsigned short skc_family;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+};
+
+struct socket {
+	short type;
+	struct sock *sk;
+};
+
+struct msghdr {
+	void *msg_name;
+	int msg_namelen;
+	unsigned int msg_flags;
 };
 
 struct seq_file;

@@ -59,6 +59,17 @@ static __always_inline int kernel_mptcp_subflow(struct bpf_sock_addr *ctx)
 	return current_is_kthread() && mptcp_conn(ctx);
 }
 
+/* Remembers the caller as the owner of MPTCP connection `msk`, unless one is known. */
+static __always_inline void remember_mptcp_owner_sk(void *msk, __u8 in_scope)
+{
+	struct mptcp_owner *o = bpf_sk_storage_get(&mptcp_owners, msk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!o || o->who.pid)
+		return;
+	read_current_task(&o->who);
+	o->in_scope = in_scope;
+}
+
 /*
  * At a process's connect: if the socket is an MPTCP subflow of a connection whose
  * socket was made before pinhole started, remembers the caller as its owner.
@@ -66,15 +77,9 @@ static __always_inline int kernel_mptcp_subflow(struct bpf_sock_addr *ctx)
 static __always_inline void remember_mptcp_owner(struct bpf_sock_addr *ctx, __u8 in_scope)
 {
 	struct mptcp_sock *msk = mptcp_conn(ctx);
-	struct mptcp_owner *o;
 
-	if (!msk)
-		return;
-	o = bpf_sk_storage_get(&mptcp_owners, msk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!o || o->who.pid)
-		return;
-	read_current_task(&o->who);
-	o->in_scope = in_scope;
+	if (msk)
+		remember_mptcp_owner_sk(msk, in_scope);
 }
 
 /* At a socket's creation by a process: an MPTCP socket is the caller's. */

@@ -41,15 +41,17 @@ struct {
 	__type(value, __u8);
 } host_resolvers SEC(".maps");
 
-/* At a connect or send to port 53: replies to this socket are this executable's. */
-static __always_inline void remember_name_asker(struct bpf_sock_addr *ctx, __u16 port,
-						const struct exe_identity *exe)
+/*
+ * At a connect or send to port 53: replies to socket `sk` (a cgroup hook's bpf_sock or
+ * an LSM hook's struct sock) are this executable's.
+ */
+static __always_inline void remember_name_asker(void *sk, __u16 port, const struct exe_identity *exe)
 {
 	struct exe_identity *a;
 
-	if (!names_enabled || port != DNS_PORT || !ctx->sk)
+	if (!names_enabled || port != DNS_PORT || !sk)
 		return;
-	a = bpf_sk_storage_get(&name_askers, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	a = bpf_sk_storage_get(&name_askers, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (a)
 		*a = *exe;
 }

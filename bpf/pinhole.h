@@ -18,6 +18,7 @@ enum pinhole_hook {
 	PINHOLE_HOOK_EGRESS = 5, /* a packet carrying a source route (enforcer only) */
 	PINHOLE_HOOK_MPTCP_SUBFLOW = 6, /* a subflow the kernel opens for an MPTCP connection */
 	PINHOLE_HOOK_DNS_ANSWER = 7, /* a DNS reply to a socket that asked (recorder) */
+	PINHOLE_HOOK_PACKET_SOCKET = 8, /* a packet socket being opened (enforcer, LSM backend) */
 };
 
 /* What the program decided; the recorder only ever observes. */

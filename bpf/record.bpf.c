@@ -163,10 +163,10 @@ int record_exec(struct trace_event_raw_sched_process_exec *ctx)
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->boot_ns = bpf_ktime_get_boot_ns();
-	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->pid = current_tgid();
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->uid = (__u32)current_uid_gid();
+	read_current_comm(e->comm, sizeof(e->comm));
 	/* By this tracepoint mm->exe_file is already the new binary. */
 	read_exe_identity(task, &e->exe);
 	filename_off = BPF_CORE_READ(ctx, __data_loc_filename) & 0xFFFF;

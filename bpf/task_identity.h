@@ -8,6 +8,7 @@
 #define PINHOLE_TASK_IDENTITY_H
 
 #include "kernel_types.h"
+#include "current_cgroup.h"
 #include "pinhole.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -64,21 +65,43 @@ static __always_inline void read_exe_identity(struct task_struct *task, struct e
 	read_inode_ctime(inode, id);
 }
 
+/*
+ * The current task's process fields, read from the task rather than by the helpers
+ * (bpf_get_current_pid_tgid, _uid_gid, _comm), which cgroup_skb programs may not call
+ * before Linux 6.2.
+ */
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_task_btf()->tgid;
+}
+
+/* uid and gid (the credentials' real ids) packed as bpf_get_current_uid_gid packs them. */
+static __always_inline __u64 current_uid_gid(void)
+{
+	const struct cred *cred = BPF_CORE_READ(bpf_get_current_task_btf(), cred);
+
+	return (__u64)BPF_CORE_READ(cred, gid.val) << 32 | BPF_CORE_READ(cred, uid.val);
+}
+
+static __always_inline void read_current_comm(char *comm, __u32 size)
+{
+	bpf_probe_read_kernel_str(comm, size, bpf_get_current_task_btf()->comm);
+}
+
 /* Fills the process fields of a connect record from the current task. */
 static __always_inline void read_current_task(struct connect_event *e)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
+	__u64 uid_gid = current_uid_gid();
 
-	e->pid = pid_tgid >> 32;
-	e->tid = (__u32)pid_tgid;
+	e->pid = task->tgid;
+	e->tid = task->pid;
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
 	e->ppid = task->real_parent->tgid;
 	e->netns = task->nsproxy->net_ns->ns.inum;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->cgroup_id = current_cgroup_id();
+	read_current_comm(e->comm, sizeof(e->comm));
 	read_exe_identity(task, &e->exe);
 }
 

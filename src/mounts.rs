@@ -78,6 +78,19 @@ pub fn ensure_tracefs() -> Result<()> {
         .with_context(|| format!("mounting tracefs at {TRACEFS} (needed for the exec tracepoint)"))
 }
 
+const SECURITYFS: &str = "/sys/kernel/security";
+
+/// The active LSMs, in order, as the kernel lists them (securityfs mounted if need be).
+pub fn active_lsms() -> Result<String> {
+    let list = Path::new(SECURITYFS).join("lsm");
+    if !list.exists() {
+        mount_fs(c"securityfs", Path::new(SECURITYFS))
+            .with_context(|| format!("mounting securityfs at {SECURITYFS}"))?;
+    }
+    let text = fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    Ok(text.trim().to_owned())
+}
+
 fn mount_fs(fstype: &std::ffi::CStr, at: &Path) -> Result<()> {
     fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
     let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())?;

@@ -223,7 +223,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let skel = capture::load(&mut object, ring, persisted.as_ref().map(|p| &p.maps))?;
     let (links, lost_base) = match persisted {
         Some(mut p) => {
-            p.links.swap_to(&record_persist::programs(&skel))?;
+            p.links
+                .swap_to(&record_persist::programs(&skel), &mut || Ok(()))?;
             tracing::info!(
                 "took over the persisted recorder's programs: what they captured meanwhile follows"
             );

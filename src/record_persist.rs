@@ -51,6 +51,8 @@ pub fn programs<'a, 'obj>(skel: &'a RecordSkel<'obj>) -> Programs<'a, 'obj> {
             &p.record_sock_create,
             &p.record_dns_reply,
         ],
+        lsm_hooks: &[],
+        lsm: Vec::new(),
         exec: &p.record_exec,
     }
 }
@@ -85,7 +87,7 @@ pub fn pinned(target: &Path) -> Result<Option<Persisted>> {
             target.display()
         );
     }
-    let links = HookLinks::open_pinned(&dir, &HOOKS)?;
+    let links = HookLinks::open_pinned(&dir, &HOOKS, &[])?;
     let maps = MAPS
         .iter()
         .map(|name| {

@@ -307,6 +307,7 @@ impl<'s> Writer<'s> {
             4 => Hook::Setsockopt,
             5 => Hook::Egress,
             6 => Hook::MptcpSubflow,
+            8 => Hook::PacketSocket,
             _ => Hook::Connect,
         });
         let named = match hook {
@@ -371,7 +372,8 @@ pub fn verdict(v: u8) -> Verdict {
 /// The kernel stores addresses in network byte order, word by word.
 pub fn dst_addr(e: &connect_event) -> std::net::IpAddr {
     let bytes = |w: u32| w.to_ne_bytes();
-    if e.dst.ip_version == 4 {
+    // A packet socket has no IP version (0): its destination is 0.0.0.0.
+    if e.dst.ip_version != 6 {
         std::net::Ipv4Addr::from(bytes(e.dst.addr[0])).into()
     } else {
         let mut b = [0u8; 16];

@@ -204,7 +204,7 @@ fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
     assert_eq!(probe_in(&cg, &exe, &[&tcp(P2)]), ["ECONNREFUSED"]);
     // SIGHUP re-reads the file the enforcer was started with (policy A).
     unsafe { libc::kill(e.pid() as i32, libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10) * slowdown();
     while probe_in(&cg, &exe, &[&tcp(P2)]) != ["EPERM"] {
         assert!(Instant::now() < deadline, "SIGHUP did not reload");
         std::thread::sleep(Duration::from_millis(50));
@@ -298,7 +298,7 @@ fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
 
 /// Retries until the answer is `want` (a fresh inode is hashed after its exec).
 fn eventually(cg: &TestCgroup, exe: &Path, probe: &str, want: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5) * slowdown();
     let mut tries = 1;
     while probe_in(cg, exe, &[probe]) != [want] {
         assert!(

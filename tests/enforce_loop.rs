@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 }
 
 fn wait_listening(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10) * slowdown();
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{addr} never listened");
         std::thread::sleep(Duration::from_millis(50));
@@ -72,7 +72,7 @@ fn udp_server(port: u16) -> Server {
          while True:\n    d,a=s.recvfrom(512)\n    s.sendto(b'answer:'+d,a)\n"
     );
     let child = Command::new(PYTHON).args(["-c", &code]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300) * slowdown());
     Server(child)
 }
 
@@ -245,9 +245,28 @@ fn record_generate_enforce_and_audit_the_full_loop() {
         "raw socket"
     );
 
+    // A packet socket sends frames past every IP hook: only the LSM backend sees it.
+    let lsm = test_backend().as_deref() == Some("lsm");
+    let packet = run(cg.command(Path::new(PYTHON)).args([
+        "-c",
+        "import socket\ntry:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print('ok')\n\
+         except PermissionError: print('EPERM')",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&packet.stdout).trim(),
+        if lsm { "EPERM" } else { "ok" },
+        "packet socket"
+    );
+
     let status = pinhole(["enforce", "status"]);
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(status_text.contains("running (pid"), "{status_text}");
+    let backend_line = if lsm {
+        "backend:    lsm ("
+    } else {
+        "backend:    cgroup ("
+    };
+    assert!(status_text.contains(backend_line), "{status_text}");
     let (st, log) = enforcer.stop();
     assert!(st.success(), "{log}");
 
@@ -284,6 +303,15 @@ fn record_generate_enforce_and_audit_the_full_loop() {
     assert_eq!(raw_rows.len(), 1);
     assert_eq!(raw_rows[0]["verdict"], "denied");
     assert_eq!(raw_rows[0]["protocol"], "icmp");
+    let packet_rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r["hook"] == "packet_socket")
+        .collect();
+    assert_eq!(packet_rows.len(), usize::from(lsm), "{packet_rows:?}");
+    if lsm {
+        assert_eq!(packet_rows[0]["verdict"], "denied");
+        assert_ne!(packet_rows[0]["app"], "NULL", "refused as the python app");
+    }
 
     // 6. --persist: enforcement outlives the process, until `stop`.
     let enforcer = Enforcer::start(&policy, &cg, &["--persist"]);

@@ -80,8 +80,21 @@ fn every_semantics_case_holds_in_the_kernel() {
     let _guard = serial();
     let cases = cases::load();
     let (mut checked, mut names) = (0, 0);
+    let mut skipped = Vec::new();
     for (s, suite) in cases.suite.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
+        // TTLs and expiry run on the kernel's clock: a suite timed in real seconds cannot
+        // be stretched for a slow (emulated) CPU, whose probes take longer than its slack.
+        let timed = !suite.answers.is_empty() || suite.events.iter().any(|c| c.t != 0);
+        if timed && slowdown() > 1 {
+            eprintln!(
+                "skipped: suite \"{}\" is timed in real seconds, and this CPU is {}x slower",
+                suite.name,
+                slowdown()
+            );
+            skipped.push(suite.events.len());
+            continue;
+        }
         if !suite.answers.is_empty() {
             names += names::check_suite(s, suite);
             continue;
@@ -183,7 +196,11 @@ fn every_semantics_case_holds_in_the_kernel() {
         drop(scoped);
         drop(cg);
     }
-    assert_eq!((checked, names), (37, 32));
+    // Every case was checked, or its suite skipped out loud above.
+    assert_eq!(checked + names + skipped.iter().sum::<usize>(), 37 + 32);
+    if skipped.is_empty() {
+        assert_eq!((checked, names), (37, 32));
+    }
     assert_nothing_pinned();
 }
 

@@ -314,7 +314,7 @@ fn the_dataset_reads_as_one_table_in_duckdb_and_pyarrow() {
     );
     run(Command::new(&copy.path).args(["--port", "40040", "--count", "5"]));
     // Long enough for the start-up snapshot, a flush and a rotation to pass.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(1500) * slowdown());
     run(Command::new(&copy.path).args([
         "--mode", "sendto", "--addr", "::1", "--port", "40041", "--count", "5",
     ]));

@@ -101,6 +101,9 @@ pub enum Hook {
     MptcpSubflow,
     /// A DNS reply received by the socket that asked (or by the host's resolver).
     DnsAnswer,
+    /// The enforcer (LSM backend) deciding whether a packet socket (AF_PACKET) may be
+    /// opened: it sends frames past every IP hook.
+    PacketSocket,
     /// Not an event: the recorder started (`note` says how the previous run ended).
     RecordingStarted,
     /// Not an event: the recorder stopped (`note` says why). Until the next
@@ -134,6 +137,7 @@ impl Hook {
             Hook::Egress => "egress",
             Hook::MptcpSubflow => "mptcp_subflow",
             Hook::DnsAnswer => "dns_answer",
+            Hook::PacketSocket => "packet_socket",
             Hook::RecordingStarted => "recording_started",
             Hook::RecordingStopped => "recording_stopped",
         }

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// `KIND:ADDR:PORT` (ADDR in brackets for IPv6) or `raw4` / `raw6`.
+/// `KIND:ADDR:PORT` (ADDR in brackets for IPv6), `raw4` / `raw6` or `packet`.
 fn usage() -> ExitCode {
-    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | {{dns|dnstcp}}:NAME@ADDR:PORT | race:N:TCPPORT:NAME@ADDR:PORT | raw4 | raw6");
+    eprintln!("usage: pinhole-probe {{tcp|udp|sendto|icmp|srcroute|srcroute-cmsg}}:ADDR:PORT ... | {{dns|dnstcp}}:NAME@ADDR:PORT | race:N:TCPPORT:NAME@ADDR:PORT | raw4 | raw6 | packet");
     ExitCode::from(2)
 }
 
@@ -217,6 +217,12 @@ fn race_arg(rest: &str) -> Option<(u32, u16, &str, SocketAddr)> {
     ))
 }
 
+/// Opens (and closes) a packet socket: it sends nothing.
+fn packet() -> std::io::Result<()> {
+    let all = (libc::ETH_P_ALL as u16).to_be() as i32;
+    Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(all))).map(drop)
+}
+
 fn raw(domain: Domain) -> std::io::Result<()> {
     let proto = if domain == Domain::IPV6 {
         Protocol::ICMPV6
@@ -269,6 +275,7 @@ fn main() -> ExitCode {
         let outcome = match arg.as_str() {
             "raw4" => raw(Domain::IPV4),
             "raw6" => raw(Domain::IPV6),
+            "packet" => packet(),
             _ => {
                 let Some((kind, rest)) = arg.split_once(':') else {
                     return usage();

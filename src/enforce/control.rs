@@ -145,6 +145,7 @@ fn print_status(s: &Status) {
     );
     println!("generation: {} loaded {}", st.generation, st.loaded_at);
     println!("mode:       {}", st.mode);
+    println!("backend:    {} ({})", st.backend, st.backend_reason);
     println!("cgroup:     {}", st.cgroup);
     println!(
         "audit trail: {}",

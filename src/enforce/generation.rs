@@ -10,10 +10,11 @@ use std::sync::Arc;
 use crate::hook_links::{HookLinks, Programs};
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapHandle, OpenObject};
+use libbpf_rs::{MapCore, MapHandle, OpenObject};
 use pinhole_policygen::compile::Compiled;
 use pinhole_policygen::UnknownAction;
 
+use super::backend::Backend;
 use super::{name_tables, rule_scopes, tables};
 use crate::capture::map_handle;
 use crate::skel::enforce::{EnforceSkel, EnforceSkelBuilder};
@@ -32,6 +33,7 @@ pub struct Options {
     pub name_capacity: u32,
     /// `--cgroup`: decide only callers under this cgroup (id, depth below the root).
     pub scope: Option<(u64, u32)>,
+    pub backend: Backend,
 }
 
 /// The maps every generation shares.
@@ -48,10 +50,13 @@ pub struct Shared {
     pub name_id_next: MapHandle,
     pub name_askers: MapHandle,
     pub name_stats: MapHandle,
+    /// LSM backend: the generation whose programs decide (bpf/enforce_lsm.h).
+    pub active_generation: MapHandle,
 }
 
 pub struct Generation {
     pub number: u32,
+    pub backend: Backend,
     pub compiled: Arc<Compiled>,
     pub skel: EnforceSkel<'static>,
 }
@@ -67,6 +72,28 @@ pub const CGROUP_HOOKS: [&str; 8] = [
     "egress",
     "ingress",
 ];
+
+/// The LSM backend's cgroup hooks: what no LSM hook sees (kernel workers' MPTCP
+/// subflows, per-packet source routes, DNS replies, source routes set by setsockopt,
+/// whose value an LSM program could only read by sleeping).
+pub const LSM_BACKEND_CGROUP_HOOKS: [&str; 5] =
+    ["connect4", "connect6", "setsockopt", "egress", "ingress"];
+
+/// The LSM hooks, as their links are pinned.
+pub const LSM_HOOKS: [&str; 4] = [
+    "lsm_socket_connect",
+    "lsm_socket_sendmsg",
+    "lsm_socket_create",
+    "lsm_socket_post_create",
+];
+
+/// The hooks a backend's links are pinned under: (cgroup, LSM).
+pub fn hook_names(backend: Backend) -> (&'static [&'static str], &'static [&'static str]) {
+    match backend {
+        Backend::Cgroup => (&CGROUP_HOOKS, &[]),
+        Backend::Lsm => (&LSM_BACKEND_CGROUP_HOOKS, &LSM_HOOKS),
+    }
+}
 
 pub fn load(
     number: u32,
@@ -87,6 +114,7 @@ pub fn load(
         .as_deref_mut()
         .context("the enforcer object has no read-only data section")?;
     ro.generation = number;
+    ro.lsm_backend = u8::from(opts.backend == Backend::Lsm);
     ro.force_audit = u8::from(opts.force_audit);
     ro.send_allowed = u8::from(opts.send_allowed);
     if let Some((id, level)) = opts.scope {
@@ -98,6 +126,24 @@ pub fn load(
         UnknownAction::Deny => 1,
         UnknownAction::Audit => 2,
     };
+    // Only the backend's programs load: this kernel may refuse the others' hooks.
+    let p = &mut open.progs;
+    let lsm = opts.backend == Backend::Lsm;
+    for prog in [
+        &mut p.enforce_lsm_connect,
+        &mut p.enforce_lsm_sendmsg,
+        &mut p.enforce_lsm_create,
+        &mut p.enforce_lsm_post_create,
+    ] {
+        prog.set_autoload(lsm);
+    }
+    for prog in [
+        &mut p.enforce_sendmsg4,
+        &mut p.enforce_sendmsg6,
+        &mut p.enforce_sock_create,
+    ] {
+        prog.set_autoload(!lsm);
+    }
     name_tables::configure(&mut open, &compiled)?;
     rule_scopes::check(&compiled)?;
     let (chains, scopes) = rule_scopes::sizes(&compiled);
@@ -123,6 +169,7 @@ pub fn load(
             m.name_id_next.reuse_fd(s.name_id_next.as_fd())?;
             m.name_askers.reuse_fd(s.name_askers.as_fd())?;
             m.name_stats.reuse_fd(s.name_stats.as_fd())?;
+            m.active_generation.reuse_fd(s.active_generation.as_fd())?;
         }
         None => {
             m.connect_events
@@ -134,9 +181,10 @@ pub fn load(
         }
     }
     let started = std::time::Instant::now();
-    let skel = open.load().context(
-        "loading the enforcer's BPF programs into the kernel (needs root, BTF and cgroup BPF support)",
-    )?;
+    let skel = open.load().with_context(|| match opts.backend {
+        Backend::Cgroup => "loading the enforcer's BPF programs into the kernel (needs root, BTF and cgroup BPF support)",
+        Backend::Lsm => "loading the enforcer's BPF-LSM programs into the kernel (needs BPF trampolines: CONFIG_BPF_LSM, BTF, an x86-64 or arm64 JIT)",
+    })?;
     let loaded = started.elapsed();
     tables::fill_policy(&skel, &compiled).context("filling the policy tables")?;
     rule_scopes::fill(&skel, &compiled).context("filling the rule scopes")?;
@@ -151,6 +199,7 @@ pub fn load(
     );
     Ok(Generation {
         number,
+        backend: opts.backend,
         compiled,
         skel,
     })
@@ -170,26 +219,63 @@ impl Generation {
             name_id_next: map_handle(&m.name_id_next)?,
             name_askers: map_handle(&m.name_askers)?,
             name_stats: map_handle(&m.name_stats)?,
+            active_generation: map_handle(&m.active_generation)?,
         })
     }
 
-    /// This generation's programs, in hook order.
+    /// This generation's programs, in hook order (hook_names).
     pub fn programs(&self) -> Programs<'_, 'static> {
         let p = &self.skel.progs;
+        let (hooks, lsm_hooks) = hook_names(self.backend);
+        let (cgroup, lsm) = match self.backend {
+            Backend::Cgroup => (
+                vec![
+                    &p.enforce_connect4,
+                    &p.enforce_connect6,
+                    &p.enforce_sendmsg4,
+                    &p.enforce_sendmsg6,
+                    &p.enforce_sock_create,
+                    &p.enforce_setsockopt,
+                    &p.enforce_egress,
+                    &p.enforce_ingress,
+                ],
+                Vec::new(),
+            ),
+            Backend::Lsm => (
+                vec![
+                    &p.enforce_connect4,
+                    &p.enforce_connect6,
+                    &p.enforce_setsockopt,
+                    &p.enforce_egress,
+                    &p.enforce_ingress,
+                ],
+                vec![
+                    &p.enforce_lsm_connect,
+                    &p.enforce_lsm_sendmsg,
+                    &p.enforce_lsm_create,
+                    &p.enforce_lsm_post_create,
+                ],
+            ),
+        };
         Programs {
-            hooks: &CGROUP_HOOKS,
-            cgroup: vec![
-                &p.enforce_connect4,
-                &p.enforce_connect6,
-                &p.enforce_sendmsg4,
-                &p.enforce_sendmsg6,
-                &p.enforce_sock_create,
-                &p.enforce_setsockopt,
-                &p.enforce_egress,
-                &p.enforce_ingress,
-            ],
+            hooks,
+            cgroup,
+            lsm_hooks,
+            lsm,
             exec: &p.enforce_exec,
         }
+    }
+
+    /// Makes this generation's LSM programs the ones that decide (the others pass).
+    pub fn activate(&self, shared: &Shared) -> Result<()> {
+        shared
+            .active_generation
+            .update(
+                &0u32.to_ne_bytes(),
+                &self.number.to_ne_bytes(),
+                libbpf_rs::MapFlags::ANY,
+            )
+            .context("making the new policy's LSM programs the deciding ones")
     }
 }
 
@@ -197,19 +283,23 @@ impl Generation {
 pub struct Links(HookLinks);
 
 impl Links {
-    pub fn attach(gen: &Generation, cgroup: &Path) -> Result<Links> {
+    /// Attaches `gen`'s programs (the cgroup ones at `cgroup`) and makes them decide.
+    pub fn attach(gen: &Generation, shared: &Shared, cgroup: &Path) -> Result<Links> {
+        gen.activate(shared)?;
         HookLinks::attach(&gen.programs(), cgroup).map(Links)
     }
 
     /// Links pinned by an earlier `--persist` run, still enforcing its policy.
-    pub fn open_pinned(dir: &Path) -> Result<Links> {
-        HookLinks::open_pinned(dir, &CGROUP_HOOKS).map(Links)
+    pub fn open_pinned(dir: &Path, backend: Backend) -> Result<Links> {
+        let (hooks, lsm_hooks) = hook_names(backend);
+        HookLinks::open_pinned(dir, hooks, lsm_hooks).map(Links)
     }
 
     /// Moves every hook to `gen`'s programs: a connect is decided by either the old
     /// policy or the new, never by none.
-    pub fn swap_to(&mut self, gen: &Generation) -> Result<()> {
-        self.0.swap_to(&gen.programs())
+    pub fn swap_to(&mut self, gen: &Generation, shared: &Shared) -> Result<()> {
+        self.0
+            .swap_to(&gen.programs(), &mut || gen.activate(shared))
     }
 
     pub fn pin(&mut self, dir: &Path) -> Result<()> {

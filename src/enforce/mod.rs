@@ -1,6 +1,7 @@
 //! `pinhole enforce`: the kernel applies a policy per binary, and every decision lands
 //! in the audit trail.
 
+mod backend;
 mod control;
 mod denials;
 mod exec_gate;
@@ -31,6 +32,11 @@ pub struct EnforceArgs {
     /// Write every decision into this dataset (the recorder's format, with verdicts).
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Which kernel hooks enforce: `lsm` (BPF-LSM: also refuses packet sockets), `cgroup`
+    /// (the cgroup socket hooks, on every kernel), or `auto`: lsm where bpf is an active
+    /// LSM (/sys/kernel/security/lsm) and its programs load, otherwise cgroup.
+    #[arg(long, value_enum, default_value_t = backend::BackendChoice::Auto)]
+    backend: backend::BackendChoice,
     /// `enforce` denies; `audit` decides but only records would-deny.
     #[arg(long, value_enum, default_value_t = RunMode::Enforce)]
     mode: RunMode,

@@ -14,6 +14,7 @@ use pinhole_policygen::compile::{compile, Compiled};
 use pinhole_recorder::{Sink, SinkConfig};
 use sha2::{Digest, Sha256};
 
+use super::backend::{self, Backend, BackendChoice};
 use super::denials::DenialLog;
 use super::exec_gate::{self, ExecGate};
 use super::generation::{self, Generation, Links, Options, Shared};
@@ -136,6 +137,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         false => Some(mounts::cgroup_scope(&cg_root, &target)?),
     };
     let takeover = state::has_pins();
+    let (mut backend, mut backend_reason) =
+        backend::first_choice(args.backend, backend::KernelSupport::probe())?;
     let previous = if takeover {
         let prev = previous.with_context(|| {
             format!(
@@ -150,6 +153,19 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 prev.cgroup,
                 target.display()
             );
+        }
+        // Its links are taken over in place: the same hooks, so the same backend.
+        let pinned = Backend::parse(&prev.backend);
+        if pinned != backend {
+            if args.backend != BackendChoice::Auto {
+                bail!(
+                    "a persisted enforcer uses the {} backend, not {}; `pinhole enforce stop` first",
+                    pinned.as_str(),
+                    backend.as_str()
+                );
+            }
+            backend = pinned;
+            backend_reason = format!("auto: the persisted enforcer's ({})", prev.backend_reason);
         }
         Some(prev)
     } else {
@@ -176,13 +192,14 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         Err(e) => tracing::warn!("no snapshot of running processes: {e:#}"),
     }
 
-    let opts = Options {
+    let mut opts = Options {
         force_audit: args.mode == super::RunMode::Audit,
         send_allowed: args.out.is_some(),
         ring_bytes: crate::record::ring_bytes(args.ring_size)?,
         identity_capacity: args.identity_capacity,
         name_capacity: args.name_capacity,
         scope,
+        backend,
     };
     let shared = match takeover {
         true => Some(pinned_shared()?),
@@ -190,13 +207,26 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     };
     let number = previous.as_ref().map_or(1, |s| s.generation + 1);
     let loading = Instant::now();
-    let gen = generation::load(
-        number,
-        loaded.compiled.clone(),
-        opts,
-        shared.as_ref(),
-        &args.host_resolvers,
-    )?;
+    let load = |opts| {
+        generation::load(
+            number,
+            loaded.compiled.clone(),
+            opts,
+            shared.as_ref(),
+            &args.host_resolvers,
+        )
+    };
+    let gen = match load(opts) {
+        Err(e) if backend == Backend::Lsm && args.backend == BackendChoice::Auto && !takeover => {
+            backend_reason = backend::fallback_reason(&e);
+            tracing::warn!("{backend_reason}; enforcing with the cgroup hooks");
+            backend = Backend::Cgroup;
+            opts.backend = backend;
+            load(opts)?
+        }
+        other => other?,
+    };
+    tracing::info!(backend = backend.as_str(), why = %backend_reason, "enforcer backend");
     tracing::debug!(
         took_ms = loading.elapsed().as_millis(),
         "programs and tables loaded into the kernel"
@@ -231,12 +261,12 @@ pub fn run(args: EnforceArgs) -> Result<()> {
 
     let mut links = match takeover {
         true => {
-            let mut l = Links::open_pinned(&state::pin_dir())?;
-            l.swap_to(&gen)?;
+            let mut l = Links::open_pinned(&state::pin_dir(), backend)?;
+            l.swap_to(&gen, &shared)?;
             tracing::info!("took over the persisted enforcer without a gap");
             l
         }
-        false => Links::attach(&gen, &attach_at)?,
+        false => Links::attach(&gen, &shared, &attach_at)?,
     };
     if args.persist {
         if let Err(e) = links
@@ -268,6 +298,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         last_request: None,
         last_request_ok: None,
         identity_evictions: 0,
+        backend: backend.as_str().to_owned(),
+        backend_reason,
     };
     state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
     state::write(&st)?;
@@ -496,6 +528,7 @@ fn pinned_shared() -> Result<Shared> {
         name_id_next: open("name_id_next")?,
         name_askers: open("name_askers")?,
         name_stats: open("name_stats")?,
+        active_generation: open("active_generation")?,
     })
 }
 
@@ -513,6 +546,7 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
         ("name_id_next", &shared.name_id_next),
         ("name_askers", &shared.name_askers),
         ("name_stats", &shared.name_stats),
+        ("active_generation", &shared.active_generation),
     ] {
         let p = dir.join(name);
         if !p.exists() {
@@ -562,9 +596,9 @@ impl Reload<'_> {
         let per_app = identities::seed(&gen.skel.maps.identities, &apps, self.resolver)?;
         identities::report_seeding(&loaded.compiled, &per_app);
         phase("moving the hooks to the new policy");
-        if let Err(e) = links.swap_to(&gen) {
+        if let Err(e) = links.swap_to(&gen, self.shared) {
             // Put back the hooks that did switch: one policy decides, never two.
-            links.swap_to(current).ok();
+            links.swap_to(current, self.shared).ok();
             return Err(e);
         }
         // Only now: the gate writes to the table of the policy in force.

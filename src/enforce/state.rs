@@ -38,6 +38,15 @@ pub struct State {
     /// Kernel ids of the name maps every generation shares, for `names` and `status`.
     #[serde(default)]
     pub name_maps: Option<NameMapIds>,
+    /// Which hooks enforce ("lsm" or "cgroup"), and why those.
+    #[serde(default = "cgroup_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub backend_reason: String,
+}
+
+fn cgroup_backend() -> String {
+    "cgroup".into()
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -196,6 +205,8 @@ mod tests {
             last_request: Some(last_request.into()),
             last_request_ok: ok,
             identity_evictions: 0,
+            backend: "cgroup".into(),
+            backend_reason: String::new(),
         }
     }
 

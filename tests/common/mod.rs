@@ -74,7 +74,7 @@ pub fn spawn_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<Stri
     });
     let mut seen = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(Duration::from_secs(30) * slowdown()) {
             Ok(line) => {
                 let done = line.contains(ready);
                 seen.push(line);
@@ -410,6 +410,33 @@ impl Drop for TestCgroup {
 
 pub const PROBE: &str = env!("CARGO_BIN_EXE_pinhole-probe");
 
+/// How much slower than this machine the tests run (`PINHOLE_TEST_SLOWDOWN`, set by the
+/// QEMU guest of tests/vm, whose software CPU is about 25 times slower): deadlines that
+/// wait for a condition are stretched by it, never shortened.
+pub fn slowdown() -> u32 {
+    std::env::var("PINHOLE_TEST_SLOWDOWN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The enforcer backend the suite runs with (`PINHOLE_TEST_BACKEND=lsm|cgroup`; the
+/// guest runs the enforcer's tests with `lsm`), None for the enforcer's own choice.
+pub fn test_backend() -> Option<String> {
+    std::env::var("PINHOLE_TEST_BACKEND")
+        .ok()
+        .filter(|b| !b.is_empty())
+}
+
+/// Whether the enforcer's LSM backend can run here: bpf among the active LSMs (the
+/// enforcer mounts securityfs where it is missing) and programs of type lsm load.
+pub fn lsm_backend_available() -> bool {
+    let listed = fs::read_to_string("/sys/kernel/security/lsm")
+        .is_ok_and(|l| l.trim().split(',').any(|x| x == "bpf"));
+    listed && libbpf_rs::ProgramType::Lsm.is_supported().unwrap_or(false)
+}
+
 /// A running `pinhole enforce`, always confined to a cgroup the test made.
 pub struct Enforcer {
     child: Option<Child>,
@@ -429,6 +456,9 @@ impl Enforcer {
             .arg("--attach-cgroup")
             .arg(&cgroup.path)
             .args(extra);
+        if let Some(b) = test_backend().filter(|_| !extra.contains(&"--backend")) {
+            cmd.arg("--backend").arg(b);
+        }
         let (child, stderr, log) = spawn_until(cmd, " enforcing ");
         Enforcer {
             child: Some(child),
@@ -529,7 +559,7 @@ pub fn assert_nothing_pinned() {
 /// Enforcer programs still loaded after up to 3 s (the kernel frees programs after an
 /// RCU grace period once their last link or pin is gone).
 pub fn enforcer_programs_left() -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3) * slowdown();
     loop {
         let left: Vec<String> = loaded_programs("enforce_").into_iter().collect();
         if left.is_empty() || std::time::Instant::now() > deadline {
