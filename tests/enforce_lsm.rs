@@ -34,6 +34,17 @@ fn policy(dir: &Path, port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
     (exe, policy)
 }
 
+/// Whether this kernel runs the LSM backend; says why a test is skipped where not.
+fn lsm_backend_here() -> bool {
+    let here = lsm_backend_available();
+    if !here {
+        eprintln!(
+            "skipped: this kernel runs no BPF-LSM programs (tests/vm/run boots one that does)"
+        );
+    }
+    here
+}
+
 fn status_text() -> String {
     String::from_utf8_lossy(&pinhole(["enforce", "status"]).stdout).into_owned()
 }
@@ -98,10 +109,7 @@ fn backend_lsm_is_refused_with_the_reason_where_the_kernel_cannot_run_it() {
 #[test]
 fn the_lsm_backend_decides_only_inside_its_cgroup_and_refuses_packet_sockets() {
     require_root();
-    if !lsm_backend_available() {
-        eprintln!(
-            "skipped: bpf is not an active LSM on this kernel (tests/vm/run boots one that has it)"
-        );
+    if !lsm_backend_here() {
         return;
     }
     let _guard = serial();
@@ -152,14 +160,12 @@ fn the_lsm_backend_decides_only_inside_its_cgroup_and_refuses_packet_sockets() {
 }
 
 /// A reload attaches the new LSM programs beside the old and switches which decide:
-/// a probe running throughout sees only the old or the new policy's answers.
+/// afterwards the new policy alone decides (two generations deciding at once would
+/// deny both ports, since LSM verdicts are and-ed).
 #[test]
 fn the_lsm_backend_reloads_without_a_window() {
     require_root();
-    if !lsm_backend_available() {
-        eprintln!(
-            "skipped: bpf is not an active LSM on this kernel (tests/vm/run boots one that has it)"
-        );
+    if !lsm_backend_here() {
         return;
     }
     let _guard = serial();
