@@ -195,3 +195,40 @@ fn the_lsm_backend_reloads_without_a_window() {
     let (st, log) = e.stop();
     assert!(st.success(), "{log}");
 }
+
+/// Regression: a persisted enforcer left by a pinhole from before the LSM backend pinned
+/// no active-generation map and recorded no backend; taking it over failed at opening
+/// the missing pin. It now takes over with the cgroup hooks it was using.
+#[test]
+fn an_older_persisted_enforcer_is_taken_over() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy) = policy(dir.path(), ALLOWED);
+    let cg = TestCgroup::new("pinhole-older");
+    let cgroup = ["--persist", "--backend", "cgroup"];
+    let log = Enforcer::start(&policy, &cg, &cgroup).kill9();
+    assert!(log.contains(" enforcing "), "{log}");
+    // What the older version left: no such pin, no backend in the state.
+    fs::remove_file("/sys/fs/bpf/pinhole/enforce/active_generation").unwrap();
+    let state = Path::new("/run/pinhole/enforce/state.json");
+    let mut st: serde_json::Value = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+    let fields = st.as_object_mut().unwrap();
+    fields.remove("backend").unwrap();
+    fields.remove("backend_reason").unwrap();
+    fs::write(state, serde_json::to_vec(&st).unwrap()).unwrap();
+
+    let e = Enforcer::start(&policy, &cg, &["--persist", "--backend", "auto"]);
+    let other = format!("tcp:127.0.0.1:{OTHER}");
+    assert_eq!(probe_in(&cg, &exe, &[&other]), ["EPERM"]);
+    assert!(status_text().contains("backend:    cgroup (auto: the persisted enforcer's"));
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+    let stop = pinhole(["enforce", "stop"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_nothing_pinned();
+}

@@ -156,16 +156,15 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         }
         // Its links are taken over in place: the same hooks, so the same backend.
         let pinned = Backend::parse(&prev.backend);
-        if pinned != backend {
-            if args.backend != BackendChoice::Auto {
-                bail!(
-                    "a persisted enforcer uses the {} backend, not {}; `pinhole enforce stop` first",
-                    pinned.as_str(),
-                    backend.as_str()
-                );
-            }
+        if args.backend == BackendChoice::Auto {
             backend = pinned;
-            backend_reason = format!("auto: the persisted enforcer's ({})", prev.backend_reason);
+            backend_reason = "auto: the persisted enforcer's, whose links it took over".into();
+        } else if pinned != backend {
+            bail!(
+                "a persisted enforcer uses the {} backend, not {}; `pinhole enforce stop` first",
+                pinned.as_str(),
+                backend.as_str()
+            );
         }
         Some(prev)
     } else {
@@ -528,8 +527,29 @@ fn pinned_shared() -> Result<Shared> {
         name_id_next: open("name_id_next")?,
         name_askers: open("name_askers")?,
         name_stats: open("name_stats")?,
-        active_generation: open("active_generation")?,
+        active_generation: match state::pin_dir().join("active_generation").exists() {
+            true => open("active_generation")?,
+            false => new_active_generation()?,
+        },
     })
+}
+
+/// A persisted enforcer of an older pinhole pinned no active-generation map (only the
+/// LSM backend's programs read it, and it had none): the takeover gets a fresh one.
+fn new_active_generation() -> Result<MapHandle> {
+    let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
+    MapHandle::create(
+        libbpf_rs::MapType::Array,
+        Some("active_generati"),
+        4,
+        4,
+        1,
+        &opts,
+    )
+    .context("creating the active-generation map for a persisted enforcer")
 }
 
 /// Pins the shared maps (once) and this generation's counters (replacing the last).
