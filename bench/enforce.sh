@@ -11,47 +11,22 @@ PAIRS=${1:-15}
 SECS=${2:-1}
 cargo build --release --locked --bins >&2
 PH=$PWD/target/release/pinhole
-WORK=$(mktemp -d)
-CGROOT=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-CG="$CGROOT/pinhole-bench-$$"      # the enforcer is attached here
-BASE="$CGROOT/pinhole-base-$$"     # a sibling with no programs: the baseline
-mkdir "$CG" "$BASE"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  rmdir "$CG" "$BASE" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-cp target/release/pinhole-loadgen "$WORK/loadgen"
-LG=$WORK/loadgen
-SHA=$(sha256sum "$LG" | cut -c1-64)
+. bench/paired_enforcer.sh
+bench_setup target/release/pinhole-loadgen
 PORT=9
 for n in 10 1000 100000; do
   apps=$(( n >= 100000 ? 100 : (n >= 1000 ? 10 : 1) ))
   python3 bench/policy_of_size.py "$n" "$apps" "$SHA" "$LG" "$PORT" > "$WORK/p$n.toml"
 done
 
-rate() { sed -E 's/.*"per_sec":([0-9.]+).*/\1/'; }
 p50() { sed -E 's/.*"p50_ns":([0-9]+).*/\1/'; }
 load() { # $1 = cgroup; connects from one core
   sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$1" taskset -c 1 "$LG" --port "$PORT" --duration "${SECS}s"
 }
-start_enforcer() { # $1 = policy, rest = extra flags; the enforcer runs on core 0
-  local policy=$1; shift
-  taskset -c 0 "$PH" enforce "$policy" --cgroup "$CG" --attach-cgroup "$CG" "$@" >"$WORK/enf.log" 2>&1 &
-  ENF=$!
-  until grep -q " enforcing " "$WORK/enf.log"; do
-    kill -0 "$ENF" 2>/dev/null || { cat "$WORK/enf.log" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-stop_enforcer() { kill -INT "$ENF"; wait "$ENF" || true; }
 
 # The machine drifts by several per cent within a minute, so each configuration is
 # measured as PAIRS tightly alternated runs: the same load in a sibling cgroup without
 # programs, then in the enforced cgroup. Reported: the median ratio and its spread.
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo "| rules | decisions written | no BPF (connects/s, median) | enforcer (connects/s, median) | ratio: median (min-max of $PAIRS pairs) | p50 no BPF / enforcer (us) |"
 echo "|---|---|---|---|---|---|"
 for cfg in "10" "1000" "100000" "100000 out"; do

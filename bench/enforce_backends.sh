@@ -16,41 +16,17 @@ SECS=${2:-2}
 PH=$PWD/target/release/pinhole
 LG0=$PWD/target/release/pinhole-loadgen
 [ -x "$PH" ] && [ -x "$LG0" ] || { echo "build first: cargo build --release --bins" >&2; exit 1; }
-WORK=$(mktemp -d)
-CGROOT=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-CG="$CGROOT/pinhole-bench-$$"
-BASE="$CGROOT/pinhole-base-$$"
-mkdir "$CG" "$BASE"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  rmdir "$CG" "$BASE" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-cp "$LG0" "$WORK/loadgen"
-LG=$WORK/loadgen
-SHA=$(sha256sum "$LG" | cut -c1-64)
+. bench/paired_enforcer.sh
+bench_setup "$LG0"
 PORT=9
 for n in 10 100000; do
   apps=$(( n >= 100000 ? 100 : 1 ))
   python3 bench/policy_of_size.py "$n" "$apps" "$SHA" "$LG" "$PORT" > "$WORK/p$n.toml"
 done
 
-rate() { sed -E 's/.*"per_sec":([0-9.]+).*/\1/'; }
 load() { # $1 = cgroup; connects from one vCPU
   sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$1" taskset -c 1 "$LG" --port "$PORT" --duration "${SECS}s"
 }
-start_enforcer() { # $1 = policy, $2 = backend
-  taskset -c 0 "$PH" enforce "$1" --backend "$2" --cgroup "$CG" --attach-cgroup "$CG" >"$WORK/enf.log" 2>&1 &
-  ENF=$!
-  until grep -q " enforcing " "$WORK/enf.log"; do
-    kill -0 "$ENF" 2>/dev/null || { cat "$WORK/enf.log" >&2; exit 1; }
-    sleep 0.2
-  done
-}
-stop_enforcer() { kill -INT "$ENF"; wait "$ENF" || true; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "kernel $(uname -r), $(nproc) vCPUs, $PAIRS pairs of ${SECS} s runs per configuration"
 echo
@@ -59,7 +35,7 @@ echo "|---|---|---|---|---|"
 for cfg in "none -" "cgroup 10" "lsm 10" "cgroup 100000" "lsm 100000"; do
   set -- $cfg
   backend=$1 n=$2
-  [ "$backend" = none ] || start_enforcer "$WORK/p$n.toml" "$backend"
+  [ "$backend" = none ] || start_enforcer "$WORK/p$n.toml" --backend "$backend"
   : > "$WORK/pairs"
   for _ in $(seq 1 "$PAIRS"); do
     base=$(load "$BASE"); with=$(load "$CG")

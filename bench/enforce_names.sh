@@ -15,21 +15,8 @@ PAIRS=${1:-15}
 SECS=${2:-1}
 cargo build --release --locked --bins >&2
 PH=$PWD/target/release/pinhole
-WORK=$(mktemp -d)
-CGROOT=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-CG="$CGROOT/pinhole-bench-$$"
-BASE="$CGROOT/pinhole-base-$$"
-mkdir "$CG" "$BASE"
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  rmdir "$CG" "$BASE" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-cp target/release/pinhole-loadgen "$WORK/loadgen"
-LG=$WORK/loadgen
-SHA=$(sha256sum "$LG" | cut -c1-64)
+. bench/paired_enforcer.sh
+bench_setup target/release/pinhole-loadgen
 SERVER=127.0.10.53:53
 
 cat > "$WORK/dns.py" <<'PY'
@@ -92,21 +79,10 @@ names_policy 10000 > "$WORK/n10000.toml"
 printf 'version = 1\n[defaults]\nunknown_binary = "allow"\n[[app]]\nname = "loadgen"\nsha256 = "%s"\npaths = ["%s"]\n[[app.allow]]\nid = "dns"\nprotocol = "udp"\ndst = "127.0.10.53/32"\nports = 53\n[[app.allow]]\nid = "local"\nprotocol = "tcp"\ndst = "127.0.0.1"\nports = 9\n' \
   "$SHA" "$LG" > "$WORK/addr.toml"
 
-rate() { sed -E 's/.*"per_sec":([0-9.]+).*/\1/'; }
 load() { # $1 = cgroup
   sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$1" taskset -c 1 "$LG" --port 9 \
     --duration "${SECS}s" --resolve "bench.example.test@$SERVER"
 }
-start_enforcer() {
-  taskset -c 0 "$PH" enforce "$1" --cgroup "$CG" --attach-cgroup "$CG" >"$WORK/enf.log" 2>&1 &
-  ENF=$!
-  until grep -q " enforcing " "$WORK/enf.log"; do
-    kill -0 "$ENF" 2>/dev/null || { cat "$WORK/enf.log" >&2; exit 1; }
-    sleep 0.1
-  done
-}
-stop_enforcer() { kill -INT "$ENF"; wait "$ENF" || true; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 echo "| policy | no BPF (connects/s, median) | enforcer (connects/s, median) | ratio: median (min-max of $PAIRS pairs) | allowed by name |"
 echo "|---|---|---|---|---|"
