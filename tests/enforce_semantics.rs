@@ -83,12 +83,15 @@ fn every_semantics_case_holds_in_the_kernel() {
     let mut skipped = Vec::new();
     for (s, suite) in cases.suite.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        // TTLs and expiry run on the kernel's clock: a suite timed in real seconds cannot
-        // be stretched for a slow (emulated) CPU, whose probes take longer than its slack.
+        // TTLs and expiry run on the kernel's clock, so on a slow (emulated) CPU a timed
+        // suite takes minutes (a suite second lasts longer, see `scoped`): the guest
+        // plays those with the LSM backend, whose kernel the host cannot run; the host
+        // plays them all with the cgroup hooks.
         let timed = !suite.answers.is_empty() || suite.events.iter().any(|c| c.t != 0);
-        if timed && slowdown() > 1 {
+        if timed && slowdown() > 1 && test_backend().as_deref() != Some("lsm") {
             eprintln!(
-                "skipped: suite \"{}\" is timed in real seconds, and this CPU is {}x slower",
+                "skipped: suite \"{}\" is timed in real seconds, and this CPU is {}x slower \
+                 (on a slow CPU timed suites run with the LSM backend only)",
                 suite.name,
                 slowdown()
             );
@@ -96,7 +99,9 @@ fn every_semantics_case_holds_in_the_kernel() {
             continue;
         }
         if !suite.answers.is_empty() {
-            names += names::check_suite(s, suite);
+            let (n, left_out) = names::check_suite(s, suite);
+            names += n;
+            skipped.push(left_out);
             continue;
         }
         // Other users run the probe copies too.
@@ -198,7 +203,7 @@ fn every_semantics_case_holds_in_the_kernel() {
     }
     // Every case was checked, or its suite skipped out loud above.
     assert_eq!(checked + names + skipped.iter().sum::<usize>(), 37 + 32);
-    if skipped.is_empty() {
+    if skipped.iter().sum::<usize>() == 0 {
         assert_eq!((checked, names), (37, 32));
     }
     assert_nothing_pinned();

@@ -1,17 +1,23 @@
 //! What scoped cases need in the kernel: the suite's cgroups made below the test's
 //! own (a policy's "/web" is "<test cgroup>/web"), and its seconds played in real time
 //! (a policy's expiry moved to the same clock), so that expiry is seen in the kernel
-//! without a reload.
+//! without a reload. On a slow (emulated) CPU a suite second lasts longer.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::cases::Case;
-use super::common::{cgroup2_mount, Row, TestCgroup};
+use super::common::{cgroup2_mount, slowdown, Row, TestCgroup};
 
 /// How long after the policy is written its second 0 begins: the enforcer starts first.
 const START_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a suite second lasts: one, or half the CPU's slowdown, so that the probes
+/// of one suite second still run within it (expiry is decided at whole seconds).
+fn suite_second() -> Duration {
+    Duration::from_millis(1000 * u64::from(slowdown().div_ceil(2)))
+}
 
 pub struct Setup<'c> {
     /// The policy with cgroups and expiries made real.
@@ -23,6 +29,8 @@ pub struct Setup<'c> {
     children: Vec<(String, TestCgroup)>,
     /// Second 0 of the suite on the wall clock, for suites that keep time.
     start: Option<SystemTime>,
+    /// The length of a suite second.
+    second: Duration,
     scoped: bool,
 }
 
@@ -37,7 +45,10 @@ impl<'c> Setup<'c> {
             own.path.strip_prefix(cgroup2_mount()).unwrap().display()
         );
         let timed = policy.contains("\nexpires = ") || events.iter().any(|c| c.t != 0);
-        let start = timed.then(|| SystemTime::now() + START_MARGIN);
+        let second = suite_second();
+        // The enforcer's start is slower on a slow CPU too, but not by all of it.
+        let margin = START_MARGIN * slowdown().min(8);
+        let start = timed.then(|| SystemTime::now() + margin);
         let mut out = String::new();
         for line in policy.lines() {
             let value = |key: &str| {
@@ -51,7 +62,7 @@ impl<'c> Setup<'c> {
                 let secs = chrono::DateTime::parse_from_rfc3339(at)
                     .unwrap()
                     .timestamp();
-                let real = start + Duration::from_secs(secs as u64);
+                let real = start + second * secs as u32;
                 out += &format!("expires = \"{}\"\n", rfc3339(real));
             } else {
                 out += line;
@@ -82,6 +93,7 @@ impl<'c> Setup<'c> {
             rel,
             children,
             start,
+            second,
             scoped,
         }
     }
@@ -99,12 +111,12 @@ impl<'c> Setup<'c> {
         let Some(start) = self.start else {
             return;
         };
-        let at = start + Duration::from_secs(t as u64);
+        let at = start + self.second * t as u32;
         match at.duration_since(SystemTime::now()) {
             Ok(wait) => std::thread::sleep(wait),
             Err(late) => assert!(
-                late.duration() < Duration::from_millis(900),
-                "second {t} of the suite began {:?} ago: the enforcer took too long to start",
+                late.duration() < self.second * 9 / 10,
+                "second {t} of the suite began {:?} ago: the enforcer's start or the probes of the second before took too long",
                 late.duration()
             ),
         }
