@@ -4,6 +4,7 @@ mod analyze;
 mod capture;
 mod cgroup_paths;
 mod clock;
+mod config;
 mod dns_rows;
 mod enforce;
 mod hook_links;
@@ -21,7 +22,7 @@ mod trail;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Records every outbound connection with the SHA-256 of the binary that made it,
@@ -32,6 +33,11 @@ struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Configuration file for `record` and `enforce`: their options under [record] and
+    /// [enforce], keyed by long name; the command line wins (default:
+    /// /etc/pinhole/pinhole.toml where it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +62,9 @@ enum Command {
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Work with the configuration file of `record` and `enforce`.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -81,7 +90,9 @@ fn quiet_on_closed_pipe(command: &Command) {
     let daemon = match command {
         Command::Record(_) | Command::ExecGateWatchdog(_) => true,
         Command::Enforce(args) => args.runs_enforcer(),
-        Command::Analyze(_) | Command::Policy(_) | Command::Hash { .. } => false,
+        Command::Analyze(_) | Command::Policy(_) | Command::Hash { .. } | Command::Config(_) => {
+            false
+        }
     };
     if !daemon {
         // SAFETY: restoring the default disposition of a signal has no memory effects.
@@ -89,9 +100,27 @@ fn quiet_on_closed_pipe(command: &Command) {
     }
 }
 
+/// Reports an error the way every command does; control characters escaped.
+fn report(e: &anyhow::Error) -> ExitCode {
+    let message = format!("{e:#}");
+    eprintln!(
+        "pinhole: error: {}",
+        pinhole_recorder::printable::printable(&message)
+    );
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (argv, config) = match config::merged_args(Cli::command(), argv) {
+        Ok(merged) => merged,
+        Err(e) => return report(&e),
+    };
+    let cli = Cli::parse_from(argv);
     init_logging(cli.verbose);
+    if let Some(path) = config {
+        tracing::info!("configuration: {}", path.display());
+    }
     quiet_on_closed_pipe(&cli.command);
     let result = match cli.command {
         Command::Record(args) => record::run(args),
@@ -100,18 +129,12 @@ fn main() -> ExitCode {
         Command::Enforce(args) => enforce::run(args),
         Command::ExecGateWatchdog(args) => enforce::run_watchdog(args),
         Command::Hash { files } => identity::print_hashes(&files),
+        Command::Config(cmd) => config::run(cmd, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Messages quote paths, names and file contents: escape what a terminal obeys.
-            let message = format!("{e:#}");
-            eprintln!(
-                "pinhole: error: {}",
-                pinhole_recorder::printable::printable(&message)
-            );
-            ExitCode::FAILURE
-        }
+        // Messages quote paths, names and file contents: escape what a terminal obeys.
+        Err(e) => report(&e),
     }
 }
 

@@ -49,9 +49,28 @@ pub fn host_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A ring buffer's size in bytes: the kernel takes a power of two, at least a page.
+pub fn ring_size(text: &str) -> Result<u32, String> {
+    let size: bytesize::ByteSize = text.parse()?;
+    let n = size.as_u64();
+    if !n.is_power_of_two() || !(4096..=1 << 30).contains(&n) {
+        return Err("must be a power of two between 4KiB and 1GiB".into());
+    }
+    Ok(n as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(ring_size("8MiB"), Ok(8 << 20));
+        assert_eq!(ring_size("4096"), Ok(4096));
+        assert!(ring_size("3MiB").unwrap_err().contains("power of two"));
+        assert!(ring_size("2GiB").is_err());
+        assert!(ring_size("lots").is_err());
+    }
 
     #[test]
     fn ranges() {

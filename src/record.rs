@@ -38,8 +38,8 @@ pub struct RecordArgs {
     #[arg(long, default_value = "128MiB")]
     pub rotate_size: bytesize::ByteSize,
     /// Connect ring buffer size; a power of two (e.g. 8MiB). Larger absorbs longer bursts.
-    #[arg(long, default_value = "8MiB")]
-    pub ring_size: bytesize::ByteSize,
+    #[arg(long, default_value = "8MiB", value_parser = crate::option_ranges::ring_size)]
+    pub ring_size: u32,
     /// How often the ring buffer is drained.
     #[arg(long, default_value = "5ms", value_parser = crate::option_ranges::poll_interval)]
     pub poll_interval: Duration,
@@ -107,14 +107,6 @@ pub fn ignore_terminal_stop() {
     }
 }
 
-pub fn ring_bytes(size: bytesize::ByteSize) -> Result<u32> {
-    let n = size.as_u64();
-    if !n.is_power_of_two() || !(4096..=1 << 30).contains(&n) {
-        bail!("--ring-size {size} must be a power of two between 4KiB and 1GiB");
-    }
-    Ok(n as u32)
-}
-
 /// At stop: with `persist` the links are pinned and left attached, else they are
 /// detached and anything a persisted run left pinned is removed.
 fn finish_links(
@@ -176,7 +168,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     let terminated = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, terminated.clone())
         .context("installing signal handlers")?;
-    let ring = ring_bytes(args.ring_size)?;
+    let ring = args.ring_size;
     let rotate = args.rotate_size.as_u64();
     if !(4 << 10..=64 << 30).contains(&rotate) {
         bail!(

@@ -139,10 +139,9 @@ fn bad_arguments_are_rejected_before_anything_is_loaded() {
         .arg(tmp.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--ring-size 3.0 MiB must be a power of two")
-    );
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("invalid value '3MiB' for '--ring-size <RING_SIZE>': must be a power of two"));
     let out = Command::new(PINHOLE)
         .args(["record", "--duration", "soon"])
         .output()

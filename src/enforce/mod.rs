@@ -28,7 +28,7 @@ pub struct EnforceArgs {
     #[command(subcommand)]
     command: Option<EnforceCommand>,
     /// The policy to enforce (checked before anything is loaded).
-    policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// Write every decision into this dataset (the recorder's format, with verdicts).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -39,7 +39,7 @@ pub struct EnforceArgs {
     backend: backend::BackendChoice,
     /// `enforce` denies; `audit` decides but only records would-deny.
     #[arg(long, value_enum, default_value_t = RunMode::Enforce)]
-    mode: RunMode,
+    pub(crate) mode: RunMode,
     /// Keep enforcing after this process exits (programs pinned in /sys/fs/bpf/pinhole).
     #[arg(long)]
     persist: bool,
@@ -59,8 +59,8 @@ pub struct EnforceArgs {
     #[arg(long, default_value = "1s", value_parser = crate::option_ranges::flush_interval)]
     flush_interval: Duration,
     /// Decision ring buffer size; a power of two.
-    #[arg(long, default_value = "8MiB")]
-    ring_size: bytesize::ByteSize,
+    #[arg(long, default_value = "8MiB", value_parser = crate::option_ranges::ring_size)]
+    ring_size: u32,
     /// Do not hold execs of unhashed files until they are hashed (fanotify permission
     /// events); a fresh copy of an app is then unknown for its first connects.
     #[arg(long)]

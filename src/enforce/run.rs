@@ -194,7 +194,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let mut opts = Options {
         force_audit: args.mode == super::RunMode::Audit,
         send_allowed: args.out.is_some(),
-        ring_bytes: crate::record::ring_bytes(args.ring_size)?,
+        ring_bytes: args.ring_size,
         identity_capacity: args.identity_capacity,
         name_capacity: args.name_capacity,
         scope,
