@@ -184,6 +184,16 @@ fn retry_interrupted(r: libbpf_rs::Result<()>) -> libbpf_rs::Result<()> {
     }
 }
 
+/// Sets its flag when dropped: however a loop that feeds on the poll thread ends (an
+/// error, a panic), the thread is told to stop, or a scope would wait for it forever.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Drains both rings (`connect_events`, `exec_events` of either program) every
 /// `interval` (and at once on an exec) until `stop` is set, then drains once more.
 /// Connect records are consumed before exec records in each round, so the exec behind

@@ -38,6 +38,9 @@ struct Cli {
     /// /etc/pinhole/pinhole.toml where it exists).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Log lines as text, or as one JSON object each (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,19 +70,42 @@ enum Command {
     Config(config::ConfigCommand),
 }
 
-fn init_logging(verbose: u8) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .init();
+        // Its report of a failed write is an eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => {
+            status::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            logs.json().with_current_span(false).init()
+        }
+    }
+    // libbpf's own messages (a verifier log runs to thousands of lines) go through the
+    // same logs, as details: pinhole reports what failed itself, with context, and a
+    // JSON log stays one object per line.
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, libbpf_message)));
+}
+
+fn libbpf_message(_level: libbpf_rs::PrintLevel, message: String) {
+    tracing::debug!("{}", message.trim_end());
 }
 
 /// Commands that print a result and exit end quietly when their reader goes away
@@ -102,11 +128,13 @@ fn quiet_on_closed_pipe(command: &Command) {
 
 /// Reports an error the way every command does; control characters escaped.
 fn report(e: &anyhow::Error) -> ExitCode {
-    let message = format!("{e:#}");
-    eprintln!(
-        "pinhole: error: {}",
-        pinhole_recorder::printable::printable(&message)
-    );
+    let text = format!("{e:#}");
+    let message = pinhole_recorder::printable::printable(&text);
+    if status::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        status::say(&format!("pinhole: error: {message}"));
+    }
     ExitCode::FAILURE
 }
 
@@ -117,7 +145,7 @@ fn main() -> ExitCode {
         Err(e) => return report(&e),
     };
     let cli = Cli::parse_from(argv);
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     if let Some(path) = config {
         tracing::info!("configuration: {}", path.display());
     }

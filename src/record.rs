@@ -241,6 +241,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         );
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
+        let _stop_poller = capture::StopOnDrop(poll_stop);
         let mut writer = Writer::new(&mut sink);
         writer.set_host_resolvers(crate::dns_rows::HostResolvers::new(&args.host_resolvers));
         writer.set_lost_base(lost_base.unwrap_or(0));
@@ -336,17 +337,17 @@ pub fn run(args: RecordArgs) -> Result<()> {
         Ok(())
     })
     .inspect_err(|_| {
-        eprintln!(
+        crate::status::say(&format!(
             "pinhole: data already published in {} is intact; staged events are published by the next `pinhole record` on it",
             args.out.display()
-        )
+        ))
     })?;
     let stats = sink.close().context("publishing the last file")?;
-    eprintln!(
+    crate::status::say(&format!(
         "pinhole: {} events written, {} files published in {}",
         stats.events_written.load(Ordering::Relaxed),
         stats.files_published.load(Ordering::Relaxed),
         args.out.display()
-    );
+    ));
     Ok(())
 }

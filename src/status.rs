@@ -1,13 +1,28 @@
 //! The status line of long-running commands: an indicatif spinner on a terminal,
-//! periodic log lines otherwise.
+//! otherwise a log line at most every 10 s and only when a counter changed (a quiet
+//! recorder would write 8,640 identical lines a day).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Set when logs are JSON: then lines for people are log events too.
+pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes a line for people on stderr, ignoring a closed stderr: `eprintln!` would
+/// panic there, and a daemon must outlive its log reader.
+pub fn say(line: &str) {
+    use std::io::Write;
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{}", line.trim_start_matches("pinhole: "));
+    } else {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
 /// Counters shown on the line; events/s is derived from `events` between updates.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub events: u64,
     pub written: u64,
@@ -19,6 +34,8 @@ pub struct StatusLine {
     bar: Option<ProgressBar>,
     log_every: Duration,
     last_log: Instant,
+    /// The counters the last log line showed.
+    logged: Counters,
     last: (Instant, u64),
     rate: f64,
 }
@@ -40,6 +57,7 @@ impl StatusLine {
             bar,
             log_every: Duration::from_secs(10),
             last_log: now,
+            logged: Counters::default(),
             last: (now, 0),
             rate: 0.0,
         }
@@ -56,14 +74,21 @@ impl StatusLine {
             "{:.0} events/s | {} written | {} lost | {} files published",
             self.rate, c.written, c.lost, c.files
         );
-        match &self.bar {
-            Some(bar) => bar.set_message(msg),
-            None if now.duration_since(self.last_log) >= self.log_every => {
-                self.last_log = now;
-                tracing::info!("{msg}");
-            }
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg);
+        } else if self.log_due(now, c) {
+            tracing::info!("{msg}");
         }
+    }
+
+    /// Whether a log line is due: its interval passed and something changed.
+    fn log_due(&mut self, now: Instant, c: Counters) -> bool {
+        if now.duration_since(self.last_log) < self.log_every || c == self.logged {
+            return false;
+        }
+        self.last_log = now;
+        self.logged = c;
+        true
     }
 
     pub fn finish(self) {
@@ -101,5 +126,26 @@ impl Spinner {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_only_when_something_changed() {
+        let mut line = StatusLine::new("test");
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut c = Counters::default();
+        assert!(!line.log_due(at(11), c), "nothing happened yet");
+        c.events = 5;
+        assert!(!line.log_due(at(5), c), "not before the interval");
+        assert!(line.log_due(at(11), c));
+        assert!(!line.log_due(at(30), c), "nothing changed since");
+        c.lost = 1;
+        assert!(!line.log_due(at(15), c), "changed, but too soon");
+        assert!(line.log_due(at(31), c));
     }
 }

@@ -54,8 +54,13 @@ fn config_check_reports_ok_or_the_problem_at_its_place() {
 fn the_example_configuration_checks() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/pinhole.toml");
     let out = pinhole(["config", "check", example]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok ([record] 6 settings, [enforce] 5 settings)"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("ok ([record] 6 settings, [enforce] 5 settings)"));
 }
 
 #[test]

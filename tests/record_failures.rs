@@ -577,3 +577,44 @@ fn a_persisted_recorder_loses_nothing_across_a_restart() {
     );
     assert!(notes.iter().any(|n| n.contains("took over")), "{notes:?}");
 }
+
+/// A recorder whose log reader went away (a closed terminal, a dead log pipe) keeps
+/// recording and stops when told: writing its logs fails, and used to panic inside the
+/// recording loop, leaving the ring-buffer thread running and the process hung.
+#[test]
+fn a_closed_log_pipe_neither_kills_nor_hangs_the_recorder() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(PINHOLE)
+        .args(["-v", "record", "--duration", "3s", "--out"])
+        .arg(&out)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    run(Command::new(LOADGEN).args(["--port", "40071", "--count", "3"]));
+    let deadline = Instant::now() + Duration::from_secs(30) * slowdown();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the recorder hung after its log pipe closed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let rows = rows(&out);
+    assert_eq!(
+        rows.iter().filter(|r| r["dst_port"] == "40071").count(),
+        3,
+        "the connects made meanwhile are recorded"
+    );
+}

@@ -148,3 +148,63 @@ fn replay_evaluate_and_check_speak_json() {
         "{c}"
     );
 }
+
+/// `--log-format json`: every line a recorder writes on stderr is one JSON object with
+/// a level and a message (libbpf's own messages and the closing summary included).
+#[test]
+fn json_logs_are_one_object_per_line() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(PINHOLE)
+        .args([
+            "--log-format",
+            "json",
+            "-v",
+            "record",
+            "--duration",
+            "1s",
+            "--out",
+        ])
+        .arg(tmp.path().join("events"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stderr).unwrap();
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        messages.push(v["fields"]["message"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        messages.iter().any(|m| m == "attached; recording"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("events written")),
+        "{messages:?}"
+    );
+
+    let out = Command::new(PINHOLE)
+        .args([
+            "--log-format",
+            "json",
+            "policy",
+            "check",
+            "/nonexistent.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(v["level"], "ERROR");
+}

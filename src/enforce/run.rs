@@ -333,7 +333,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
         // However this closure ends (a panic included), the poll thread is told to stop,
         // or the scope would wait for it forever with the programs attached.
-        let _stop_poller = StopOnDrop(poll_stop);
+        let _stop_poller = capture::StopOnDrop(poll_stop);
         let mut writer = sink.as_mut().map(Writer::new);
         if let Some(w) = writer.as_mut() {
             w.set_kernel_names(MapHandle::try_from(&shared.name_texts)?);
@@ -478,10 +478,10 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         links.leave_pinned();
         st.pid = 0;
         state::write(&st)?;
-        eprintln!(
+        crate::status::say(&format!(
             "pinhole: the policy stays enforced (pinned in {}); `pinhole enforce stop` removes it",
             state::PIN_DIR
-        );
+        ));
         Ok(())
     } else {
         links.unpin()?;
@@ -490,23 +490,14 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     };
     if let Some(sink) = sink {
         let stats = sink.close().context("publishing the last file")?;
-        eprintln!(
+        crate::status::say(&format!(
             "pinhole: {} decisions written, {} files published",
             stats.events_written.load(Ordering::Relaxed),
             stats.files_published.load(Ordering::Relaxed)
-        );
+        ));
     }
     result.context("enforcement stopped")?;
     finish
-}
-
-/// Sets its flag when dropped.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
 }
 
 /// Opens the rings and loss counters a persisted enforcer left pinned.
