@@ -129,3 +129,59 @@ fn skip_bad_carries_on_and_lists_the_files() {
         "{err}"
     );
 }
+
+/// A day compacted by another engine (DuckDB's COPY with snappy and plain strings;
+/// pyarrow with gzip, large strings, variable-length hashes and int64 integers; neither
+/// keeps pinhole's metadata) is read as pinhole's own: the same profiles as the
+/// original files.
+#[test]
+fn days_rewritten_by_other_engines_analyze_as_the_originals() {
+    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original");
+    dataset(&original);
+    let (code, want, err) = analyze(&[original.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/rewrite_days.py");
+    for engine in ["duckdb", "pyarrow"] {
+        let rewritten = dir.path().join(engine);
+        let res = Command::new(&python)
+            .args([
+                script,
+                original.to_str().unwrap(),
+                rewritten.to_str().unwrap(),
+                engine,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            res.status.success(),
+            "{python} could not rewrite the dataset (setup.sh installs duckdb and pyarrow): {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let (code, got, err) = analyze(&[rewritten.to_str().unwrap(), "--format", "json"]);
+        assert_eq!(code, Some(0), "{engine}: {err}");
+        let strip = |t: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(t).unwrap();
+            // Where the profiles were read from differs, and nothing else may.
+            v.as_object_mut().unwrap().remove("dataset");
+            v
+        };
+        assert_eq!(strip(&got), strip(&want), "{engine}");
+    }
+    // A Parquet file that is not pinhole's at all is still refused by name.
+    let other = dir.path().join("other/date=2026-01-01");
+    std::fs::create_dir_all(&other).unwrap();
+    let res = Command::new(&python)
+        .args([
+            "-c",
+            "import pyarrow as pa, pyarrow.parquet as pq, sys; pq.write_table(pa.table({'a': [1]}), sys.argv[1])",
+            other.join("x.parquet").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    let (code, _, err) = analyze(&[dir.path().join("other").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a pinhole dataset file"), "{err}");
+}

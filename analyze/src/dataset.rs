@@ -14,6 +14,8 @@ use pinhole_recorder::readback::key_value_metadata;
 use pinhole_recorder::regular::open_regular;
 use pinhole_recorder::schema::{meta, schema, SCHEMA_VERSION};
 
+use crate::foreign::{self, Batches};
+
 use crate::error::AnalyzeError;
 use crate::guard::decode_guarded;
 use crate::scan::{FileScan, Window};
@@ -107,23 +109,24 @@ pub fn dataset_files(root: &Path, filter: &Filter) -> Result<Vec<PathBuf>, Analy
         .collect())
 }
 
-/// Checks the footer: a pinhole file, a schema version this build knows, and the
-/// columns the analyzer needs with the types it expects.
-fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, AnalyzeError> {
+/// Checks the footer: a pinhole file (or one another engine rewrote from pinhole's: its
+/// columns without pinhole's metadata), a schema version this build knows, and the
+/// columns the analyzer needs with types it can read as its own. Returns whether the
+/// batches need `foreign::conform`.
+fn open_checked(
+    path: &Path,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, bool), AnalyzeError> {
     let file = open_regular(path).map_err(|e| AnalyzeError::corrupt(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| AnalyzeError::corrupt(path, e))?;
-    let version = key_value_metadata(builder.metadata().file_metadata())
-        .remove(meta::SCHEMA_VERSION)
-        .ok_or_else(|| AnalyzeError::NotPinhole {
-            path: path.to_owned(),
-        })?;
-    match version.parse::<u32>() {
-        Ok(v) if v <= SCHEMA_VERSION => {}
+    let version =
+        key_value_metadata(builder.metadata().file_metadata()).remove(meta::SCHEMA_VERSION);
+    match version.as_deref().map(str::parse::<u32>) {
+        None | Some(Ok(0..=SCHEMA_VERSION)) => {}
         _ => {
             return Err(AnalyzeError::NewerSchema {
                 path: path.to_owned(),
-                found: version,
+                found: version.unwrap_or_default(),
                 supported: SCHEMA_VERSION,
             })
         }
@@ -134,25 +137,26 @@ fn open_checked(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, An
             .field_with_name(name)
             .expect("known column")
             .data_type();
-        match builder.schema().field_with_name(name) {
-            Ok(f) if f.data_type() == want || older_type(name, f.data_type()) => {}
-            Ok(f) => {
-                return Err(AnalyzeError::WrongSchema {
-                    path: path.to_owned(),
-                    column: name.into(),
-                    problem: format!("has type {}, expected {want}", f.data_type()),
-                })
-            }
-            Err(_) => {
-                return Err(AnalyzeError::WrongSchema {
-                    path: path.to_owned(),
-                    column: name.into(),
-                    problem: "is missing".into(),
-                })
-            }
-        }
+        let problem = match builder.schema().field_with_name(name) {
+            Ok(f) if f.data_type() == want || older_type(name, f.data_type()) => continue,
+            Ok(f) if foreign::readable_as(f.data_type(), want) => continue,
+            Ok(f) => format!("has type {}, expected {want}", f.data_type()),
+            Err(_) => "is missing".to_owned(),
+        };
+        return Err(match version {
+            // Neither pinhole's metadata nor pinhole's columns.
+            None => AnalyzeError::NotPinhole {
+                path: path.to_owned(),
+            },
+            Some(_) => AnalyzeError::WrongSchema {
+                path: path.to_owned(),
+                column: name.into(),
+                problem,
+            },
+        });
     }
-    Ok(builder)
+    let conform = foreign::needs_conform(builder.schema());
+    Ok((builder, conform))
 }
 
 /// Whether column `name` has a non-null value in row groups `part` (true when the
@@ -208,14 +212,15 @@ fn older_type(name: &str, t: &arrow_schema::DataType) -> bool {
 pub fn read_columns(
     path: &Path,
     columns: &[&str],
-) -> Result<ParquetRecordBatchReader, AnalyzeError> {
-    let builder = open_checked(path)?;
+) -> Result<Batches<ParquetRecordBatchReader>, AnalyzeError> {
+    let (builder, conform) = open_checked(path)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    builder
+    let inner = builder
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(|e| AnalyzeError::corrupt(path, e))
+        .map_err(|e| AnalyzeError::corrupt(path, e))?;
+    Ok(Batches { inner, conform })
 }
 
 /// Summarises one file.
@@ -236,7 +241,7 @@ fn scan_part(
     spill: Option<&mut dyn FnMut(Range<usize>)>,
     scan: &mut FileScan,
 ) -> Result<u64, AnalyzeError> {
-    let builder = open_checked(path)?;
+    let (builder, conform) = open_checked(path)?;
     let all = builder.metadata().num_row_groups();
     let mut part = row_groups.unwrap_or(0..all);
     if part.end > all {
@@ -268,12 +273,13 @@ fn scan_part(
         .filter(|c| !(exact && *c == "ts"))
         .chain(extra);
     let mask = ProjectionMask::columns(builder.parquet_schema(), wanted);
-    let reader = builder
+    let inner = builder
         .with_projection(mask)
         .with_row_groups(part.collect())
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| AnalyzeError::corrupt(path, e))?;
+    let reader = Batches { inner, conform };
     let window = Window {
         since_ns: filter.since_ns,
         until_ns: filter.until_ns,

@@ -13,7 +13,7 @@ pub enum AnalyzeError {
     #[error("{path}: not a readable Parquet file ({detail})")]
     Corrupt { path: PathBuf, detail: String },
 
-    #[error("{path}: not a pinhole dataset file (no pinhole.schema_version in its metadata)")]
+    #[error("{path}: not a pinhole dataset file (no pinhole.schema_version in its metadata, and not the columns pinhole reads)")]
     NotPinhole { path: PathBuf },
 
     #[error("{path}: schema version {found} is newer than this pinhole understands ({supported}); upgrade pinhole")]

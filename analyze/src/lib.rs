@@ -4,6 +4,7 @@
 pub mod anomalies;
 pub mod dataset;
 pub mod error;
+pub mod foreign;
 pub mod guard;
 pub mod profile;
 mod scan;
