@@ -15,6 +15,7 @@ mod option_ranges;
 mod policy;
 mod record;
 mod record_persist;
+mod record_retention;
 mod skel;
 mod snapshot;
 mod status;

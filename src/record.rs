@@ -73,6 +73,14 @@ pub struct RecordArgs {
     /// or nscd send no DNS packet of their own). Repeatable; replaces the defaults.
     #[arg(long = "host-resolver", default_values_t = crate::dns_rows::DEFAULT_HOST_RESOLVERS.map(String::from))]
     pub host_resolvers: Vec<String>,
+    /// Remove published files of a date more than this many days before today (UTC),
+    /// oldest first. Staged data and the newest file are never removed.
+    #[arg(long, value_name = "DAYS")]
+    pub retain_days: Option<u32>,
+    /// Remove the oldest published files while the dataset's published files take more
+    /// than this (e.g. 20GiB). Staged data and the newest file are never removed.
+    #[arg(long, value_name = "SIZE")]
+    pub retain_size: Option<bytesize::ByteSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -257,6 +265,13 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
 
         let mut status = StatusLine::new("recording");
+        let mut keeper = crate::record_retention::Keeper::new(
+            pinhole_recorder::retention::Retention {
+                max_age_days: args.retain_days,
+                max_bytes: args.retain_size.map(|s| s.as_u64()),
+            },
+            args.out.clone(),
+        );
         let mut by_duration = false;
         let mut links = Some(links);
         let mut result = Ok(());
@@ -290,6 +305,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
                 }
             }
             status.update(writer.counters());
+            keeper.tick(now, writer.counters().files);
             let expired = deadline.is_some_and(|d| now >= d);
             if expired && links.is_some() {
                 by_duration = true;
@@ -332,6 +348,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
             unresolved = resolver.unresolved,
             exec_descriptors_not_kept = crate::identity::fd_budget::refused(),
             lost_to_full_disk = writer.sink.lost_to_full_disk(),
+            retention_removed_files = keeper.removed_files,
+            retention_removed_bytes = keeper.removed_bytes,
             "recording finished"
         );
         Ok(())

@@ -60,7 +60,7 @@ fn the_example_configuration_checks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("ok ([record] 6 settings, [enforce] 5 settings)"));
+        .contains("ok ([record] 8 settings, [enforce] 5 settings)"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod parquet_file;
 pub mod printable;
 pub mod readback;
 pub mod regular;
+pub mod retention;
 pub mod schema;
 pub mod sink;
 mod staging;
