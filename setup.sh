@@ -61,6 +61,19 @@ case "$cmd" in
       "$venv/bin/pip" install -q --disable-pip-version-check duckdb pyarrow pytz pyspark
     fi
     export PINHOLE_TEST_PYTHON="$PWD/$venv/bin/python"
+    # promtool (Debian's prometheus package) checks the metrics pinhole serves: unpacked
+    # under target/, never installed (installing would start a Prometheus server).
+    promtool=target/promtool/usr/bin/promtool
+    if [ ! -x "$promtool" ]; then
+      rm -rf target/promtool target/promtool.deb && mkdir -p target/promtool.deb
+      if (cd target/promtool.deb && apt-get download -qq prometheus >/dev/null 2>&1); then
+        dpkg-deb -x target/promtool.deb/prometheus_*.deb target/promtool
+      else
+        echo "setup.sh: could not download Debian's prometheus package (promtool)" >&2
+      fi
+      rm -rf target/promtool.deb
+    fi
+    export PINHOLE_TEST_PROMTOOL="$PWD/$promtool"
     cargo fmt --all -- --check || die "cargo fmt reports unformatted code"
     cargo clippy --workspace --all-targets --locked -- -D warnings
     before=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)

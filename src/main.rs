@@ -10,6 +10,7 @@ mod enforce;
 mod hook_links;
 mod identity;
 mod labels;
+mod metrics;
 mod mounts;
 mod option_ranges;
 mod policy;

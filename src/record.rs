@@ -81,6 +81,10 @@ pub struct RecordArgs {
     /// than this (e.g. 20GiB). Staged data and the newest file are never removed.
     #[arg(long, value_name = "SIZE")]
     pub retain_size: Option<bytesize::ByteSize>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724): events, losses,
+    /// files and bytes published, the hash cache, retention.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,6 +168,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
         return Ok(());
     }
     ignore_terminal_stop();
+    // A port in use is refused before anything is loaded.
+    if let Some(addr) = args.metrics_listen {
+        crate::metrics::serve(addr, "record")?;
+    }
     // Handlers first: a signal during set-up must find them installed.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -297,6 +305,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
                     Err(e) => tracing::warn!("{e:#}"),
                 }
                 short.check(now);
+                let c = writer.counters();
+                let bytes = writer.sink.stats().bytes_published.load(Ordering::Relaxed);
+                crate::metrics::trail(c, bytes);
+                crate::metrics::identities(resolver.cached(), resolver.stats());
+                crate::metrics::retention(keeper.removed_files, keeper.removed_bytes);
             }
             if result.is_ok() {
                 if let Err(e) = writer.sink.tick(now) {

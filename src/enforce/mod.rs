@@ -83,6 +83,10 @@ pub struct EnforceArgs {
     /// defaults.
     #[arg(long = "host-resolver", default_values_t = crate::dns_rows::DEFAULT_HOST_RESOLVERS.map(String::from))]
     host_resolvers: Vec<String>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9724): events, losses,
+    /// files and bytes published, the hash cache, decisions by app and verdict, reloads, evictions.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -95,6 +95,9 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let loaded = load(&path, "nothing was loaded")?;
     require_root("pinhole enforce")?;
     crate::record::ignore_terminal_stop();
+    if let Some(addr) = args.metrics_listen {
+        crate::metrics::serve(addr, "enforce")?;
+    }
     // Handlers first: a signal that arrives during set-up must not kill the process
     // half-way (SIGHUP's default action is to terminate).
     let stop = Arc::new(AtomicBool::new(false));
@@ -356,6 +359,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 Ok(Captured::Connects(batch)) => {
                     let batch = capture::only_connects(batch);
                     denials.note(&batch, &labels, writer.is_none());
+
                     if let Some(w) = writer.as_mut() {
                         if let Err(e) = w.append_all(&mut resolver, &labels, &batch) {
                             result = Err(e);
@@ -404,6 +408,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         st.reload_error = None;
                         st.last_request_ok = Some(true);
                         current = gen;
+                        crate::metrics::reload(true, current.number);
                         tracing::info!(generation = current.number, "reloaded the policy");
                     }
                     Err(e) => {
@@ -412,6 +417,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         );
                         st.reload_error = Some(refusal(&e));
                         st.last_request_ok = Some(false);
+                        crate::metrics::reload(false, current.number);
                     }
                 }
                 if let Some(t) = &taken {
@@ -433,6 +439,25 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     Err(e) => tracing::warn!("{e:#}"),
                 }
                 let evictions = super::tables::identity_evictions();
+                crate::metrics::identity_evictions(evictions);
+                if args.metrics_listen.is_some() {
+                    let apps = &current.compiled.apps;
+                    match super::tables::read_counters(
+                        &current.skel.maps.counters,
+                        apps.len() as u32 + 1,
+                    ) {
+                        Ok(counts) => crate::metrics::decisions(
+                            std::iter::once("(unknown binary)")
+                                .chain(apps.iter().map(|a| a.name.as_str()))
+                                .zip(counts.iter().map(|c| [c.allowed, c.denied, c.would_deny])),
+                        ),
+                        Err(e) => tracing::warn!("{e:#}"),
+                    }
+                }
+                if let Some(w) = writer.as_ref() {
+                    let bytes = w.sink.stats().bytes_published.load(Ordering::Relaxed);
+                    crate::metrics::trail(w.counters(), bytes);
+                }
                 if evictions != st.identity_evictions {
                     st.identity_evictions = evictions;
                     if let Err(e) = state::write(&st) {

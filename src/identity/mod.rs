@@ -11,7 +11,7 @@ mod resolver;
 pub use exec_watch::{mark_exec_filesystems, ExecWatch};
 pub use hash::{sha256_file, until_lasting};
 pub use key::{user_dev_to_kernel, ExeKey};
-pub use resolver::{Candidate, Resolver};
+pub use resolver::{Candidate, Resolver, ResolverStats};
 
 /// `pinhole hash FILE...`: the digest pinhole would record for each file, computed by
 /// the same code path (and the same unchanged-while-hashing check) as the recorder's.

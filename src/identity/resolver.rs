@@ -91,6 +91,11 @@ impl Resolver {
         self.stats
     }
 
+    /// Identities whose digest is cached (lasting and provisional).
+    pub fn cached(&self) -> usize {
+        self.cache.len() + self.provisional.len()
+    }
+
     /// The hash of this version of a file, if it was hashed.
     pub fn sha256_of(&self, key: &ExeKey) -> Option<[u8; 32]> {
         self.cache.get(key).and_then(|i| i.sha256)
