@@ -14,6 +14,7 @@ mod metrics;
 mod mounts;
 mod option_ranges;
 mod policy;
+mod privileges;
 mod record;
 mod record_persist;
 mod record_retention;

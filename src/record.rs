@@ -99,17 +99,6 @@ pub enum OnDiskFull {
     Stop,
 }
 
-pub fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("{what} must run as root: loading BPF programs needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN (try sudo)");
-    }
-    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        bail!("this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): pinhole needs CONFIG_DEBUG_INFO_BTF=y");
-    }
-    Ok(())
-}
-
 /// A terminal's Ctrl-Z (SIGTSTP) must not stop pinhole: a stopped recorder loses
 /// events, and a stopped enforcer would hold execs until its watchdog steps in.
 pub fn ignore_terminal_stop() {
@@ -161,7 +150,7 @@ fn start_note(recovery: &pinhole_recorder::RecoveryReport, took_over: bool) -> S
 }
 
 pub fn run(args: RecordArgs) -> Result<()> {
-    require_root("pinhole record")?;
+    crate::privileges::require("pinhole record", crate::privileges::DAEMON)?;
     if args.release {
         let removed = record_persist::release()?;
         println!("removed {} pins of a persisted recorder", removed.len());

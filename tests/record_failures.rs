@@ -107,8 +107,36 @@ fn not_root_is_refused_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("must run as root"), "{err}");
+    assert!(
+        err.contains("pinhole record lacks CAP_BPF (loading BPF programs), CAP_PERFMON"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Root is not what is checked, the capabilities are: root without CAP_BPF (a bounding
+/// set that drops it) is refused naming exactly what is missing, before anything loads.
+#[test]
+fn a_missing_capability_is_named() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-bpf,-net_admin", PINHOLE, "record", "--out"])
+        .arg(tmp.path().join("events"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "pinhole record lacks CAP_BPF (loading BPF programs), CAP_NET_ADMIN (the cgroup socket hooks): run it as root, or grant them"
+        ),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("events").exists(),
+        "nothing was started: {err}"
+    );
 }
 
 #[test]

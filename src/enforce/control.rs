@@ -61,7 +61,7 @@ pub fn active_policy() -> Result<Compiled> {
 }
 
 pub fn status(args: StatusArgs) -> Result<()> {
-    crate::record::require_root("pinhole enforce status")?;
+    crate::privileges::require("pinhole enforce status", crate::privileges::CONTROL)?;
     let Some(st) = state::read()? else {
         if state::has_pins() {
             bail!(
@@ -192,7 +192,7 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
     // Checked once, by the enforcer, which relays the problems: a second check here
     // would add seconds to a large policy's reload.
     let text = crate::policy::read_policy_text(&args.policy)?;
-    crate::record::require_root("pinhole enforce reload")?;
+    crate::privileges::require("pinhole enforce reload", crate::privileges::CONTROL)?;
     let st = state::read()?
         .context("no enforcer is loaded (start one with `pinhole enforce POLICY`)")?;
     if !state::is_running(st.pid) {
@@ -273,7 +273,7 @@ pub fn reload(args: ReloadArgs) -> Result<()> {
 }
 
 pub fn stop() -> Result<()> {
-    crate::record::require_root("pinhole enforce stop")?;
+    crate::privileges::require("pinhole enforce stop", crate::privileges::CONTROL)?;
     let st = state::read()?;
     if let Some(s) = st.as_ref().filter(|s| state::is_running(s.pid)) {
         // SAFETY: as above.

@@ -130,7 +130,7 @@ fn name_text(texts: &MapHandle, id: u32) -> String {
 }
 
 pub fn names(args: NamesArgs) -> Result<()> {
-    crate::record::require_root("pinhole enforce names")?;
+    crate::privileges::require("pinhole enforce names", crate::privileges::CONTROL)?;
     let Some(st) = state::read()? else {
         println!("not enforcing: no enforcer is loaded");
         return Ok(());

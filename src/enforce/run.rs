@@ -24,7 +24,6 @@ use super::EnforceArgs;
 use crate::capture::{self, Captured};
 use crate::identity::Resolver;
 use crate::mounts;
-use crate::record::require_root;
 use crate::status::StatusLine;
 use crate::trail::{Labels, Writer};
 
@@ -93,7 +92,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         .context("no policy file given (pinhole enforce POLICY.toml)")?;
     // A bad file is refused before anything touches the kernel.
     let loaded = load(&path, "nothing was loaded")?;
-    require_root("pinhole enforce")?;
+    crate::privileges::require("pinhole enforce", crate::privileges::DAEMON)?;
     crate::record::ignore_terminal_stop();
     if let Some(addr) = args.metrics_listen {
         crate::metrics::serve(addr, "enforce")?;
