@@ -114,6 +114,29 @@ fn collect_parquet(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
+/// The trail is evidence: files are read-write for their owner and readable by its
+/// group (a readers' group, for example `pinhole`, given as the dataset directory's
+/// group with its set-group-id bit), nothing for others; directories likewise.
+pub const FILE_MODE: u32 = 0o640;
+pub const DIR_MODE: u32 = 0o750;
+
+/// Creates `dir` and its missing parents with `DIR_MODE`.
+pub fn create_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+}
+
+/// Options that create a file with `FILE_MODE` (writable, truncated when it exists).
+pub fn file_options() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true).mode(FILE_MODE);
+    o
+}
+
 /// fsync a directory so that a rename or unlink in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()

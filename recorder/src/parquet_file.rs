@@ -105,9 +105,11 @@ impl PendingParquet {
         codec: Codec,
     ) -> Result<Self, SinkError> {
         if let Some(dir) = temp.parent() {
-            fs::create_dir_all(dir).map_err(|e| SinkError::write(dir, e))?;
+            crate::layout::create_dirs(dir).map_err(|e| SinkError::write(dir, e))?;
         }
-        let file = File::create(&temp).map_err(|e| SinkError::write(&temp, e))?;
+        let file = crate::layout::file_options()
+            .open(&temp)
+            .map_err(|e| SinkError::write(&temp, e))?;
         let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, codec)?))
             .map_err(|e| SinkError::encode(&temp, e))?;
         Ok(PendingParquet {

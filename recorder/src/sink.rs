@@ -123,11 +123,11 @@ impl Sink {
             path: out.clone(),
             cause: e,
         };
-        fs::create_dir_all(out).map_err(out_err)?;
+        layout::create_dirs(out).map_err(out_err)?;
         let staging = layout::staging_dir(out);
-        fs::create_dir_all(&staging).map_err(out_err)?;
+        layout::create_dirs(&staging).map_err(out_err)?;
         let lock_path = out.join(layout::LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(out_err)?;
+        let lock = layout::file_options().open(&lock_path).map_err(out_err)?;
         lock.try_lock()
             .map_err(|_| SinkError::Locked { path: out.clone() })?;
 

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -69,6 +70,7 @@ impl StagingLog {
         let mut file = OpenOptions::new()
             .create_new(true)
             .write(true)
+            .mode(crate::layout::FILE_MODE)
             .open(&data_path)
             .map_err(|e| SinkError::write(&data_path, e))?;
         file.write_all(MAGIC)
@@ -152,7 +154,9 @@ fn arrow_error(path: &Path, e: arrow_schema::ArrowError) -> SinkError {
 
 fn write_meta(path: &Path, meta: &StagedMeta) -> Result<(), SinkError> {
     let tmp = path.with_extension("meta.tmp");
-    let mut f = File::create(&tmp).map_err(|e| SinkError::write(&tmp, e))?;
+    let mut f = crate::layout::file_options()
+        .open(&tmp)
+        .map_err(|e| SinkError::write(&tmp, e))?;
     f.write_all(meta.encode().as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| SinkError::write(&tmp, e))?;

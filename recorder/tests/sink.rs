@@ -612,3 +612,30 @@ fn a_log_staged_in_an_older_schema_is_published_in_the_current_one() {
     );
     sink.close().unwrap();
 }
+
+/// The trail is evidence: nothing of it is readable by others, whatever the umask
+/// leaves (files 0640, directories 0750; staged data too).
+#[test]
+fn the_trail_is_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (mut sink, _) = Sink::open(config(&out)).unwrap();
+    for i in 0..10 {
+        sink.append(&event(T0 + i, 443)).unwrap();
+    }
+    sink.flush().unwrap();
+    let staging = out.join(".staging");
+    for entry in std::fs::read_dir(&staging).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o640, "{}", p.display());
+    }
+    sink.close().unwrap();
+    let files = published_files(&out).unwrap();
+    assert_eq!(mode(&files[0]), 0o640);
+    assert_eq!(mode(files[0].parent().unwrap()), 0o750);
+    assert_eq!(mode(&out), 0o750);
+    assert_eq!(mode(&staging), 0o750);
+    assert_eq!(mode(&out.join(".pinhole.lock")), 0o640);
+}
