@@ -12,7 +12,7 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 # Debian packages: libbpf-sys/libbpf-cargo build needs (clang, libelf, zlib, pkg-config,
 # make, gcc, the UAPI headers in libc6-dev), plus what the tests drive for real.
 BUILD_PKGS=(clang libelf-dev zlib1g-dev pkg-config make gcc libc6-dev)
-TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace openjdk-17-jre-headless)
+TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace openjdk-17-jre-headless systemd)
 # The guest part (tests/vm): QEMU boots Debian's stock kernel (BPF LSM enabled), whose
 # .deb tests/vm/run downloads and unpacks under target/vm, never installing it here.
 VM_PKGS=(qemu-system-x86 busybox-static cpio)

@@ -6,6 +6,7 @@ mod cgroup_paths;
 mod clock;
 mod config;
 mod dns_rows;
+mod docs;
 mod enforce;
 mod hook_links;
 mod identity;
@@ -18,6 +19,7 @@ mod privileges;
 mod record;
 mod record_persist;
 mod record_retention;
+mod service;
 mod skel;
 mod snapshot;
 mod status;
@@ -71,6 +73,9 @@ enum Command {
     /// Work with the configuration file of `record` and `enforce`.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Write man pages and shell completions (for packages).
+    #[command(hide = true)]
+    Docs(docs::DocsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,9 +124,11 @@ fn quiet_on_closed_pipe(command: &Command) {
     let daemon = match command {
         Command::Record(_) | Command::ExecGateWatchdog(_) => true,
         Command::Enforce(args) => args.runs_enforcer(),
-        Command::Analyze(_) | Command::Policy(_) | Command::Hash { .. } | Command::Config(_) => {
-            false
-        }
+        Command::Analyze(_)
+        | Command::Policy(_)
+        | Command::Hash { .. }
+        | Command::Config(_)
+        | Command::Docs(_) => false,
     };
     if !daemon {
         // SAFETY: restoring the default disposition of a signal has no memory effects.
@@ -161,6 +168,7 @@ fn main() -> ExitCode {
         Command::ExecGateWatchdog(args) => enforce::run_watchdog(args),
         Command::Hash { files } => identity::print_hashes(&files),
         Command::Config(cmd) => config::run(cmd, Cli::command()),
+        Command::Docs(args) => docs::run(args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -233,6 +233,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         ),
     };
     tracing::info!(cgroup = %target.display(), out = %args.out.display(), "attached; recording");
+    let mut notifier = crate::service::Notifier::new();
+    notifier.ready(&format!("recording into {}", args.out.display()));
 
     crate::identity::fd_budget::init();
     let poll_stop = AtomicBool::new(false);
@@ -308,6 +310,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             }
             status.update(writer.counters());
             keeper.tick(now, writer.counters().files);
+            notifier.alive(now);
             let expired = deadline.is_some_and(|d| now >= d);
             if expired && links.is_some() {
                 by_duration = true;
@@ -325,6 +328,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             }
         }
         status.finish();
+        notifier.stopping();
         let polled = poller.join().map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))?;
         writer.set_lost(capture::lost_events(&skel.maps.lost_events)?);
         let mut why = match (&result, &polled) {

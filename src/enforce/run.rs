@@ -343,6 +343,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         let mut denials = DenialLog::default();
         let mut unsettled = identities::Unsettled::default();
         let mut status = StatusLine::new("enforcing");
+        let mut notifier = crate::service::Notifier::new();
+        notifier.ready(&format!("enforcing {}", path.display()));
         let mut attached = true;
         let mut result = Ok(());
         let mut last_lost = Instant::now();
@@ -481,6 +483,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 Some(w) => w.counters(),
                 None => denials.counters(),
             });
+            notifier.alive(now);
             let expired = deadline.is_some_and(|d| now >= d);
             if (stop.load(Ordering::Acquire) || expired) && attached {
                 attached = false;
@@ -490,6 +493,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             }
         }
         status.finish();
+        notifier.stopping();
         poller
             .join()
             .map_err(|_| anyhow::anyhow!("the ring-buffer thread panicked"))??;
