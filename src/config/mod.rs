@@ -7,7 +7,7 @@
 mod file;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 use clap::parser::ValueSource;
@@ -16,7 +16,8 @@ use clap::ArgAction;
 pub use file::SECTIONS;
 use file::{ConfigFile, Setting, Value};
 
-/// Read by `record` and `enforce` when it exists and no `--config` is given.
+/// Read by `record` and `enforce` when it exists and neither `--config` nor
+/// PINHOLE_CONFIG says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pinhole/pinhole.toml";
 
 /// `pinhole config ...`
@@ -47,9 +48,14 @@ pub fn merged_args(
         return Ok((argv, None));
     }
     let explicit = sm.get_one::<PathBuf>("config").cloned();
-    let path = match explicit {
+    // PINHOLE_CONFIG names another default; set empty, none (the test suite's).
+    let default = match std::env::var_os("PINHOLE_CONFIG") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
+    };
+    let path = match explicit.or(default) {
         Some(p) => p,
-        None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
         None => return Ok((argv, None)),
     };
     let config = file::load(&path)?;
@@ -204,6 +210,8 @@ pub fn run(cmd: ConfigCommand, cli: clap::Command) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches};
+
+    use std::path::Path;
 
     use super::*;
     use crate::enforce::RunMode;
