@@ -82,6 +82,9 @@ fn every_semantics_case_holds_in_the_kernel() {
     let (mut checked, mut names) = (0, 0);
     let mut skipped = Vec::new();
     for (s, suite) in cases.suite.iter().enumerate() {
+        // Where a slow guest's time goes, suite by suite.
+        let started = std::time::Instant::now();
+        let took = || format!("{:.1} s", started.elapsed().as_secs_f64());
         let dir = tempfile::tempdir().unwrap();
         // TTLs and expiry run on the kernel's clock, so on a slow (emulated) CPU a timed
         // suite takes minutes (a suite second lasts longer, see `scoped`): the guest
@@ -102,6 +105,7 @@ fn every_semantics_case_holds_in_the_kernel() {
             let (n, left_out) = names::check_suite(s, suite);
             names += n;
             skipped.push(left_out);
+            eprintln!("suite \"{}\": {}", suite.name, took());
             continue;
         }
         // Other users run the probe copies too.
@@ -118,6 +122,11 @@ fn every_semantics_case_holds_in_the_kernel() {
         fs::write(&policy_path, &scoped.policy).unwrap();
         let out = dir.path().join("trail");
         let enforcer = Enforcer::start(&policy_path, &cg, &["--out", out.to_str().unwrap()]);
+        eprintln!(
+            "suite \"{}\": enforcer started after {}",
+            suite.name,
+            took()
+        );
 
         // Events in file order: one probe run per stretch with the same binary, user,
         // cgroup and time.
@@ -148,9 +157,15 @@ fn every_semantics_case_holds_in_the_kernel() {
                 );
             }
         }
+        eprintln!("suite \"{}\": probes done after {}", suite.name, took());
         let (status, log) = enforcer.stop();
         assert!(status.success(), "{log}");
         let rows = rows(&out);
+        eprintln!(
+            "suite \"{}\": stopped and read after {}",
+            suite.name,
+            took()
+        );
         scoped.check_subjects(&suite.name, &rows, &per_binary);
         for (exe, all_events) in &per_binary {
             // Source-route cases are decided at setsockopt; the connect after an allowed
