@@ -15,23 +15,7 @@ const ALLOWED: u16 = 39301;
 const OTHER: u16 = 39302;
 
 fn policy(dir: &Path, port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
-    let exe = dir.join("probe");
-    if !exe.exists() {
-        fs::copy(PROBE, &exe).unwrap();
-    }
-    let policy = dir.join(format!("policy-{port}.toml"));
-    fs::write(
-        &policy,
-        format!(
-            "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"probe\"\n\
-             sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"p\"\n\
-             protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {port}\n",
-            sha256_of(&exe),
-            exe.display()
-        ),
-    )
-    .unwrap();
-    (exe, policy)
+    one_app_policy(dir, "probe", port)
 }
 
 /// Whether this kernel runs the LSM backend; says why a test is skipped where not.

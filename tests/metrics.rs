@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -143,20 +142,7 @@ fn an_enforcer_serves_decisions_by_app_and_verdict() {
     require_root();
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("probe");
-    fs::copy(PROBE, &exe).unwrap();
-    let policy = dir.path().join("policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"metered\"\n\
-             sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"m\"\n\
-             protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = 39311\n",
-            sha256_of(&exe),
-            exe.display()
-        ),
-    )
-    .unwrap();
+    let (exe, policy) = one_app_policy(dir.path(), "metered", 39311);
     let cg = TestCgroup::new("pinhole-metrics");
     let e = Enforcer::start(&policy, &cg, &["--metrics-listen", "127.0.0.1:39726"]);
     let got = probe_in(

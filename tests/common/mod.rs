@@ -244,6 +244,28 @@ pub fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(fs::read(path).unwrap()))
 }
 
+/// A copy of the probe at `dir/probe` (made once) and a policy naming it app `name` in
+/// enforce mode, allowed TCP to 127.0.0.1:`port` only (unknown binaries allowed).
+pub fn one_app_policy(dir: &Path, name: &str, port: u16) -> (PathBuf, PathBuf) {
+    let exe = dir.join("probe");
+    if !exe.exists() {
+        fs::copy(PROBE, &exe).unwrap();
+    }
+    let policy = dir.join(format!("policy-{port}.toml"));
+    fs::write(
+        &policy,
+        format!(
+            "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"{name}\"\n\
+             sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"p\"\n\
+             protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {port}\n",
+            sha256_of(&exe),
+            exe.display()
+        ),
+    )
+    .unwrap();
+    (exe, policy)
+}
+
 /// Runs `pinhole` with `args` to completion and returns what it printed and its status.
 pub fn pinhole<I, S>(args: I) -> std::process::Output
 where
