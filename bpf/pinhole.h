@@ -132,7 +132,6 @@ struct task_record {
 	struct exe_identity exe;
 	__u32 pid;
 	__u32 ppid;
-	char path[PINHOLE_PATH_LEN];
 };
 
 /* ---- Enforcer tables, filled by user space from a compiled policy ---- */

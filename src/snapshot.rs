@@ -11,7 +11,7 @@ use libbpf_rs::{Iter, OpenObject};
 
 use crate::identity::{Candidate, ExeKey};
 use crate::skel::snapshot::SnapshotSkelBuilder;
-use crate::skel::{c_str, parse, task_record};
+use crate::skel::{parse, task_record};
 
 /// One candidate per running process; its executable is opened when it is offered
 /// (one process at a time: a host's process count is no bound on descriptors).
@@ -40,17 +40,13 @@ pub fn running_processes() -> Result<Vec<Candidate>> {
         let Some(rec) = parse::<task_record>(chunk) else {
             continue;
         };
-        let proc_exe = format!("/proc/{}/exe", rec.pid);
-        let path = c_str(&rec.path).into_owned();
         out.push(Candidate {
             pid: rec.pid,
             key: ExeKey::from(&rec.exe),
             file: None,
-            path: Some(path).filter(|p| !p.is_empty()).or_else(|| {
-                fs::read_link(&proc_exe)
-                    .ok()
-                    .map(|p| p.to_string_lossy().into_owned())
-            }),
+            path: fs::read_link(format!("/proc/{}/exe", rec.pid))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
             at_ns: now,
             held: None,
         });

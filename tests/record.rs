@@ -227,6 +227,40 @@ fn short_lived_processes_all_get_their_hash() {
     eprintln!("{unproven} of 30 deleted copies were unlinked before they could be hashed");
 }
 
+/// A process that started before the recorder and exits right after its connect has
+/// no /proc entry left when its event is read: only the start-up snapshot (the task
+/// iterator, once refused by this host's verifier) knows its file.
+#[test]
+fn a_process_started_before_the_recorder_gets_its_hash_after_it_exits() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let python = fs::canonicalize("/usr/bin/python3").unwrap();
+    let copy = settled_copy(&python, tmp.path(), "ph-early");
+    let script = "import os, socket, sys\n\
+                  sys.stdin.readline()\n\
+                  socket.socket().connect_ex(('127.0.0.1', 40030))\n\
+                  os._exit(0)\n";
+    let mut early = Command::new(&copy.path)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tmp.path().join("events");
+    let rec = Recording::start(&out, &[]);
+    // Long enough for the start-up snapshot to pass.
+    std::thread::sleep(std::time::Duration::from_millis(1500) * slowdown());
+    drop(early.stdin.take());
+    early.wait().unwrap();
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("snapshot"), "{log}");
+    let rows = rows(&out);
+    let hits: Vec<_> = rows.iter().filter(|r| r["dst_port"] == "40030").collect();
+    assert_eq!(hits.len(), 1, "{rows:?}");
+    expect_ok_row(hits[0], &copy);
+}
+
 #[test]
 fn symlinks_and_shims_resolve_to_the_real_interpreter() {
     require_root();
