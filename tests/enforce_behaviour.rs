@@ -376,3 +376,77 @@ fn a_policy_that_matches_no_binary_here_warns_loudly() {
         "{log}"
     );
 }
+
+/// A process started before the enforcer is its app from the start, and one that only a
+/// reloaded policy names becomes that app at the reload. Its file's identity comes from
+/// the running process (the policy's path hint is another copy of the same bytes), and
+/// the enforcer hashes only running executables of an app's size.
+#[test]
+fn processes_running_before_the_start_or_a_reload_are_their_apps() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (exe, policy_a) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let python = fs::canonicalize("/usr/bin/python3").unwrap();
+    let runner = settled_copy(&python, dir.path(), "py");
+    let hint = fresh_copy(&python, dir.path(), "py-hint");
+    let policy_b = dir.path().join("b.toml");
+    fs::write(
+        &policy_b,
+        policy_text(&exe, "deny", "enforce", &[P1])
+            + &format!(
+                "\n[[app]]\nname = \"py\"\nsha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n\
+                 [[app.allow]]\nid = \"py\"\nprotocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {P2}\n",
+                runner.sha256,
+                hint.path.display()
+            ),
+    )
+    .unwrap();
+    let cg = TestCgroup::new("pinhole-running");
+    // Connects to each port it reads and prints the outcome's errno name.
+    let script = "import errno, socket, sys\n\
+                  for line in sys.stdin:\n    \
+                      s = socket.socket()\n    \
+                      r = s.connect_ex(('127.0.0.1', int(line)))\n    \
+                      print(errno.errorcode.get(r, r), flush=True)\n    \
+                      s.close()\n";
+    let mut py = cg
+        .command(&runner.path)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_py = py.stdin.take().unwrap();
+    let mut from_py = std::io::BufReader::new(py.stdout.take().unwrap());
+    let mut connect = |port: u16| {
+        use std::io::{BufRead, Write};
+        writeln!(to_py, "{port}").unwrap();
+        let mut answer = String::new();
+        from_py.read_line(&mut answer).unwrap();
+        answer.trim().to_owned()
+    };
+    assert_eq!(connect(P2), "ECONNREFUSED", "no enforcer yet");
+
+    let e = Enforcer::start(&policy_a, &cg, &[]);
+    assert_eq!(connect(P2), "EPERM", "an unknown binary under policy A");
+    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), policy_b.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(connect(P2), "ECONNREFUSED", "the app py after the reload");
+    assert_eq!(connect(P1), "EPERM", "and only what py may do");
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+
+    let e = Enforcer::start(&policy_b, &cg, &[]);
+    assert_eq!(connect(P2), "ECONNREFUSED", "the app py from the start");
+    assert_eq!(connect(P1), "EPERM");
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+    drop(to_py);
+    py.wait().unwrap();
+    assert_eq!(enforcer_programs_left(), Vec::<String>::new());
+}

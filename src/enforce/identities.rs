@@ -3,7 +3,7 @@
 //! every running process) and whenever the kernel reports an executable it does not
 //! know (a fresh copy, a reinstall, a renamed binary whose change time moved).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
@@ -35,8 +35,13 @@ impl AppsByHash {
         self.0.get(sha).copied()
     }
 
-    pub fn hashes(&self) -> impl Iterator<Item = &[u8; 32]> {
-        self.0.keys()
+    /// The sizes of the apps' files when every app's is known (`sizes`: the size of each
+    /// digest hashed so far), else None: a file of another size cannot hash to an app.
+    pub fn sizes(&self, sizes: &HashMap<[u8; 32], u64>) -> Option<HashSet<u64>> {
+        self.0
+            .keys()
+            .map(|h| sizes.get(h).copied())
+            .collect::<Option<HashSet<u64>>>()
     }
 }
 
@@ -73,6 +78,35 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
             });
         }
     }
+}
+
+/// Hashes the executables of running processes that could be an app: all of them until
+/// every app's size is known, then only those of an app's size (as the exec gate does).
+/// Hashing every running binary made the start as slow as reading them all (tens of
+/// seconds for a few large binaries on a slow CPU); the others are hashed when one of
+/// their events needs it.
+pub fn offer_running(resolver: &mut Resolver, apps: &AppsByHash) {
+    let procs = match crate::snapshot::running_processes() {
+        Ok(p) => p,
+        Err(e) => return tracing::warn!("no snapshot of running processes: {e:#}"),
+    };
+    let sizes = apps.sizes(resolver.sizes());
+    let (mut offered, mut skipped) = (0usize, 0usize);
+    for c in procs {
+        let size = || std::fs::metadata(format!("/proc/{}/exe", c.pid)).map(|m| m.len());
+        match &sizes {
+            Some(s) if size().is_ok_and(|n| !s.contains(&n)) => skipped += 1,
+            _ => {
+                offered += 1;
+                resolver.offer(c);
+            }
+        }
+    }
+    tracing::debug!(
+        offered,
+        skipped,
+        "running processes offered for hashing (the skipped run no app's size)"
+    );
 }
 
 /// Writes every hashed file whose bytes are an app into `map`; returns how many files

@@ -188,10 +188,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
 
     let mut resolver = Resolver::default();
     identities::offer_policy_paths(&loaded.policy, &mut resolver);
-    match crate::snapshot::running_processes() {
-        Ok(procs) => procs.into_iter().for_each(|c| resolver.offer(c)),
-        Err(e) => tracing::warn!("no snapshot of running processes: {e:#}"),
-    }
+    identities::offer_running(&mut resolver, &AppsByHash::new(&loaded.compiled));
 
     let mut opts = Options {
         force_audit: args.mode == super::RunMode::Audit,
@@ -385,11 +382,11 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                     .as_ref()
                     .and_then(|t| std::fs::read_to_string(t).ok())
                     .map(|t| sha256_hex(&t));
-                let ctx = Reload {
+                let mut ctx = Reload {
                     policy: taken.as_deref().unwrap_or(&path),
                     opts,
                     shared: &shared,
-                    resolver: &resolver,
+                    resolver: &mut resolver,
                     gate: &gate_target,
                     persist: args.persist,
                     host_resolvers: &args.host_resolvers,
@@ -609,7 +606,7 @@ struct Reload<'a> {
     policy: &'a Path,
     opts: Options,
     shared: &'a Shared,
-    resolver: &'a Resolver,
+    resolver: &'a mut Resolver,
     gate: &'a Mutex<exec_gate::Target>,
     persist: bool,
     host_resolvers: &'a [String],
@@ -618,7 +615,7 @@ struct Reload<'a> {
 impl Reload<'_> {
     /// Loads the requested policy as a new generation with complete tables, then moves
     /// every hook to it.
-    fn run(&self, current: &Generation, links: &mut Links) -> Result<(Generation, String)> {
+    fn run(&mut self, current: &Generation, links: &mut Links) -> Result<(Generation, String)> {
         let phase = |p: &str| state::set_reload_phase(Some(p));
         phase("checking and compiling the policy");
         let loaded = load(self.policy, "the previous policy stays in force")?;
@@ -632,6 +629,10 @@ impl Reload<'_> {
         )?;
         phase("placing the identities of hashed files");
         let apps = AppsByHash::new(&loaded.compiled);
+        // The new policy's files, and running processes of its apps' sizes, may not
+        // have been hashed for the previous one.
+        identities::offer_policy_paths(&loaded.policy, self.resolver);
+        identities::offer_running(self.resolver, &apps);
         let per_app = identities::seed(&gen.skel.maps.identities, &apps, self.resolver)?;
         identities::report_seeding(&loaded.compiled, &per_app);
         phase("moving the hooks to the new policy");

@@ -72,16 +72,10 @@ impl Target {
     }
 
     fn set_sizes(&mut self, sizes: &HashMap<[u8; 32], u64>) {
-        let known: HashSet<u64> = self
-            .apps
-            .hashes()
-            .filter_map(|h| sizes.get(h).copied())
-            .collect();
-        let all = self.apps.hashes().all(|h| sizes.contains_key(h));
-        if !all {
+        self.app_sizes = self.apps.sizes(sizes);
+        if self.app_sizes.is_none() {
             tracing::info!("some apps' files were not found on this host: the exec gate hashes every new executable (each held {} ms at most)", HOLD.as_millis());
         }
-        self.app_sizes = all.then_some(known);
     }
 
     /// Points the gate at a new generation, with everything it hashed so far.
