@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -24,8 +24,8 @@ use crate::skel::{c_str, connect_event, dns_event, exec_event, parse};
 pub enum Captured {
     Exec(Candidate),
     /// The connect ring's records in ring order (a DNS reply before the connects that
-    /// follow it).
-    Connects(Vec<Ringed>),
+    /// follow it), and when they were consumed.
+    Connects(Vec<Ringed>, Instant),
 }
 
 /// A record of the connect ring.
@@ -250,7 +250,7 @@ pub fn poll_loop(
             }
         }
         let batch = std::mem::replace(&mut *connects.borrow_mut(), Vec::with_capacity(4096));
-        if !batch.is_empty() && tx.send(Captured::Connects(batch)).is_err() {
+        if !batch.is_empty() && tx.send(Captured::Connects(batch, Instant::now())).is_err() {
             return Ok(());
         }
         if stopping {

@@ -47,6 +47,16 @@ impl Labels {
         self.by_generation.insert(generation, policy);
     }
 
+    /// The ring's drain starts now: every retired generation's grace starts over. A
+    /// taken-over enforcer's decisions wait in the pinned ring until then, and the
+    /// set-up in between (attaching, pinning) can outlast the grace on a slow machine:
+    /// their rows lost the app's name in a QEMU guest.
+    pub fn drain_starts(&mut self, now: Instant) {
+        for (_, at) in &mut self.retired {
+            *at = now;
+        }
+    }
+
     /// Forgets generations replaced more than `RETIRED_KEPT` before `now`.
     pub fn prune(&mut self, now: Instant) {
         let by = &mut self.by_generation;
@@ -105,5 +115,23 @@ mod tests {
         labels.prune(Instant::now() + RETIRED_KEPT);
         assert_eq!(labels.len(), 1, "only the policy in force is left");
         assert!(labels.get(101).is_some());
+    }
+
+    /// Regression: a taken-over generation's labels expired during a slow set-up,
+    /// before its queued decisions were drained.
+    #[test]
+    fn a_taken_over_generation_is_kept_from_when_the_drain_starts() {
+        let mut labels = Labels::new();
+        labels.insert_retired(1, policy());
+        labels.insert_current(2, policy());
+        let drain = Instant::now() + RETIRED_KEPT * 3;
+        labels.drain_starts(drain);
+        labels.prune(drain + RETIRED_KEPT / 2);
+        assert!(
+            labels.get(1).is_some(),
+            "its decisions are still being drained"
+        );
+        labels.prune(drain + RETIRED_KEPT);
+        assert!(labels.get(1).is_none());
     }
 }

@@ -220,7 +220,7 @@ impl<'s> Writer<'s> {
     pub fn handle(&mut self, resolver: &mut Resolver, msg: Captured) -> Result<()> {
         match msg {
             Captured::Exec(c) => resolver.offer(c),
-            Captured::Connects(batch) => {
+            Captured::Connects(batch, _) => {
                 let labels = Labels::new();
                 for r in &batch {
                     match r {

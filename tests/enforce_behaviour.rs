@@ -269,8 +269,9 @@ fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
             log.contains("took over the persisted enforcer"),
             "the second enforcer took over the pinned links: {log}"
         );
-        answers
+        (answers, log)
     });
+    let (answers, log) = answers;
     assert!(answers[0].iter().all(|a| a == "ECONNREFUSED"));
     assert!(
         answers[1].iter().all(|a| a == "EPERM"),
@@ -284,7 +285,21 @@ fn a_restarted_persisted_enforcer_takes_over_without_a_gap() {
         .filter(|r| r["dst_port"] == P3.to_string() && r["verdict"] == "denied")
         .filter(|r| r["app"] == "probe")
         .count();
-    assert_eq!(denied, answers[1].len());
+    let p3: Vec<_> = rows
+        .iter()
+        .filter(|r| r["dst_port"] == P3.to_string())
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["ts"], r["verdict"], r["app"], r["exe_status"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        answers[1].len(),
+        "rows to port {P3}: {p3:#?}\nthe enforcer that took over: {log}"
+    );
     let out = pinhole(["enforce", "stop"]);
     assert!(
         out.status.success(),

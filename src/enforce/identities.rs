@@ -93,13 +93,11 @@ pub fn offer_running(resolver: &mut Resolver, apps: &AppsByHash) {
     let sizes = apps.sizes(resolver.sizes());
     let (mut offered, mut skipped) = (0usize, 0usize);
     for c in procs {
-        let size = || std::fs::metadata(format!("/proc/{}/exe", c.pid)).map(|m| m.len());
-        match &sizes {
-            Some(s) if size().is_ok_and(|n| !s.contains(&n)) => skipped += 1,
-            _ => {
-                offered += 1;
-                resolver.offer(c);
-            }
+        if no_app_size(&c, sizes.as_ref()) {
+            skipped += 1;
+        } else {
+            offered += 1;
+            resolver.offer(c);
         }
     }
     tracing::debug!(
@@ -107,6 +105,17 @@ pub fn offer_running(resolver: &mut Resolver, apps: &AppsByHash) {
         skipped,
         "running processes offered for hashing (the skipped run no app's size)"
     );
+}
+
+/// Whether the candidate's file cannot be an app: every app's size is known and its
+/// size is none of them.
+fn no_app_size(c: &Candidate, sizes: Option<&HashSet<u64>>) -> bool {
+    let Some(sizes) = sizes else { return false };
+    let size = match &c.file {
+        Some(f) => f.metadata().map(|m| m.len()),
+        None => std::fs::metadata(format!("/proc/{}/exe", c.pid)).map(|m| m.len()),
+    };
+    size.is_ok_and(|n| !sizes.contains(&n))
 }
 
 /// Writes every hashed file whose bytes are an app into `map`; returns how many files
@@ -184,6 +193,11 @@ pub fn learn(
             return Ok(None);
         }
         Some(_) => {}
+    }
+    // Hashing a large binary that cannot be an app stalled this loop for seconds (the
+    // trail hashes it when one of its events needs it).
+    if no_app_size(&c, apps.sizes(resolver.sizes()).as_ref()) {
+        return Ok(None);
     }
     resolver.offer(c);
     let Some(app) = resolver.sha256_of(&key).and_then(|sha| apps.get(&sha)) else {

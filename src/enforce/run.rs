@@ -343,6 +343,10 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         let mut notifier = crate::service::Notifier::new();
         notifier.ready(&format!("enforcing {}", path.display()));
         let mut attached = true;
+        labels.drain_starts(Instant::now());
+        // How far the rings' contents have been handled: a replaced policy's labels
+        // go only once what was consumed after its grace has been written.
+        let mut drained = Instant::now();
         let mut result = Ok(());
         let mut last_lost = Instant::now();
         loop {
@@ -354,7 +358,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         tracing::warn!("{e:#}");
                     }
                 }
-                Ok(Captured::Connects(batch)) => {
+                Ok(Captured::Connects(batch, consumed)) => {
+                    drained = drained.max(consumed);
                     let batch = capture::only_connects(batch);
                     denials.note(&batch, &labels, writer.is_none());
 
@@ -365,7 +370,8 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                // Nothing queued: everything consumed so far has been handled.
+                Err(RecvTimeoutError::Timeout) => drained = Instant::now(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             for c in unsettled.due() {
@@ -375,7 +381,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 }
             }
             let now = Instant::now();
-            labels.prune(now);
+            labels.prune(drained);
             if reload.swap(false, Ordering::AcqRel) && attached {
                 let taken = state::take_reload_request();
                 let requested = taken
