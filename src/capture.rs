@@ -204,6 +204,7 @@ pub fn poll_loop(
     interval: Duration,
     stop: &AtomicBool,
     tx: Sender<Captured>,
+    mut watch: Option<ExecWatch>,
 ) -> Result<()> {
     let connects = RefCell::new(Vec::<Ringed>::with_capacity(4096));
     let execs = RefCell::new(Vec::<Candidate>::new());
@@ -226,7 +227,6 @@ pub fn poll_loop(
         .context("adding the exec ring buffer")?;
     let rings = builder.build().context("creating the ring buffer poller")?;
     raise_priority();
-    let mut watch = ExecWatch::start();
 
     loop {
         let stopping = stop.load(Ordering::Acquire);

@@ -19,6 +19,7 @@ mod privileges;
 mod record;
 mod record_persist;
 mod record_retention;
+mod sandbox;
 mod service;
 mod skel;
 mod snapshot;

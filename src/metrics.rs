@@ -24,7 +24,29 @@ pub fn serve(addr: SocketAddr, command: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Fails as `serve` would if `addr` cannot be bound, without serving yet.
+pub fn check_free(addr: SocketAddr) -> Result<()> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("serving metrics on {addr} (--metrics-listen)"))
+}
+
+/// Which sandbox layers are in force (1) or not (0).
+pub fn sandbox(l: &crate::sandbox::Layers) {
+    for (layer, on) in [
+        ("landlock_filesystem", l.landlock_fs.is_some()),
+        ("landlock_tcp", l.landlock_net),
+        ("capabilities", l.capabilities),
+    ] {
+        gauge!("pinhole_sandbox_layer", "layer" => layer).set(u8::from(on));
+    }
+}
+
 fn describe() {
+    describe_gauge!(
+        "pinhole_sandbox_layer",
+        "Whether a layer of the self-sandbox is in force, by layer."
+    );
     describe_gauge!(
         "pinhole_info",
         "This pinhole: the command serving and its version."

@@ -85,6 +85,14 @@ pub struct RecordArgs {
     /// files and bytes published, the hash cache, retention.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Exit if a layer of the sandbox cannot be applied (Landlock filesystem and TCP
+    /// rules, reduced capabilities); by default what the kernel allows is applied and
+    /// what is missing is logged.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    pub sandbox_strict: bool,
+    /// Do not sandbox the recorder once it has started (for debugging).
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +105,56 @@ pub enum CompressionArg {
 pub enum OnDiskFull {
     Continue,
     Stop,
+}
+
+/// Hashes start-up snapshot candidates until `budget` is spent (at least one).
+fn offer_some(
+    pending: &mut Vec<crate::identity::Candidate>,
+    resolver: &mut Resolver,
+    budget: Duration,
+) {
+    let started = Instant::now();
+    while let Some(c) = pending.pop() {
+        resolver.offer(c);
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+}
+
+/// What the recorder may still do once started: write its dataset, /run/pinhole and
+/// (with --persist) its pins; hash executables (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH);
+/// read its maps and detach (CAP_BPF: bpf() itself needs it where unprivileged BPF is
+/// off); pin what stays attached with --persist (the loading capabilities).
+fn sandbox_spec(args: &RecordArgs) -> Result<crate::sandbox::Spec> {
+    use caps::Capability::*;
+    let run_dir = PathBuf::from("/run/pinhole");
+    std::fs::create_dir_all(&run_dir).context("creating /run/pinhole")?;
+    let mut writable = vec![args.out.clone(), run_dir];
+    let mut keep = vec![CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+    let pins = record_persist::pin_dir();
+    if args.persist {
+        std::fs::create_dir_all(&pins).with_context(|| format!("creating {}", pins.display()))?;
+        keep.extend([CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_PERFMON]);
+    }
+    // A taken-over recorder's pins, and their directory, are removed at the stop.
+    if pins.exists() {
+        writable.push(
+            pins.parent()
+                .map_or(pins.clone(), std::path::Path::to_path_buf),
+        );
+    }
+    // Root writing into a dataset another user owns needs CAP_DAC_OVERRIDE.
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&args.out)?);
+    // SAFETY: geteuid cannot fail.
+    if owner != unsafe { libc::geteuid() } {
+        keep.push(CAP_DAC_OVERRIDE);
+    }
+    Ok(crate::sandbox::Spec {
+        writable,
+        bind_port: args.metrics_listen.map(|a| a.port()),
+        keep,
+    })
 }
 
 /// A terminal's Ctrl-Z (SIGTSTP) must not stop pinhole: a stopped recorder loses
@@ -157,9 +215,10 @@ pub fn run(args: RecordArgs) -> Result<()> {
         return Ok(());
     }
     ignore_terminal_stop();
-    // A port in use is refused before anything is loaded.
+    // A port in use is refused before anything is loaded; it is served once the
+    // sandbox is in force, so that its thread is confined too.
     if let Some(addr) = args.metrics_listen {
-        crate::metrics::serve(addr, "record")?;
+        crate::metrics::check_free(addr)?;
     }
     // Handlers first: a signal during set-up must find them installed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -237,6 +296,23 @@ pub fn run(args: RecordArgs) -> Result<()> {
     notifier.ready(&format!("recording into {}", args.out.display()));
 
     crate::identity::fd_budget::init();
+    // Before the sandbox: the iterator is a BPF program and fanotify_init needs
+    // CAP_SYS_ADMIN; what they give is read after it.
+    let running = crate::snapshot::running_processes();
+    let watch = crate::identity::ExecWatch::start();
+    let layers = match args.no_sandbox {
+        true => None,
+        false => Some(crate::sandbox::apply(
+            &sandbox_spec(&args)?,
+            args.sandbox_strict,
+        )?),
+    };
+    if let Some(addr) = args.metrics_listen {
+        crate::metrics::serve(addr, "record")?;
+    }
+    if let Some(l) = &layers {
+        crate::metrics::sandbox(l);
+    }
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);
@@ -247,23 +323,26 @@ pub fn run(args: RecordArgs) -> Result<()> {
             capture::map_handle(&skel.maps.exec_events)?,
         );
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
-        let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
+        let poller = s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx, watch));
         let _stop_poller = capture::StopOnDrop(poll_stop);
         let mut writer = Writer::new(&mut sink);
         writer.set_host_resolvers(crate::dns_rows::HostResolvers::new(&args.host_resolvers));
         writer.set_lost_base(lost_base.unwrap_or(0));
         writer.marker(Hook::RecordingStarted, &start_note(&recovery, lost_base.is_some()))?;
         let mut resolver = Resolver::default();
-        match crate::snapshot::running_processes() {
-            Ok(procs) => {
-                let n = procs.len();
-                procs.into_iter().for_each(|c| resolver.offer(c));
-                tracing::debug!(processes = n, hashed = resolver.stats().files_hashed, "snapshot of running processes");
-            }
-            Err(e) => tracing::warn!("no start-up snapshot of running processes: {e:#}"),
-        }
+        // Hashed a slice at a time between events: hashing every running binary at once
+        // held the first events back by as long (half a second here, far more on a
+        // slow CPU). An event of one of them meanwhile hashes it through /proc.
+        let mut running = running.unwrap_or_else(|e| {
+            tracing::warn!("no start-up snapshot of running processes: {e:#}");
+            Vec::new()
+        });
 
-        let mut status = StatusLine::new("recording");
+        let mut status = StatusLine::new(match &layers {
+            Some(l) if l.missing.is_empty() => "recording (sandboxed)",
+            Some(_) => "recording (sandbox incomplete)",
+            None => "recording (no sandbox)",
+        });
         let mut keeper = crate::record_retention::Keeper::new(
             pinhole_recorder::retention::Retention {
                 max_age_days: args.retain_days,
@@ -308,6 +387,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
                     stop.store(true, Ordering::Release);
                 }
             }
+            offer_some(&mut running, &mut resolver, Duration::from_millis(20));
             status.update(writer.counters());
             keeper.tick(now, writer.counters().files);
             notifier.alive(now);

@@ -318,6 +318,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     drop(loaded);
 
     crate::identity::fd_budget::init();
+    let watch = crate::identity::ExecWatch::start();
     let poll_stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let deadline = args.duration.map(|d| Instant::now() + d);
@@ -329,7 +330,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         );
         let (poll_stop, interval) = (&poll_stop, args.poll_interval);
         let poller =
-            s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx));
+            s.spawn(move || capture::poll_loop(&rings.0, &rings.1, interval, poll_stop, tx, watch));
         // However this closure ends (a panic included), the poll thread is told to stop,
         // or the scope would wait for it forever with the programs attached.
         let _stop_poller = capture::StopOnDrop(poll_stop);

@@ -1,0 +1,128 @@
+//! The recorder sandboxes itself once started: every thread ends with only the
+//! capabilities the loop uses (in every set, the bounding set included) and no new
+//! privileges (Landlock's precondition), it still records, publishes and serves its
+//! metrics, and `--no-sandbox` leaves it as it started. What Landlock refuses (writes
+//! outside the dataset, exec, TCP connect) is tested in src/sandbox.rs.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_BPF (39).
+const RECORDER_CAPS: u64 = (1 << 2) | (1 << 19) | (1 << 39);
+
+/// A field of /proc/PID/task/TID/status for each thread of `pid`.
+fn per_thread(pid: u32, field: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(v) = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        {
+            out.push(v.trim().to_owned());
+        }
+    }
+    out
+}
+
+fn caps_of(pid: u32, set: &str) -> Vec<u64> {
+    per_thread(pid, set)
+        .iter()
+        .map(|h| u64::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_recorder_keeps_only_the_capabilities_it_uses_on_every_thread() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let rec = Recording::start(
+        &out,
+        &[
+            "--sandbox-strict",
+            "--metrics-listen",
+            "127.0.0.1:39728",
+            "--flush-interval",
+            "100ms",
+            "--rotate-interval",
+            "300ms",
+        ],
+    );
+    let pid = rec.pid();
+    let deadline = Instant::now() + Duration::from_secs(10) * slowdown();
+    while caps_of(pid, "CapEff").iter().any(|c| *c != RECORDER_CAPS) {
+        assert!(
+            Instant::now() < deadline,
+            "capabilities never reduced: {:x?}",
+            caps_of(pid, "CapEff")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(Command::new(LOADGEN).args(["--port", "40093", "--count", "3"]));
+    std::thread::sleep(Duration::from_millis(1000) * slowdown());
+    let threads = per_thread(pid, "CapEff").len();
+    assert!(
+        threads >= 2,
+        "the poller and metrics threads run: {threads}"
+    );
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert!(
+            caps_of(pid, set).iter().all(|c| *c == RECORDER_CAPS),
+            "{set}: {:x?}",
+            caps_of(pid, set)
+        );
+    }
+    for set in ["CapInh", "CapAmb"] {
+        assert!(caps_of(pid, set).iter().all(|c| *c == 0), "{set}");
+    }
+    assert!(per_thread(pid, "NoNewPrivs").iter().all(|v| v == "1"));
+    let metrics = http_get(39728);
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("sandbox in force"), "{log}");
+    assert!(log.contains("landlock filesystem"), "{log}");
+    for layer in ["landlock_filesystem", "landlock_tcp", "capabilities"] {
+        assert!(
+            metrics.contains(&format!("pinhole_sandbox_layer{{layer=\"{layer}\"}} 1")),
+            "{metrics}"
+        );
+    }
+    let rows = rows(&out);
+    assert!(
+        rows.iter().filter(|r| r["dst_port"] == "40093").count() == 3,
+        "recorded and published inside the sandbox"
+    );
+}
+
+#[test]
+fn no_sandbox_leaves_the_recorder_as_it_started() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let rec = Recording::start(&out, &["--no-sandbox"]);
+    std::thread::sleep(Duration::from_millis(500) * slowdown());
+    let ours = caps_of(std::process::id(), "CapEff")[0];
+    assert!(caps_of(rec.pid(), "CapEff").iter().all(|c| *c == ours));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("sandbox"), "{log}");
+}
+
+/// GET / over loopback; the whole answer.
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
