@@ -194,11 +194,8 @@ pub fn learn(
         }
         Some(_) => {}
     }
-    // Hashing a large binary that cannot be an app stalled this loop for seconds (the
-    // trail hashes it when one of its events needs it).
-    if no_app_size(&c, apps.sizes(resolver.sizes()).as_ref()) {
-        return Ok(None);
-    }
+    // Hashed even when its size is no app's: the trail names an unknown binary by its
+    // hash, and a short-lived process is gone by the time its decision is written.
     resolver.offer(c);
     let Some(app) = resolver.sha256_of(&key).and_then(|sha| apps.get(&sha)) else {
         return Ok(None);
