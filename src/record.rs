@@ -107,23 +107,9 @@ pub enum OnDiskFull {
     Stop,
 }
 
-/// Hashes start-up snapshot candidates until `budget` is spent (at least one).
-fn offer_some(
-    pending: &mut Vec<crate::identity::Candidate>,
-    resolver: &mut Resolver,
-    budget: Duration,
-) {
-    let started = Instant::now();
-    while let Some(c) = pending.pop() {
-        resolver.offer(c);
-        if started.elapsed() >= budget {
-            break;
-        }
-    }
-}
-
 /// What the recorder may still do once started: write its dataset, /run/pinhole and
 /// (with --persist) its pins; hash executables (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH);
+/// raise the ring-buffer thread's priority (CAP_SYS_NICE);
 /// read its maps and detach (CAP_BPF: bpf() itself needs it where unprivileged BPF is
 /// off); pin what stays attached with --persist (the loading capabilities).
 fn sandbox_spec(args: &RecordArgs) -> Result<crate::sandbox::Spec> {
@@ -131,7 +117,9 @@ fn sandbox_spec(args: &RecordArgs) -> Result<crate::sandbox::Spec> {
     let run_dir = PathBuf::from("/run/pinhole");
     std::fs::create_dir_all(&run_dir).context("creating /run/pinhole")?;
     let mut writable = vec![args.out.clone(), run_dir];
-    let mut keep = vec![CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+    // CAP_SYS_NICE: the ring-buffer thread, started after the sandbox, raises its
+    // priority (it loses fewer events under load).
+    let mut keep = vec![CAP_BPF, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_SYS_NICE];
     let pins = record_persist::pin_dir();
     if args.persist {
         std::fs::create_dir_all(&pins).with_context(|| format!("creating {}", pins.display()))?;
@@ -330,13 +318,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
         writer.set_lost_base(lost_base.unwrap_or(0));
         writer.marker(Hook::RecordingStarted, &start_note(&recovery, lost_base.is_some()))?;
         let mut resolver = Resolver::default();
-        // Hashed a slice at a time between events: hashing every running binary at once
-        // held the first events back by as long (half a second here, far more on a
-        // slow CPU). An event of one of them meanwhile hashes it through /proc.
-        let mut running = running.unwrap_or_else(|e| {
-            tracing::warn!("no start-up snapshot of running processes: {e:#}");
-            Vec::new()
-        });
+        // Kept open, hashed when an event of one of them needs it.
+        match running {
+            Ok(procs) => procs.into_iter().for_each(|c| resolver.defer(c)),
+            Err(e) => tracing::warn!("no start-up snapshot of running processes: {e:#}"),
+        }
 
         let mut status = StatusLine::new(match &layers {
             Some(l) if l.missing.is_empty() => "recording (sandboxed)",
@@ -387,7 +373,6 @@ pub fn run(args: RecordArgs) -> Result<()> {
                     stop.store(true, Ordering::Release);
                 }
             }
-            offer_some(&mut running, &mut resolver, Duration::from_millis(20));
             status.update(writer.counters());
             keeper.tick(now, writer.counters().files);
             notifier.alive(now);

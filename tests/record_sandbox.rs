@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_BPF (39).
-const RECORDER_CAPS: u64 = (1 << 2) | (1 << 19) | (1 << 39);
+/// CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_SYS_NICE (23), CAP_BPF (39).
+const RECORDER_CAPS: u64 = (1 << 2) | (1 << 19) | (1 << 23) | (1 << 39);
 
 /// A field of /proc/PID/task/TID/status for each thread of `pid`.
 fn per_thread(pid: u32, field: &str) -> Vec<String> {
@@ -87,6 +87,7 @@ fn a_recorder_keeps_only_the_capabilities_it_uses_on_every_thread() {
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("sandbox in force"), "{log}");
+    assert!(!log.contains("could not raise"), "{log}");
     assert!(log.contains("landlock filesystem"), "{log}");
     for layer in ["landlock_filesystem", "landlock_tcp", "capabilities"] {
         assert!(

@@ -83,6 +83,8 @@ pub struct Resolver {
     exec_paths: HashMap<u32, (ExeKey, String)>,
     /// File size of each digest seen: the exec gate holds only execs of an app's size.
     sizes: HashMap<[u8; 32], u64>,
+    /// Start-up snapshot candidates, hashed when an event of their file needs it.
+    deferred: HashMap<ExeKey, Candidate>,
     stats: ResolverStats,
 }
 
@@ -116,6 +118,7 @@ impl Resolver {
     /// Hashes a newly seen executable right away, so its handle can be closed and the
     /// hash is ready even if the process exits before its first connect.
     pub fn offer(&mut self, mut c: Candidate) {
+        self.deferred.remove(&c.key);
         if c.key.is_none() || self.cache.contains_key(&c.key) {
             return;
         }
@@ -149,6 +152,24 @@ impl Resolver {
         }
     }
 
+    /// Keeps a running process's executable to hash when one of its file's events needs
+    /// it, open (while the descriptor budget allows) in case the process exits first.
+    /// Hashing every running binary at start held the first events back by as long
+    /// (a third of a second here for one 400 MB binary, far more on a slow CPU).
+    pub fn defer(&mut self, mut c: Candidate) {
+        if c.key.is_none() || self.cache.contains_key(&c.key) || self.deferred.contains_key(&c.key)
+        {
+            return;
+        }
+        if c.file.is_none() && c.pid != 0 {
+            if let Some(token) = super::fd_budget::take() {
+                c.file = File::open(format!("/proc/{}/exe", c.pid)).ok();
+                c.held = c.file.is_some().then_some(token);
+            }
+        }
+        self.deferred.insert(c.key, c);
+    }
+
     /// The executable of an event made by `pid` at `at_ns` (Unix ns) while running `key`.
     pub fn resolve(&mut self, pid: u32, key: ExeKey, at_ns: i64) -> Arc<ExeInfo> {
         if key.is_none() {
@@ -156,6 +177,12 @@ impl Resolver {
         }
         if let Some(info) = self.cache.get(&key) {
             return info.clone();
+        }
+        if let Some(c) = self.deferred.remove(&key) {
+            self.offer(c);
+            if let Some(info) = self.cache.get(&key) {
+                return info.clone();
+            }
         }
         if let Some((witness, info)) = self.provisional.get(&key) {
             if *witness == pid && runs(pid, &key) {
