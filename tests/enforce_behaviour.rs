@@ -465,3 +465,46 @@ fn processes_running_before_the_start_or_a_reload_are_their_apps() {
     py.wait().unwrap();
     assert_eq!(enforcer_programs_left(), Vec::<String>::new());
 }
+
+/// An unknown binary that was running before the enforcer started, and exits right
+/// after a denied connect, is still named by its hash in the trail: its file was kept
+/// open at the start (not hashed then: it is no app's size).
+#[test]
+fn a_denied_process_from_before_the_start_keeps_its_hash_in_the_trail() {
+    require_root();
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, policy) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let python = fs::canonicalize("/usr/bin/python3").unwrap();
+    let early = settled_copy(&python, dir.path(), "py-early");
+    let cg = TestCgroup::new("pinhole-early");
+    let script = format!(
+        "import os, socket, sys\nsys.stdin.readline()\n\
+         socket.socket().connect_ex(('127.0.0.1', {P2}))\nos._exit(0)\n"
+    );
+    let mut py = cg
+        .command(&early.path)
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trail = dir.path().join("trail");
+    let e = Enforcer::start(&policy, &cg, &["--out", trail.to_str().unwrap()]);
+    drop(py.stdin.take());
+    py.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300) * slowdown());
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+    let rows = rows(&trail);
+    let denied: Vec<_> = rows
+        .iter()
+        .filter(|r| r["dst_port"] == P2.to_string() && r["verdict"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{rows:?}");
+    assert_eq!(
+        denied[0]["exe_sha256"], early.sha256,
+        "{:?}\n{log}",
+        denied[0]
+    );
+    assert_eq!(enforcer_programs_left(), Vec::<String>::new());
+}

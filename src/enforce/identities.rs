@@ -83,8 +83,8 @@ pub fn offer_policy_paths(policy: &pinhole_policygen::Policy, resolver: &mut Res
 /// Hashes the executables of running processes that could be an app: all of them until
 /// every app's size is known, then only those of an app's size (as the exec gate does).
 /// Hashing every running binary made the start as slow as reading them all (tens of
-/// seconds for a few large binaries on a slow CPU); the others are hashed when one of
-/// their events needs it.
+/// seconds for a few large binaries on a slow CPU); the others are kept open and
+/// hashed when one of their events needs it.
 pub fn offer_running(resolver: &mut Resolver, apps: &AppsByHash) {
     let procs = match crate::snapshot::running_processes() {
         Ok(p) => p,
@@ -94,7 +94,10 @@ pub fn offer_running(resolver: &mut Resolver, apps: &AppsByHash) {
     let (mut offered, mut skipped) = (0usize, 0usize);
     for c in procs {
         if no_app_size(&c, sizes.as_ref()) {
+            // Not an app, but the trail names it by its hash if it connects: kept open
+            // and hashed then, even if it has exited by the time the row is written.
             skipped += 1;
+            resolver.defer(c);
         } else {
             offered += 1;
             resolver.offer(c);

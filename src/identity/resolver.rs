@@ -118,7 +118,13 @@ impl Resolver {
     /// Hashes a newly seen executable right away, so its handle can be closed and the
     /// hash is ready even if the process exits before its first connect.
     pub fn offer(&mut self, mut c: Candidate) {
-        self.deferred.remove(&c.key);
+        // A deferred snapshot's handle is the file even if its process has exited.
+        if let Some(d) = self.deferred.remove(&c.key) {
+            if c.file.is_none() {
+                (c.file, c.held) = (d.file, d.held);
+            }
+            c.path = c.path.or(d.path);
+        }
         if c.key.is_none() || self.cache.contains_key(&c.key) {
             return;
         }
