@@ -83,7 +83,7 @@ fn a_recorder_keeps_only_the_capabilities_it_uses_on_every_thread() {
         assert!(caps_of(pid, set).iter().all(|c| *c == 0), "{set}");
     }
     assert!(per_thread(pid, "NoNewPrivs").iter().all(|v| v == "1"));
-    let metrics = http_get(39728);
+    let metrics = scrape(39728);
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
     assert!(log.contains("sandbox in force"), "{log}");
@@ -115,15 +115,4 @@ fn no_sandbox_leaves_the_recorder_as_it_started() {
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("sandbox"), "{log}");
-}
-
-/// GET / over loopback; the whole answer.
-fn http_get(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
 }

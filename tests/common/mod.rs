@@ -7,13 +7,13 @@ pub mod dns_server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -581,12 +581,30 @@ pub fn assert_nothing_pinned() {
 /// Enforcer programs still loaded after up to 3 s (the kernel frees programs after an
 /// RCU grace period once their last link or pin is gone).
 pub fn enforcer_programs_left() -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3) * slowdown();
+    let deadline = Instant::now() + Duration::from_secs(3) * slowdown();
     loop {
         let left: Vec<String> = loaded_programs("enforce_").into_iter().collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
+        if left.is_empty() || Instant::now() > deadline {
             return left;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GET /metrics; retried while the listener comes up.
+pub fn scrape(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10) * slowdown();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            return body.to_owned();
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
