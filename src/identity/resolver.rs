@@ -68,6 +68,9 @@ pub struct ResolverStats {
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Bound on remembered exec paths (processes that exec but whose file was not hashed).
 const MAX_EXEC_HINTS: usize = 65_536;
+/// At most this many deferred snapshot files are kept open: the descriptor budget is
+/// for execs (a host with thousands of processes would otherwise spend it at start).
+const MAX_DEFERRED_OPEN: usize = 256;
 /// Bound on remembered sizes (one per distinct binary seen).
 const MAX_SIZES: usize = 1 << 20;
 
@@ -167,7 +170,7 @@ impl Resolver {
         {
             return;
         }
-        if c.file.is_none() && c.pid != 0 {
+        if c.file.is_none() && c.pid != 0 && self.deferred.len() < MAX_DEFERRED_OPEN {
             if let Some(token) = super::fd_budget::take() {
                 c.file = File::open(format!("/proc/{}/exe", c.pid)).ok();
                 c.held = c.file.is_some().then_some(token);
