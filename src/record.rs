@@ -108,7 +108,7 @@ pub enum OnDiskFull {
 }
 
 /// What the recorder may still do once started: write its dataset, /run/pinhole and
-/// (with --persist) its pins; hash executables (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH);
+/// its pins (with --persist, or a taken-over recorder's, removed at the stop); hash executables (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH);
 /// raise the ring-buffer thread's priority (CAP_SYS_NICE);
 /// read its maps and detach (CAP_BPF: bpf() itself needs it where unprivileged BPF is
 /// off); pin what stays attached with --persist (the loading capabilities).
