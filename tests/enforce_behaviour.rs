@@ -80,7 +80,11 @@ fn a_bad_policy_is_refused_before_anything_is_loaded() {
         err.contains("nothing was loaded") && err.contains("/33"),
         "{err}"
     );
-    assert_eq!(loaded_programs("enforce_"), before, "nothing was loaded");
+    assert_eq!(
+        newly_loaded("enforce_", &before),
+        Vec::<String>::new(),
+        "nothing was loaded"
+    );
     assert_nothing_pinned();
 }
 

@@ -85,7 +85,11 @@ fn backend_lsm_is_refused_with_the_reason_where_the_kernel_cannot_run_it() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert_eq!(loaded_programs("enforce_"), before, "nothing was loaded");
+    assert_eq!(
+        newly_loaded("enforce_", &before),
+        Vec::<String>::new(),
+        "nothing was loaded"
+    );
 }
 
 /// The LSM hooks are host-wide: a process outside --cgroup is not decided, one inside

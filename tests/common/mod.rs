@@ -51,6 +51,16 @@ pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Programs loaded since `before` was taken. Not an equality with `before`: a program
+/// of an earlier test may still be being freed (the kernel releases them
+/// asynchronously) and leave the list meanwhile.
+pub fn newly_loaded(prefix: &str, before: &BTreeSet<String>) -> Vec<String> {
+    loaded_programs(prefix)
+        .difference(before)
+        .cloned()
+        .collect()
+}
+
 /// Spawns a pinhole command with its log on a reader thread and returns once a log line
 /// contains `ready`, with every line seen so far.
 pub fn spawn_until(mut cmd: Command, ready: &str) -> (Child, mpsc::Receiver<String>, Vec<String>) {
