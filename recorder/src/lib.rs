@@ -2,6 +2,7 @@
 //! crash-safe Parquet sink. It has no libbpf and needs no root, so it is tested alone.
 
 pub mod batch;
+pub mod compact;
 pub mod conform;
 pub mod dns;
 pub mod error;
@@ -10,6 +11,7 @@ mod frames;
 pub mod layout;
 mod parquet_file;
 pub mod printable;
+pub mod publish_lock;
 pub mod readback;
 pub mod regular;
 pub mod retention;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use chrono::NaiveDate;
 
 use crate::layout::{published_files, sync_dir};
+use crate::publish_lock::PublishLock;
 
 /// What to keep; `None` bounds nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +82,10 @@ pub fn apply(out: &Path, r: &Retention, today: NaiveDate) -> io::Result<Vec<Remo
     };
     let mut total: u64 = files.iter().map(|f| f.bytes).sum();
     let mut removed = Vec::new();
+    // `compact` may be swapping a day's directory: its swap and these removals do not
+    // interleave, so a removed file cannot come back with the swapped-in directory.
+    let lock = PublishLock::open(out)?;
+    let _removing = lock.hold()?;
     for f in candidates {
         let too_old = r
             .max_age_days

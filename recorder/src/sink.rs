@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::layout::{self, date_of};
 use crate::parquet_file::Codec;
 use crate::parquet_file::PendingParquet;
+use crate::publish_lock::{PublishGuard, PublishLock};
 use crate::schema::meta;
 use crate::staging::{read_staged, StagedMeta, StagingLog};
 
@@ -112,6 +113,7 @@ pub struct Sink {
     last_flush: Instant,
     seq: u64,
     stats: Arc<SinkStats>,
+    publish_lock: PublishLock,
     _lock: File,
 }
 
@@ -130,8 +132,9 @@ impl Sink {
         let lock = layout::file_options().open(&lock_path).map_err(out_err)?;
         lock.try_lock()
             .map_err(|_| SinkError::Locked { path: out.clone() })?;
+        let publish_lock = PublishLock::open(out).map_err(out_err)?;
 
-        let (report, full) = match recover(&cfg) {
+        let (report, full) = match recover(&cfg, &publish_lock) {
             Ok(r) => (r, None),
             // Staged data stays staged; it is published once space returns.
             Err(e) if e.is_disk_full() && cfg.on_disk_full == DiskFullAction::Continue => {
@@ -154,6 +157,7 @@ impl Sink {
             last_flush: Instant::now(),
             seq: 0,
             stats: Arc::new(SinkStats::default()),
+            publish_lock,
             _lock: lock,
             cfg,
         };
@@ -266,7 +270,7 @@ impl Sink {
         let Some((since, lost_before)) = self.full_since else {
             return Ok(());
         };
-        let report = recover(&self.cfg)?;
+        let report = recover(&self.cfg, &self.publish_lock)?;
         self.full_since = None;
         for path in &report.files_published {
             self.note_published(path);
@@ -327,12 +331,15 @@ impl Sink {
                 lost_events: self.lost_now() - self.lost_published,
             },
         )?;
-        let parquet = PendingParquet::create(
-            layout::temp_path(out, date, &name),
-            layout::published_path(out, date, &name),
-            &self.cfg.host,
-            self.cfg.compression,
-        )?;
+        let parquet = {
+            let _publishing = self.hold_publish_lock()?;
+            PendingParquet::create(
+                layout::temp_path(out, date, &name),
+                layout::published_path(out, date, &name),
+                &self.cfg.host,
+                self.cfg.compression,
+            )?
+        };
         Ok(Segment {
             name,
             date,
@@ -356,11 +363,13 @@ impl Sink {
             return Ok(());
         };
         let lost = self.lost_now() - self.lost_published;
+        let publishing = self.hold_publish_lock()?;
         let published = seg.parquet.publish(vec![
             KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
             KeyValue::new(meta::FIRST_TS.into(), rfc3339(seg.first_ts)),
             KeyValue::new(meta::LAST_TS.into(), rfc3339(seg.last_ts)),
         ]);
+        drop(publishing);
         let path = match published {
             Ok(path) => path,
             Err(e) => {
@@ -374,6 +383,11 @@ impl Sink {
         self.note_published(&path);
         tracing::debug!(file = %path.display(), segment = %seg.name, date = %seg.date, "published");
         Ok(())
+    }
+
+    /// The publish lock, for creating or publishing a file in a date partition.
+    fn hold_publish_lock(&self) -> Result<PublishGuard<'_>, SinkError> {
+        hold(&self.publish_lock, &self.cfg.out_dir)
     }
 
     fn note_published(&self, path: &std::path::Path) {
@@ -393,10 +407,13 @@ impl Sink {
             let published = self.guarded(|s| {
                 let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
                 let seg = s.new_segment(date_of(now), now)?;
-                let path = match seg.parquet.publish(vec![KeyValue::new(
+                let publishing = s.hold_publish_lock()?;
+                let published = seg.parquet.publish(vec![KeyValue::new(
                     meta::LOST_EVENTS.into(),
                     lost.to_string(),
-                )]) {
+                )]);
+                drop(publishing);
+                let path = match published {
                     Ok(p) => p,
                     Err(e) => {
                         seg.log.abandon();
@@ -420,7 +437,7 @@ impl Sink {
     }
 }
 
-fn rfc3339(ts_ns: i64) -> String {
+pub(crate) fn rfc3339(ts_ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ts_ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
@@ -440,7 +457,7 @@ fn widen(span: Option<(i64, i64)>, more: Option<(i64, i64)>) -> Option<(i64, i64
 /// Publishes staged segments left by an unclean stop (or given up on a full disk), and
 /// removes torn temporaries. Each log is streamed into its file a batch at a time, so
 /// memory stays bounded by the Parquet writer's row group, whatever was staged.
-fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
+fn recover(cfg: &SinkConfig, lock: &PublishLock) -> Result<RecoveryReport, SinkError> {
     let out = &cfg.out_dir;
     remove_stale_temporaries(out)?;
     let mut report = RecoveryReport::default();
@@ -469,12 +486,15 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
             seg.remove()?;
             continue;
         }
-        let mut file = PendingParquet::create(
-            layout::temp_path(out, date, &seg.name),
-            target,
-            &cfg.host,
-            cfg.compression,
-        )?;
+        let mut file = {
+            let _publishing = hold(lock, out)?;
+            PendingParquet::create(
+                layout::temp_path(out, date, &seg.name),
+                target,
+                &cfg.host,
+                cfg.compression,
+            )?
+        };
         let (mut rows, mut span) = (0u64, None);
         for b in first.into_iter().chain(&mut batches) {
             // A log staged by an earlier pinhole is published in today's schema.
@@ -493,13 +513,21 @@ fn recover(cfg: &SinkConfig) -> Result<RecoveryReport, SinkError> {
             kv.push(KeyValue::new(meta::FIRST_TS.into(), rfc3339(first)));
             kv.push(KeyValue::new(meta::LAST_TS.into(), rfc3339(last)));
         }
-        let path = file.publish(kv)?;
+        let path = {
+            let _publishing = hold(lock, out)?;
+            file.publish(kv)?
+        };
         report.events_recovered += rows;
         tracing::info!(file = %path.display(), events = rows, "recovered staged events");
         report.files_published.push(path);
         seg.remove()?;
     }
     Ok(report)
+}
+
+fn hold<'a>(lock: &'a PublishLock, out: &std::path::Path) -> Result<PublishGuard<'a>, SinkError> {
+    lock.hold()
+        .map_err(|e| SinkError::write(out.join(crate::publish_lock::PUBLISH_LOCK_FILE), e))
 }
 
 fn remove_stale_temporaries(out: &std::path::Path) -> Result<(), SinkError> {
