@@ -4,6 +4,7 @@ mod analyze;
 mod capture;
 mod cgroup_paths;
 mod clock;
+mod compact;
 mod config;
 mod dns_rows;
 mod docs;
@@ -68,6 +69,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Merge each past day's files into one file per day and host, atomically.
+    Compact(compact::CompactArgs),
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -127,6 +130,7 @@ fn quiet_on_closed_pipe(command: &Command) {
         Command::Enforce(args) => args.runs_enforcer(),
         Command::Analyze(_)
         | Command::Policy(_)
+        | Command::Compact(_)
         | Command::Hash { .. }
         | Command::Config(_)
         | Command::Docs(_) => false,
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Enforce(args) => enforce::run(args),
         Command::ExecGateWatchdog(args) => enforce::run_watchdog(args),
+        Command::Compact(args) => compact::run(args),
         Command::Hash { files } => identity::print_hashes(&files),
         Command::Config(cmd) => config::run(cmd, Cli::command()),
         Command::Docs(args) => docs::run(args, Cli::command()),

@@ -101,6 +101,15 @@ pub enum CompressionArg {
     Zstd,
 }
 
+impl CompressionArg {
+    pub fn codec(self, zstd_level: i32) -> pinhole_recorder::Codec {
+        match self {
+            CompressionArg::Lz4 => pinhole_recorder::Codec::Lz4,
+            CompressionArg::Zstd => pinhole_recorder::Codec::Zstd(zstd_level),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnDiskFull {
     Continue,
@@ -236,10 +245,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
     cfg.flush_interval = args.flush_interval;
     cfg.rotate_interval = args.rotate_interval;
     cfg.rotate_bytes = rotate;
-    cfg.compression = match args.compression {
-        CompressionArg::Lz4 => pinhole_recorder::Codec::Lz4,
-        CompressionArg::Zstd => pinhole_recorder::Codec::Zstd(args.zstd_level),
-    };
+    cfg.compression = args.compression.codec(args.zstd_level);
     cfg.on_disk_full = match args.on_disk_full {
         OnDiskFull::Continue => pinhole_recorder::DiskFullAction::Continue,
         OnDiskFull::Stop => pinhole_recorder::DiskFullAction::Stop,

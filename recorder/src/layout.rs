@@ -88,6 +88,23 @@ pub fn segment_name(host: &str, start_ns: i64, pid: u32, seq: u64) -> String {
     format!("{}-{start}-{pid}-{seq:06}", sanitize(host))
 }
 
+/// Names the file `compact` merges a day of one host into: the start of the day's first
+/// file (when its name carries one), and how many files it replaced.
+pub fn compacted_name(
+    host: &str,
+    date: NaiveDate,
+    first_start: Option<&str>,
+    files: usize,
+) -> String {
+    let start = first_start
+        .filter(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S%.3fZ").is_ok())
+        .map_or_else(
+            || format!("{}T000000.000Z", date.format("%Y%m%d")),
+            str::to_owned,
+        );
+    format!("{}-{start}-compact-{files:06}", sanitize(host))
+}
+
 /// Every published Parquet file of a dataset, sorted, skipping hidden and temporary files.
 pub fn published_files(out: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();

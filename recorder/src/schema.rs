@@ -26,6 +26,9 @@ pub mod meta {
     pub const LAST_TS: &str = "pinhole.last_ts";
     /// "true" when the file was rebuilt from staging after an unclean stop.
     pub const RECOVERED: &str = "pinhole.recovered";
+    /// Set by `compact`: one line per file the merged file replaced,
+    /// `<name> bytes=<n> sha256=<hex> rows=<n> lost_events=<n>`.
+    pub const COMPACTED_FROM: &str = "pinhole.compacted_from";
 }
 
 /// Column names, in schema order.
