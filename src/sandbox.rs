@@ -137,12 +137,20 @@ fn landlock(spec: &Spec, layers: &mut Layers) -> Result<()> {
 }
 
 /// Keeps `keep` in the effective and permitted sets and nothing else anywhere: the
-/// bounding set first (that needs CAP_SETPCAP, which then goes too), so that no later
-/// exec can regain what was dropped.
+/// bounding set first where the process may change it (CAP_SETPCAP, which then goes
+/// too), so that no later exec can regain what was dropped. A service user given its
+/// capabilities as ambient ones has no CAP_SETPCAP: there no_new_privs (set here, and
+/// by Landlock) already keeps an exec from gaining any capability.
 fn reduce_capabilities(keep: &[Capability]) -> Result<()> {
     let keep: HashSet<Capability> = keep.iter().copied().collect();
     let supported = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
-    for cap in supported.difference(&keep) {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+    }
+    let may_bound =
+        caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false);
+    for cap in supported.difference(&keep).filter(|_| may_bound) {
         if caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, *cap)
                 .with_context(|| format!("dropping {cap} from the bounding set"))?;

@@ -512,3 +512,40 @@ fn a_denied_process_from_before_the_start_keeps_its_hash_in_the_trail() {
     );
     assert_eq!(enforcer_programs_left(), Vec::<String>::new());
 }
+
+/// The enforcer as the service runs it: a dedicated user holding only the documented
+/// capabilities (ambient). It decides, writes its trail as that user, and answers
+/// `enforce status`.
+#[test]
+fn a_dedicated_user_with_the_documented_capabilities_enforces() {
+    require_root();
+    let _guard = serial();
+    let dir = owned_by("nobody");
+    let (exe, policy) = setup(dir.path(), "deny", "enforce", &[P1]);
+    let cg = TestCgroup::new("pinhole-nonroot");
+    let _dirs = ServiceDirs::owned_by("nobody");
+    let trail = dir.path().join("trail");
+    let e = Enforcer::start_as(
+        ("nobody", "nogroup"),
+        DOCUMENTED_CAPS,
+        &policy,
+        &cg,
+        &["--out", trail.to_str().unwrap()],
+    );
+    let got = probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2)]);
+    assert_eq!(got, ["ECONNREFUSED", "EPERM"]);
+    let status = pinhole(["enforce", "status"]);
+    assert!(status.status.success(), "{status:?}");
+    let (st, log) = e.stop();
+    assert!(st.success(), "{log}");
+    let rows = rows(&trail);
+    let verdicts: Vec<&str> = rows_of(&rows, &exe)
+        .iter()
+        .map(|r| r["verdict"].as_str())
+        .collect();
+    assert!(verdicts.contains(&"denied"), "{verdicts:?}");
+    use std::os::unix::fs::MetadataExt;
+    for f in pinhole_recorder::layout::published_files(&trail).unwrap() {
+        assert_ne!(fs::metadata(&f).unwrap().uid(), 0, "{}", f.display());
+    }
+}

@@ -2,7 +2,9 @@
 //! capabilities the loop uses (in every set, the bounding set included) and no new
 //! privileges (Landlock's precondition), it still records, publishes and serves its
 //! metrics, and `--no-sandbox` leaves it as it started. What Landlock refuses (writes
-//! outside the dataset, exec, TCP connect) is tested in src/sandbox.rs.
+//! outside the dataset, exec, TCP connect) is tested in src/sandbox.rs. A dedicated
+//! user holding only the documented capabilities (ambient, as the service unit gives
+//! them) records and sandboxes itself too.
 
 mod common;
 
@@ -115,4 +117,73 @@ fn no_sandbox_leaves_the_recorder_as_it_started() {
     let (status, log) = rec.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("sandbox"), "{log}");
+}
+
+#[test]
+fn a_dedicated_user_with_the_documented_capabilities_records_in_its_sandbox() {
+    require_root();
+    let _serial = serial();
+    let tmp = owned_by("nobody");
+    let out = tmp.path().join("events");
+    let rec = Recording::start_as(
+        ("nobody", "nogroup"),
+        DOCUMENTED_CAPS,
+        &out,
+        &[
+            "--sandbox-strict",
+            "--flush-interval",
+            "100ms",
+            "--rotate-interval",
+            "300ms",
+        ],
+    );
+    let pid = rec.pid();
+    let uid = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        uid.lines()
+            .any(|l| l.starts_with("Uid:") && !l.contains("\t0\t")),
+        "{uid}"
+    );
+    run(Command::new(LOADGEN).args(["--port", "40094", "--count", "3"]));
+    std::thread::sleep(Duration::from_millis(1000) * slowdown());
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("sandbox in force"), "{log}");
+    assert!(log.contains("capabilities reduced"), "{log}");
+    let rows = rows(&out);
+    let ours: Vec<_> = rows.iter().filter(|r| r["dst_port"] == "40094").collect();
+    assert_eq!(ours.len(), 3, "recorded as nobody");
+    // Root's process, hashed by a recorder that is not root.
+    assert!(ours.iter().all(|r| r["exe_sha256"].len() == 64), "{ours:?}");
+    use std::os::unix::fs::MetadataExt;
+    for f in pinhole_recorder::layout::published_files(&out).unwrap() {
+        let m = fs::metadata(&f).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640, "{}", f.display());
+        assert_ne!(m.uid(), 0, "{} is the service user's", f.display());
+    }
+}
+
+#[test]
+fn a_dedicated_user_without_one_capability_is_told_which() {
+    require_root();
+    let tmp = owned_by("nobody");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search",
+            "--ambient-caps=-all,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search",
+            "--",
+            PINHOLE,
+            "record",
+            "--out",
+        ])
+        .arg(tmp.path().join("events"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CAP_BPF (loading BPF programs)"), "{err}");
+    assert!(!err.contains("CAP_PERFMON"), "{err}");
 }

@@ -38,6 +38,77 @@ pub fn require_root() {
     );
 }
 
+/// `pinhole` run by `setpriv` as `user` and `group` holding only `caps` (setpriv's
+/// syntax, `+bpf,+perfmon`) as ambient capabilities: a service's `User=` with
+/// `AmbientCapabilities=`.
+pub fn setpriv(who: (&str, &str), caps: &str) -> Command {
+    setpriv_exec(who, caps, PINHOLE)
+}
+
+/// As `setpriv`, running `program`.
+pub fn setpriv_exec((user, group): (&str, &str), caps: &str, program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={user}"),
+        &format!("--regid={group}"),
+        "--clear-groups",
+        &format!("--inh-caps=-all,{caps}"),
+        &format!("--ambient-caps=-all,{caps}"),
+        &format!("--bounding-set=-all,{caps}"),
+        "--",
+        program,
+    ]);
+    cmd
+}
+
+/// A temporary directory `user` owns.
+pub fn owned_by(user: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    run(Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(tmp.path()));
+    tmp
+}
+
+/// While alive, `/run/pinhole` and `/sys/fs/bpf/pinhole` belong to `user`, as the
+/// units make them (`RuntimeDirectory=`, and an `ExecStartPre=+install -d` for the
+/// pins); dropped, they and what was made in them belong to root again, and a
+/// directory made here goes if empty (what is left in it is the suite's to report).
+pub struct ServiceDirs {
+    made: Vec<&'static str>,
+}
+
+const SERVICE_DIRS: [&str; 2] = ["/run/pinhole", "/sys/fs/bpf/pinhole"];
+
+impl ServiceDirs {
+    pub fn owned_by(user: &str) -> ServiceDirs {
+        let mut made = Vec::new();
+        for d in SERVICE_DIRS {
+            if !Path::new(d).exists() {
+                fs::create_dir_all(d).unwrap();
+                made.push(d);
+            }
+            run(Command::new("chown").arg(format!("{user}:")).arg(d));
+        }
+        ServiceDirs { made }
+    }
+}
+
+impl Drop for ServiceDirs {
+    fn drop(&mut self) {
+        for d in SERVICE_DIRS {
+            let _ = Command::new("chown").args(["-R", "root:root", d]).status();
+        }
+        for d in &self.made {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// The capabilities the README and the units give a service run as its own user.
+pub const DOCUMENTED_CAPS: &str =
+    "+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search,+sys_nice";
+
 /// IDs of loaded BPF programs whose name starts with `prefix`.
 pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
     let out = Command::new("bpftool")
@@ -124,7 +195,18 @@ impl Recording {
         Self::start_via(cmd, out, extra)
     }
 
-    fn start_via(mut cmd: Command, out: &Path, extra: &[&str]) -> Recording {
+    /// As `start`, through `setpriv`.
+    pub fn start_as(
+        (user, group): (&str, &str),
+        caps: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Recording {
+        Self::start_via(setpriv((user, group), caps), out, extra)
+    }
+
+    /// As `start`, with `cmd` (a wrapper, its arguments and the binary) before `record`.
+    pub fn start_via(mut cmd: Command, out: &Path, extra: &[&str]) -> Recording {
         let programs_before = loaded_programs("record_");
         cmd.arg("record").arg("--out").arg(out).args(extra);
         let (child, stderr, seen) = spawn_until(cmd, "attached; recording");
@@ -479,7 +561,22 @@ pub struct Enforcer {
 impl Enforcer {
     /// Starts enforcing `policy` in `cgroup` and returns once it reports enforcing.
     pub fn start(policy: &Path, cgroup: &TestCgroup, extra: &[&str]) -> Enforcer {
-        let mut cmd = Command::new(PINHOLE);
+        Self::start_via(Command::new(PINHOLE), policy, cgroup, extra)
+    }
+
+    /// As `start`, through `setpriv` as `user` and `group` holding only `caps`
+    /// (ambient), as `Recording::start_as`.
+    pub fn start_as(
+        who: (&str, &str),
+        caps: &str,
+        policy: &Path,
+        cgroup: &TestCgroup,
+        extra: &[&str],
+    ) -> Enforcer {
+        Self::start_via(setpriv(who, caps), policy, cgroup, extra)
+    }
+
+    fn start_via(mut cmd: Command, policy: &Path, cgroup: &TestCgroup, extra: &[&str]) -> Enforcer {
         cmd.arg("enforce")
             .arg(policy)
             .arg("--cgroup")
