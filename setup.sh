@@ -53,6 +53,8 @@ case "$cmd" in
     install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
     install_packages "${VM_PKGS[@]}" || echo "setup.sh: could not install ${VM_PKGS[*]}; the guest tests will say why they are skipped" >&2
     require_cargo
+    # cargo-deb builds the package that the packaging test installs (and purges).
+    command -v cargo-deb >/dev/null 2>&1 || cargo install -q cargo-deb --locked --version 3.8.0
     # Other engines read the dataset in the tests: DuckDB, pyarrow and Spark (pyspark on
     # Debian's JRE), in a venv (Debian's system Python refuses pip installs).
     venv=target/test-venv
