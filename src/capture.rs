@@ -226,6 +226,7 @@ pub fn poll_loop(
         })
         .context("adding the exec ring buffer")?;
     let rings = builder.build().context("creating the ring buffer poller")?;
+    let fill = crate::ring_fill::RingFill::new(&rings, &["connect", "exec"]);
     raise_priority();
 
     loop {
@@ -233,6 +234,7 @@ pub fn poll_loop(
         // Returns early only for execs (connects are submitted without wakeup).
         retry_interrupted(rings.poll(if stopping { Duration::ZERO } else { interval }))
             .context("polling ring buffers")?;
+        fill.sample();
         retry_interrupted(rings.consume()).context("consuming ring buffers")?;
         // The exec-time open precedes the exec tracepoint, so every exec consumed above
         // has its notification queued by now.

@@ -20,6 +20,7 @@ mod privileges;
 mod record;
 mod record_persist;
 mod record_retention;
+mod ring_fill;
 mod sandbox;
 mod service;
 mod skel;

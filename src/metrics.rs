@@ -99,9 +99,49 @@ fn describe() {
         "The generation of the policy in force."
     );
     describe_counter!(
+        "pinhole_name_replies_total",
+        "DNS replies the enforcer read for name rules."
+    );
+    describe_counter!(
+        "pinhole_name_replies_unreadable_total",
+        "DNS replies the enforcer could not parse."
+    );
+    describe_counter!(
+        "pinhole_name_evidence_added_total",
+        "Address evidence entries added from answers."
+    );
+    describe_counter!(
+        "pinhole_name_evidence_evicted_total",
+        "Address evidence entries evicted (least recently used) when the table was full."
+    );
+    describe_gauge!(
+        "pinhole_name_evidence_entries",
+        "Address evidence entries in the kernel's table."
+    );
+    describe_counter!(
+        "pinhole_names_pushed_out_total",
+        "Names pushed out of a full evidence entry while still valid."
+    );
+    describe_counter!(
+        "pinhole_names_forgotten_total",
+        "Names forgotten (expired or replaced)."
+    );
+    describe_counter!(
         "pinhole_identity_evictions_total",
         "Identities evicted from the kernel's full identity table."
     );
+}
+
+/// The enforcer's name evidence: answers read, entries added, live and evicted by the
+/// kernel's LRU when full, names pushed out of a full entry or forgotten.
+pub fn names(n: &crate::enforce::names::NameStats) {
+    counter!("pinhole_name_replies_total").absolute(n.replies);
+    counter!("pinhole_name_replies_unreadable_total").absolute(n.unreadable_replies);
+    counter!("pinhole_name_evidence_added_total").absolute(n.evidence_entries_added);
+    counter!("pinhole_name_evidence_evicted_total").absolute(n.evidence_entries_evicted);
+    gauge!("pinhole_name_evidence_entries").set(n.evidence_entries_live as f64);
+    counter!("pinhole_names_pushed_out_total").absolute(n.names_pushed_out);
+    counter!("pinhole_names_forgotten_total").absolute(n.names_forgotten);
 }
 
 /// The trail's counters; the time of the last publish when the file count grew.

@@ -453,7 +453,12 @@ fn evidence_evictions_are_counted() {
         tmp.path(),
         &text,
         "pinhole-names-evict",
-        &["--name-capacity", "16"],
+        &[
+            "--name-capacity",
+            "16",
+            "--metrics-listen",
+            "127.0.0.1:39736",
+        ],
     );
     let mut asks: Vec<String> = (0..40)
         .map(|_| format!("dns:many.example.com@{SERVER}"))
@@ -491,5 +496,16 @@ fn evidence_evictions_are_counted() {
     assert!(shared <= 8, "{v}");
     let table = pinhole(["enforce", "names"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("RECEIVER"));
+    // The same counts in the metrics (refreshed every 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15) * slowdown();
+    let mut text = scrape(39736);
+    while !text.contains("pinhole_name_evidence_added_total 41") {
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        text = scrape(39736);
+    }
+    let evicted = format!("pinhole_name_evidence_evicted_total {}", added - live);
+    assert!(text.contains(&evicted), "{evicted}: {text}");
+    assert!(text.contains("pinhole_names_pushed_out_total 2"), "{text}");
     e.finish();
 }

@@ -90,6 +90,20 @@ fn a_recorder_serves_its_counters() {
     ] {
         sample(&text, name);
     }
+    // Sampled every round: the peak of a ring's fill, a ratio.
+    for ring in ["connect", "exec"] {
+        let peak = sample(
+            &text,
+            &format!("pinhole_ring_fill_ratio{{ring=\"{ring}\",quantile=\"1\"}}"),
+        );
+        assert!((0.0..=1.0).contains(&peak), "{text}");
+        assert!(
+            sample(
+                &text,
+                &format!("pinhole_ring_fill_ratio_count{{ring=\"{ring}\"}}")
+            ) >= 1.0
+        );
+    }
 }
 
 #[test]
@@ -157,4 +171,5 @@ fn an_enforcer_serves_decisions_by_app_and_verdict() {
         1.0
     );
     assert!(text.contains("pinhole_info{command=\"enforce\""), "{text}");
+    sample(&text, "pinhole_ring_fill_ratio_count{ring=\"connect\"}");
 }

@@ -8,7 +8,7 @@ mod exec_gate;
 mod generation;
 mod identities;
 mod name_tables;
-mod names;
+pub mod names;
 mod rule_scopes;
 mod run;
 pub(crate) mod state;

@@ -350,6 +350,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         let mut drained = Instant::now();
         let mut result = Ok(());
         let mut last_lost = Instant::now();
+        let mut last_names: Option<Instant> = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Captured::Exec(c)) => {
@@ -462,6 +463,16 @@ pub fn run(args: EnforceArgs) -> Result<()> {
                 if let Some(w) = writer.as_ref() {
                     let bytes = w.sink.stats().bytes_published.load(Ordering::Relaxed);
                     crate::metrics::trail(w.counters(), bytes);
+                }
+                // Counting live evidence walks the map: every 10 s, not every turn.
+                let names_due =
+                    last_names.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+                if args.metrics_listen.is_some() && current.compiled.names.is_some() && names_due {
+                    last_names = Some(now);
+                    match super::names::read_stats(&st) {
+                        Ok(n) => crate::metrics::names(&n),
+                        Err(e) => tracing::warn!("{e:#}"),
+                    }
                 }
                 if evictions != st.identity_evictions {
                     st.identity_evictions = evictions;
