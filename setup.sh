@@ -53,8 +53,13 @@ case "$cmd" in
     install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
     install_packages "${VM_PKGS[@]}" || echo "setup.sh: could not install ${VM_PKGS[*]}; the guest tests will say why they are skipped" >&2
     require_cargo
-    # cargo-deb builds the package that the packaging test installs (and purges).
-    command -v cargo-deb >/dev/null 2>&1 || cargo install -q cargo-deb --locked --version 3.8.0
+    # cargo-deb builds the package that the packaging test installs (and purges). Built
+    # in the background while the venv and promtool download; waited for before the tests.
+    cargo_deb_pid=
+    if ! command -v cargo-deb >/dev/null 2>&1; then
+      cargo install -q cargo-deb --locked --version 3.8.0 &
+      cargo_deb_pid=$!
+    fi
     # Other engines read the dataset in the tests: DuckDB, pyarrow and Spark (pyspark on
     # Debian's JRE), in a venv (Debian's system Python refuses pip installs).
     venv=target/test-venv
@@ -78,6 +83,9 @@ case "$cmd" in
     export PINHOLE_TEST_PROMTOOL="$PWD/$promtool"
     cargo fmt --all -- --check || die "cargo fmt reports unformatted code"
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    if [ -n "$cargo_deb_pid" ]; then
+      wait "$cargo_deb_pid" || die "could not install cargo-deb from crates.io"
+    fi
     before=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
     cargo test --workspace --locked "$@"
     # The kernel frees a program an RCU grace period after its last reference goes.
