@@ -167,21 +167,14 @@ fn a_dedicated_user_with_the_documented_capabilities_records_in_its_sandbox() {
 fn a_dedicated_user_without_one_capability_is_told_which() {
     require_root();
     let tmp = owned_by("nobody");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search",
-            "--ambient-caps=-all,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search",
-            "--",
-            PINHOLE,
-            "record",
-            "--out",
-        ])
-        .arg(tmp.path().join("events"))
-        .output()
-        .unwrap();
+    let out = setpriv(
+        ("nobody", "nogroup"),
+        "+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search",
+    )
+    .args(["record", "--out"])
+    .arg(tmp.path().join("events"))
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_BPF (loading BPF programs)"), "{err}");

@@ -396,6 +396,44 @@ fn row<'a>(
     }
 }
 
+/// The binary hash of `example_event`.
+pub const EXAMPLE_SHA: [u8; 32] = [7; 32];
+
+/// One plausible event (curl connecting to 10.1.2.3 on `port`), for tests and examples.
+pub fn example_event(ts_ns: i64, port: u16) -> Event<'static> {
+    Event {
+        ts_ns,
+        pid: 100,
+        tid: 101,
+        ppid: 1,
+        uid: 1000,
+        gid: 1000,
+        comm: "curl",
+        exe: ExeRef {
+            path: Some("/usr/bin/curl"),
+            sha256: Some(&EXAMPLE_SHA),
+            status: ExeStatus::Ok,
+            dev: 2049,
+            ino: 42,
+        },
+        cgroup_id: 1,
+        cgroup: None,
+        netns: 4026531840,
+        dst_addr: IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped()),
+        dst_port: port,
+        protocol: Protocol::Tcp,
+        hook: Hook::Connect,
+        verdict: Verdict::Observed,
+        sock_cookie: ts_ns as u64,
+        rule_id: None,
+        app: None,
+        note: None,
+        dst_name: None,
+        dst_name_from_host: false,
+        dns: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use pinhole_recorder::compact::{compact, CompactError, CompactOptions};
 use pinhole_recorder::layout::published_files;
 use pinhole_recorder::readback::read_file;
 use pinhole_recorder::schema::meta;
-use pinhole_recorder::synth::{generate, SynthConfig};
+use pinhole_recorder::synth::{example_event, generate, SynthConfig};
 use pinhole_recorder::{Codec, Sink, SinkConfig};
 
 fn day(s: &str) -> NaiveDate {
@@ -239,7 +239,7 @@ fn a_running_writers_open_file_of_that_day_is_published_into_the_compacted_day()
     // A recorder still writing a file of 2026-11-22 (an event just before midnight).
     let (mut sink, _) = Sink::open(SinkConfig::new(out, "late")).unwrap();
     let ts = 1_795_305_600_000_000_000 + 86_400_000_000_000 - 1_000;
-    let mut e = synth_event(ts);
+    let mut e = example_event(ts, 80);
     sink.append(&e).unwrap();
     sink.flush().unwrap();
     let open: Vec<PathBuf> = files_in(&out.join("date=2026-11-22"))
@@ -267,42 +267,6 @@ fn a_running_writers_open_file_of_that_day_is_published_into_the_compacted_day()
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("late-")), "{names:?}");
-}
-
-fn synth_event(ts_ns: i64) -> pinhole_recorder::Event<'static> {
-    use pinhole_recorder::event::ExeRef;
-    use pinhole_recorder::{Event, ExeStatus, Hook, Protocol, Verdict};
-    Event {
-        ts_ns,
-        pid: 7,
-        tid: 7,
-        ppid: 1,
-        uid: 0,
-        gid: 0,
-        comm: "late",
-        exe: ExeRef {
-            path: Some("/usr/bin/late"),
-            sha256: Some(&[9; 32]),
-            status: ExeStatus::Ok,
-            dev: 1,
-            ino: 2,
-        },
-        cgroup_id: 1,
-        cgroup: None,
-        netns: 1,
-        dst_addr: "127.0.0.1".parse().unwrap(),
-        dst_port: 80,
-        protocol: Protocol::Tcp,
-        hook: Hook::Connect,
-        verdict: Verdict::Observed,
-        sock_cookie: ts_ns as u64,
-        rule_id: None,
-        app: None,
-        note: None,
-        dst_name: None,
-        dst_name_from_host: false,
-        dns: None,
-    }
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! recovery after a crash, and the metadata every file carries.
 
 use std::fs;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,40 +16,10 @@ use pinhole_recorder::{Event, ExeStatus, Hook, Protocol, Sink, SinkConfig, SinkE
 const DAY_NS: i64 = 86_400_000_000_000;
 /// 2026-11-22T00:00:00Z
 const T0: i64 = 1_795_305_600_000_000_000;
-const SHA: [u8; 32] = [7; 32];
+use pinhole_recorder::synth::EXAMPLE_SHA as SHA;
 
 fn event(ts_ns: i64, port: u16) -> Event<'static> {
-    Event {
-        ts_ns,
-        pid: 100,
-        tid: 101,
-        ppid: 1,
-        uid: 1000,
-        gid: 1000,
-        comm: "curl",
-        exe: ExeRef {
-            path: Some("/usr/bin/curl"),
-            sha256: Some(&SHA),
-            status: ExeStatus::Ok,
-            dev: 2049,
-            ino: 42,
-        },
-        cgroup_id: 1,
-        cgroup: None,
-        netns: 4026531840,
-        dst_addr: "::ffff:10.1.2.3".parse::<IpAddr>().unwrap(),
-        dst_port: port,
-        protocol: Protocol::Tcp,
-        hook: Hook::Connect,
-        verdict: Verdict::Observed,
-        sock_cookie: ts_ns as u64,
-        rule_id: None,
-        app: None,
-        note: None,
-        dst_name: None,
-        dst_name_from_host: false,
-        dns: None,
-    }
+    pinhole_recorder::synth::example_event(ts_ns, port)
 }
 
 /// Cuts `bytes` off the end of a staged log: a crash in the middle of a flush.
