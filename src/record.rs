@@ -141,10 +141,7 @@ fn sandbox_spec(args: &RecordArgs) -> Result<crate::sandbox::Spec> {
                 .map_or(pins.clone(), std::path::Path::to_path_buf),
         );
     }
-    // Root writing into a dataset another user owns needs CAP_DAC_OVERRIDE.
-    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&args.out)?);
-    // SAFETY: geteuid cannot fail.
-    if owner != unsafe { libc::geteuid() } {
+    if crate::sandbox::needs_dac_override(&writable) {
         keep.push(CAP_DAC_OVERRIDE);
     }
     Ok(crate::sandbox::Spec {

@@ -70,6 +70,24 @@ impl Layers {
 /// Applies both layers. With `strict`, a layer that cannot be applied is an error;
 /// otherwise it is reported in the returned layers and in the log.
 pub fn apply(spec: &Spec, strict: bool) -> Result<Layers> {
+    let layers = confine(spec);
+    if strict && !layers.missing.is_empty() {
+        bail!(
+            "--sandbox-strict: the sandbox is incomplete ({})",
+            layers.describe()
+        );
+    }
+    match layers.missing.is_empty() {
+        true => tracing::info!(layers = %layers.describe(), "sandbox in force"),
+        false => tracing::warn!(layers = %layers.describe(), "sandbox incomplete"),
+    }
+    crate::metrics::sandbox(&layers);
+    Ok(layers)
+}
+
+/// Applies both layers as far as they go, saying in the result which did not; logs
+/// nothing (a helper process uses it quietly).
+pub fn confine(spec: &Spec) -> Layers {
     let mut layers = Layers::default();
     let threads = thread_count();
     if threads > 1 {
@@ -84,18 +102,16 @@ pub fn apply(spec: &Spec, strict: bool) -> Result<Layers> {
         Ok(()) => layers.capabilities = true,
         Err(e) => layers.missing.push(format!("capabilities: {e:#}")),
     }
-    if strict && !layers.missing.is_empty() {
-        bail!(
-            "--sandbox-strict: the sandbox is incomplete ({})",
-            layers.describe()
-        );
-    }
-    match layers.missing.is_empty() {
-        true => tracing::info!(layers = %layers.describe(), "sandbox in force"),
-        false => tracing::warn!(layers = %layers.describe(), "sandbox incomplete"),
-    }
-    crate::metrics::sandbox(&layers);
-    Ok(layers)
+    layers
+}
+
+/// Whether writing beneath `dirs` needs CAP_DAC_OVERRIDE: one of them belongs to
+/// another user (root writing into a dataset or /run/pinhole a service user owns).
+pub fn needs_dac_override(dirs: &[PathBuf]) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    dirs.iter()
+        .any(|d| std::fs::metadata(d).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != me))
 }
 
 fn thread_count() -> usize {

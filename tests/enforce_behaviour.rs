@@ -514,8 +514,8 @@ fn a_denied_process_from_before_the_start_keeps_its_hash_in_the_trail() {
 }
 
 /// The enforcer as the service runs it: a dedicated user holding only the documented
-/// capabilities (ambient). It decides, writes its trail as that user, and answers
-/// `enforce status`.
+/// capabilities (ambient). It sandboxes itself, decides, writes its trail as that
+/// user, and answers `enforce status`.
 #[test]
 fn a_dedicated_user_with_the_documented_capabilities_enforces() {
     require_root();
@@ -530,7 +530,7 @@ fn a_dedicated_user_with_the_documented_capabilities_enforces() {
         DOCUMENTED_CAPS,
         &policy,
         &cg,
-        &["--out", trail.to_str().unwrap()],
+        &["--out", trail.to_str().unwrap(), "--sandbox-strict"],
     );
     let got = probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2)]);
     assert_eq!(got, ["ECONNREFUSED", "EPERM"]);
@@ -538,6 +538,7 @@ fn a_dedicated_user_with_the_documented_capabilities_enforces() {
     assert!(status.status.success(), "{status:?}");
     let (st, log) = e.stop();
     assert!(st.success(), "{log}");
+    assert!(log.contains("sandbox in force"), "{log}");
     let rows = rows(&trail);
     let verdicts: Vec<&str> = rows_of(&rows, &exe)
         .iter()

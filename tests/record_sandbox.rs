@@ -17,28 +17,6 @@ use common::*;
 /// CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_SYS_NICE (23), CAP_BPF (39).
 const RECORDER_CAPS: u64 = (1 << 2) | (1 << 19) | (1 << 23) | (1 << 39);
 
-/// A field of /proc/PID/task/TID/status for each thread of `pid`.
-fn per_thread(pid: u32, field: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
-        if let Some(v) = status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        {
-            out.push(v.trim().to_owned());
-        }
-    }
-    out
-}
-
-fn caps_of(pid: u32, set: &str) -> Vec<u64> {
-    per_thread(pid, set)
-        .iter()
-        .map(|h| u64::from_str_radix(h, 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_recorder_keeps_only_the_capabilities_it_uses_on_every_thread() {
     require_root();

@@ -147,6 +147,10 @@ fn print_status(s: &Status) {
     println!("mode:       {}", st.mode);
     println!("backend:    {} ({})", st.backend, st.backend_reason);
     println!("cgroup:     {}", st.cgroup);
+    if s.running {
+        let sandbox = st.sandbox.as_deref().unwrap_or("off (--no-sandbox)");
+        println!("sandbox:    {sandbox}");
+    }
     println!(
         "audit trail: {}",
         st.out.as_deref().unwrap_or("(none: denials are logged)")

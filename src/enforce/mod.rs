@@ -2,6 +2,7 @@
 //! in the audit trail.
 
 mod backend;
+mod confine;
 mod control;
 mod denials;
 mod exec_gate;
@@ -87,6 +88,14 @@ pub struct EnforceArgs {
     /// files and bytes published, the hash cache, decisions by app and verdict, reloads, evictions.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// Exit if a layer of the sandbox cannot be applied (Landlock filesystem and TCP
+    /// rules, reduced capabilities); by default a missing layer is logged and
+    /// enforcement goes on.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    sandbox_strict: bool,
+    /// Do not sandbox the enforcer once it has started (for debugging).
+    #[arg(long)]
+    no_sandbox: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

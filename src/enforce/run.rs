@@ -15,6 +15,7 @@ use pinhole_recorder::{Sink, SinkConfig};
 use sha2::{Digest, Sha256};
 
 use super::backend::{self, Backend, BackendChoice};
+use super::confine;
 use super::denials::DenialLog;
 use super::exec_gate::{self, ExecGate};
 use super::generation::{self, Generation, Links, Options, Shared};
@@ -94,8 +95,10 @@ pub fn run(args: EnforceArgs) -> Result<()> {
     let loaded = load(&path, "nothing was loaded")?;
     crate::privileges::require("pinhole enforce", crate::privileges::DAEMON)?;
     crate::record::ignore_terminal_stop();
+    // A port in use is refused before anything is loaded; it is served once the
+    // sandbox is in force, so that its thread is confined too.
     if let Some(addr) = args.metrics_listen {
-        crate::metrics::serve(addr, "enforce")?;
+        crate::metrics::check_free(addr)?;
     }
     // Handlers first: a signal that arrives during set-up must not kill the process
     // half-way (SIGHUP's default action is to terminate).
@@ -241,10 +244,26 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         MapHandle::try_from(&gen.skel.maps.identities)?,
         resolver.sizes(),
     )));
-    let _gate = match args.no_exec_gate {
+    let gate = match args.no_exec_gate {
         true => None,
-        false => ExecGate::start(gate_target.clone()),
+        false => ExecGate::prepare(),
     };
+    // Everything that executes or needs more than the loop's rights is done: from here
+    // on every thread this process starts is confined.
+    let layers = confine::apply(
+        args.out.as_deref(),
+        args.persist,
+        args.metrics_listen.map(|a| a.port()),
+        args.no_sandbox,
+        args.sandbox_strict,
+    )?;
+    if let Some(addr) = args.metrics_listen {
+        crate::metrics::serve(addr, "enforce")?;
+    }
+    if let Some(l) = &layers {
+        crate::metrics::sandbox(l);
+    }
+    let _gate = gate.map(|g| g.start(gate_target.clone()));
 
     let mut labels = Labels::new();
     if let Some(prev) = &previous {
@@ -298,6 +317,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         identity_evictions: 0,
         backend: backend.as_str().to_owned(),
         backend_reason,
+        sandbox: layers.as_ref().map(|l| l.describe()),
     };
     state::write_atomic(&state::policy_copy(), loaded.text.as_bytes())?;
     state::write(&st)?;
@@ -340,7 +360,11 @@ pub fn run(args: EnforceArgs) -> Result<()> {
         }
         let mut denials = DenialLog::default();
         let mut unsettled = identities::Unsettled::default();
-        let mut status = StatusLine::new("enforcing");
+        let mut status = StatusLine::new(match &layers {
+            Some(l) if l.missing.is_empty() => "enforcing (sandboxed)",
+            Some(_) => "enforcing (sandbox incomplete)",
+            None => "enforcing (no sandbox)",
+        });
         let mut notifier = crate::service::Notifier::new();
         notifier.ready(&format!("enforcing {}", path.display()));
         let mut attached = true;

@@ -43,6 +43,9 @@ pub struct State {
     pub backend: String,
     #[serde(default)]
     pub backend_reason: String,
+    /// Which layers of its own sandbox are in force (None: run with --no-sandbox).
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 fn cgroup_backend() -> String {
@@ -207,6 +210,7 @@ mod tests {
             identity_evictions: 0,
             backend: "cgroup".into(),
             backend_reason: String::new(),
+            sandbox: None,
         }
     }
 

@@ -109,6 +109,34 @@ impl Drop for ServiceDirs {
 pub const DOCUMENTED_CAPS: &str =
     "+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace,+dac_read_search,+sys_nice";
 
+/// The same set as a mask of /proc/PID/status (CAP_DAC_READ_SEARCH 2, CAP_NET_ADMIN 12,
+/// CAP_SYS_PTRACE 19, CAP_SYS_ADMIN 21, CAP_SYS_NICE 23, CAP_PERFMON 38, CAP_BPF 39).
+pub const DOCUMENTED_CAPS_MASK: u64 =
+    (1 << 2) | (1 << 12) | (1 << 19) | (1 << 21) | (1 << 23) | (1 << 38) | (1 << 39);
+
+/// A field of /proc/PID/task/TID/status for each thread of `pid`.
+pub fn per_thread(pid: u32, field: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(v) = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        {
+            out.push(v.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// A capability set (CapEff, CapBnd...) of each thread of `pid`.
+pub fn caps_of(pid: u32, set: &str) -> Vec<u64> {
+    per_thread(pid, set)
+        .iter()
+        .map(|h| u64::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
 /// IDs of loaded BPF programs whose name starts with `prefix`.
 pub fn loaded_programs(prefix: &str) -> BTreeSet<String> {
     let out = Command::new("bpftool")

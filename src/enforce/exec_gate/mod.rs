@@ -109,10 +109,19 @@ pub struct ExecGate {
     watchdog: Option<Child>,
 }
 
+/// A gate whose fanotify group and watchdog exist, before it holds any exec: made
+/// before the enforcer sandboxes itself (the watchdog is a process it executes), started
+/// after (so that its threads are confined too).
+pub struct PreparedGate {
+    fan: Fanotify,
+    shared: SharedMap,
+    watchdog: Child,
+}
+
 impl ExecGate {
-    /// Marks every filesystem for exec permission events; None (logged) where the
-    /// kernel has no fanotify permission events.
-    pub fn start(target: Arc<Mutex<Target>>) -> Option<ExecGate> {
+    /// The fanotify group and the watchdog; None (logged) where the kernel has no
+    /// fanotify permission events.
+    pub fn prepare() -> Option<PreparedGate> {
         let fan = match Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_NONBLOCK,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
@@ -131,13 +140,28 @@ impl ExecGate {
             }
         };
         // The watchdog first: no exec is held before someone can release it.
-        let watchdog = match watchdog::spawn(&fan, &shared) {
-            Ok(c) => c,
+        match watchdog::spawn(&fan, &shared) {
+            Ok(watchdog) => Some(PreparedGate {
+                fan,
+                shared,
+                watchdog,
+            }),
             Err(e) => {
                 tracing::warn!("no exec gate: {e:#}");
-                return None;
+                None
             }
-        };
+        }
+    }
+}
+
+impl PreparedGate {
+    /// Marks every filesystem for exec permission events and starts answering them.
+    pub fn start(self, target: Arc<Mutex<Target>>) -> ExecGate {
+        let PreparedGate {
+            fan,
+            shared,
+            watchdog,
+        } = self;
         let marked = mark_exec_filesystems(&fan, MaskFlags::FAN_OPEN_EXEC_PERM);
         if marked == 0 {
             tracing::warn!("no exec gate: no filesystem could be marked");
@@ -149,11 +173,11 @@ impl ExecGate {
             .name("exec-gate".into())
             .spawn(move || serve(&fan, &shared, &target, &flag))
             .ok();
-        Some(ExecGate {
+        ExecGate {
             thread,
             stop,
             watchdog: Some(watchdog),
-        })
+        }
     }
 }
 

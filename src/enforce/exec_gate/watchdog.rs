@@ -3,7 +3,8 @@
 //! has been silent too long (the enforcer stopped by SIGSTOP or a debugger, or stuck).
 //! A stalled enforcer then costs an exec at most `STALL_MS` plus one tick, never a
 //! frozen host. It dies with the enforcer (PR_SET_PDEATHSIG), so it never keeps the
-//! fanotify group alive on its own.
+//! fanotify group alive on its own. It confines itself at once: no capability, no file
+//! writes, no execution.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -86,6 +87,14 @@ pub fn run(args: WatchdogArgs) -> Result<()> {
     let fan = unsafe { Fanotify::from_raw_fd(args.fanotify_fd) };
     let shared = SharedMap::open(unsafe { OwnedFd::from_raw_fd(args.shared_fd) })
         .context("mapping the exec gate's shared state")?;
+    // It only answers on descriptors it holds: no file to write, nothing to execute,
+    // no capability.
+    let layers = crate::sandbox::confine(&crate::sandbox::Spec {
+        writable: Vec::new(),
+        bind_port: None,
+        keep: Vec::new(),
+    });
+    tracing::debug!(layers = %layers.describe(), "exec gate watchdog confined");
     let g = shared.get();
     let mut stalled = false;
     // The enforcer may have died between fork and PR_SET_PDEATHSIG.
