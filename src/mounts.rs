@@ -68,10 +68,17 @@ pub fn cgroup2_root(fallback: &Path) -> Result<PathBuf> {
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// Where debugfs offers tracefs, as an automount point; libbpf looks there first.
+const DEBUGFS_TRACING_EVENTS: &str = "/sys/kernel/debug/tracing/events";
+
 /// libbpf resolves `tp/` programs through tracefs; mount it where libbpf looks first.
+/// Call it before the sandbox: a tracepoint is attached again at every reload, and a
+/// Landlock-confined process cannot trigger debugfs's tracing automount (ELOOP), so it
+/// is triggered here, where libbpf will look for it.
 pub fn ensure_tracefs() -> Result<()> {
     let dir = Path::new(TRACEFS);
-    if dir.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+    let through_debugfs = Path::new(DEBUGFS_TRACING_EVENTS).exists();
+    if through_debugfs || dir.join("events").exists() {
         return Ok(());
     }
     mount_fs(c"tracefs", dir)
