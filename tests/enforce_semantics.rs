@@ -144,6 +144,7 @@ fn every_semantics_case_holds_in_the_kernel() {
             scoped.wait_for(first.t);
             let args: Vec<String> = run.iter().map(|c| probe_arg(c)).collect();
             let got = probe_isolated_as(scoped.cgroup(first), (first.uid, first.gid), &exe, &args);
+            scoped.assert_before_next_boundary(first.t);
             for (c, answer) in run.iter().zip(&got) {
                 let denied = answer == "EPERM";
                 assert_eq!(

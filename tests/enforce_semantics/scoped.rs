@@ -31,6 +31,8 @@ pub struct Setup<'c> {
     start: Option<SystemTime>,
     /// The length of a suite second.
     second: Duration,
+    /// The suite seconds at which an expiry changes verdicts.
+    boundaries: Vec<i64>,
     scoped: bool,
 }
 
@@ -51,6 +53,7 @@ impl<'c> Setup<'c> {
         let margin = START_MARGIN * slowdown().min(16);
         let start = timed.then(|| SystemTime::now() + margin);
         let mut out = String::new();
+        let mut boundaries = Vec::new();
         for line in policy.lines() {
             let value = |key: &str| {
                 line.strip_prefix(key)
@@ -63,6 +66,7 @@ impl<'c> Setup<'c> {
                 let secs = chrono::DateTime::parse_from_rfc3339(at)
                     .unwrap()
                     .timestamp();
+                boundaries.push(secs);
                 let real = start + second * secs as u32;
                 out += &format!("expires = \"{}\"\n", rfc3339(real));
             } else {
@@ -95,6 +99,7 @@ impl<'c> Setup<'c> {
             children,
             start,
             second,
+            boundaries,
             scoped,
         }
     }
@@ -113,14 +118,27 @@ impl<'c> Setup<'c> {
             return;
         };
         let at = start + self.second * t as u32;
-        match at.duration_since(SystemTime::now()) {
-            Ok(wait) => std::thread::sleep(wait),
-            Err(late) => assert!(
-                late.duration() < self.second * 9 / 10,
-                "second {t} of the suite began {:?} ago: the enforcer's start or the probes of the second before took too long",
-                late.duration()
-            ),
+        if let Ok(wait) = at.duration_since(SystemTime::now()) {
+            std::thread::sleep(wait);
         }
+        self.assert_before_next_boundary(t);
+    }
+
+    /// An event of second `t` may be decided any time before the next second at which an
+    /// expiry changes verdicts: fails if that second has begun (the enforcer's start or
+    /// earlier probes took too long for the suite's clock).
+    pub fn assert_before_next_boundary(&self, t: i64) {
+        let (Some(start), Some(next)) =
+            (self.start, self.boundaries.iter().filter(|b| **b > t).min())
+        else {
+            return;
+        };
+        let deadline = start + self.second * *next as u32;
+        assert!(
+            SystemTime::now() < deadline,
+            "the probes of second {t} of the suite ran into second {next}, when an expiry changes verdicts: the enforcer's start or the probes took too long for a {:?} suite second",
+            self.second
+        );
     }
 
     /// The trail names who made each decision of a scoped suite: uid, gid, cgroup path.
