@@ -24,6 +24,10 @@ pub struct CompactArgs {
     /// zstd's level (1-22), with `--compression zstd`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub zstd_level: i32,
+    /// The trail's private key: the entries saying which files each merged file
+    /// replaces are signed with it (a signed trail needs it, or it no longer verifies).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -35,6 +39,7 @@ pub fn run(args: CompactArgs) -> Result<()> {
     let opts = CompactOptions {
         before,
         codec: args.compression.codec(args.zstd_level),
+        signing_key: crate::evidence_cli::signing_key(args.signing_key.as_deref())?,
     };
     let dataset = printable(&args.dataset.display().to_string()).into_owned();
     let report = compact(&args.dataset, opts).with_context(|| format!("compacting {dataset}"))?;

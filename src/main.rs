@@ -9,6 +9,7 @@ mod config;
 mod dns_rows;
 mod docs;
 mod enforce;
+mod evidence_cli;
 mod hook_links;
 mod identity;
 mod labels;
@@ -72,6 +73,12 @@ enum Command {
     },
     /// Merge each past day's files into one file per day and host, atomically.
     Compact(compact::CompactArgs),
+    /// The trail's signing key (`trail keygen`).
+    #[command(subcommand)]
+    Trail(evidence_cli::TrailCommand),
+    /// Check a dataset against its signed evidence log with the public key alone:
+    /// exit 0 verified, 1 tampered (each finding named), 2 cannot verify.
+    Verify(evidence_cli::VerifyArgs),
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -132,6 +139,8 @@ fn quiet_on_closed_pipe(command: &Command) {
         Command::Analyze(_)
         | Command::Policy(_)
         | Command::Compact(_)
+        | Command::Trail(_)
+        | Command::Verify(_)
         | Command::Hash { .. }
         | Command::Config(_)
         | Command::Docs(_) => false,
@@ -173,6 +182,8 @@ fn main() -> ExitCode {
         Command::Enforce(args) => enforce::run(args),
         Command::ExecGateWatchdog(args) => enforce::run_watchdog(args),
         Command::Compact(args) => compact::run(args),
+        Command::Trail(cmd) => evidence_cli::run(cmd),
+        Command::Verify(args) => return evidence_cli::verify(&args),
         Command::Hash { files } => identity::print_hashes(&files),
         Command::Config(cmd) => config::run(cmd, Cli::command()),
         Command::Docs(args) => docs::run(args, Cli::command()),

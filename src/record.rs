@@ -93,6 +93,10 @@ pub struct RecordArgs {
     /// Do not sandbox the recorder once it has started (for debugging).
     #[arg(long)]
     pub no_sandbox: bool,
+    /// Sign a checkpoint of the dataset's evidence log after every published file with
+    /// this private key (from `pinhole trail keygen`; a file only its owner may read).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -243,6 +247,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
     cfg.rotate_interval = args.rotate_interval;
     cfg.rotate_bytes = rotate;
     cfg.compression = args.compression.codec(args.zstd_level);
+    cfg.signing_key = crate::evidence_cli::signing_key(args.signing_key.as_deref())?;
+    let retention_key = cfg.signing_key.clone();
     cfg.on_disk_full = match args.on_disk_full {
         OnDiskFull::Continue => pinhole_recorder::DiskFullAction::Continue,
         OnDiskFull::Stop => pinhole_recorder::DiskFullAction::Stop,
@@ -338,6 +344,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
                 max_bytes: args.retain_size.map(|s| s.as_u64()),
             },
             args.out.clone(),
+            retention_key,
         );
         let mut by_duration = false;
         let mut links = Some(links);

@@ -10,6 +10,7 @@ use pinhole_recorder::retention::{apply, Retention};
 
 pub struct Keeper {
     retention: Retention,
+    key: Option<pinhole_recorder::evidence::SigningKey>,
     out: PathBuf,
     last: Option<Instant>,
     files_seen: u64,
@@ -18,9 +19,14 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    pub fn new(retention: Retention, out: PathBuf) -> Self {
+    pub fn new(
+        retention: Retention,
+        out: PathBuf,
+        key: Option<pinhole_recorder::evidence::SigningKey>,
+    ) -> Self {
         Keeper {
             retention,
+            key,
             out,
             last: None,
             files_seen: 0,
@@ -44,7 +50,7 @@ impl Keeper {
         self.last = Some(now);
         self.files_seen = files_published;
         let today = chrono::Utc::now().date_naive();
-        match apply(&self.out, &self.retention, today) {
+        match apply(&self.out, &self.retention, today, self.key.as_ref()) {
             Ok(removed) => {
                 for r in removed {
                     self.removed_files += 1;

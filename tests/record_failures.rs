@@ -650,3 +650,101 @@ fn a_closed_log_pipe_neither_kills_nor_hangs_the_recorder() {
         "the connects made meanwhile are recorded"
     );
 }
+
+/// A signed trail across a kill -9 and the recovery after it verifies with `pinhole
+/// verify` (exit 0), from the public key alone; a removed file and another key's
+/// checkpoint are named (exit 1); an unreadable key cannot verify (exit 2).
+#[test]
+fn a_signed_trail_survives_kill_9_and_verify_names_what_changed() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("events");
+    let keys = tmp.path().join("keys");
+    let made = pinhole([
+        "trail".as_ref(),
+        "keygen".as_ref(),
+        "--out".as_ref(),
+        keys.as_os_str(),
+        "--name".as_ref(),
+        "pinhole.test/recorder".as_ref(),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        !said.contains("PRIVATE"),
+        "the private key is never printed: {said}"
+    );
+    let (key, public) = (keys.join("pinhole.key"), keys.join("pinhole.pub"));
+    let signing = ["--signing-key", key.to_str().unwrap()];
+    let rec = Recording::start(
+        &out,
+        &[&signing[..], &["--flush-interval", "100ms"]].concat(),
+    );
+    run(Command::new(LOADGEN).args(["--port", "40098", "--count", "3"]));
+    wait_until_staged(&out);
+    rec.kill9();
+    let rec = Recording::start(&out, &signing);
+    run(Command::new(LOADGEN).args(["--port", "40099", "--count", "2"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = rec.stop();
+    assert!(status.success(), "{log}");
+
+    let kept = tmp.path().join("kept.checkpoint");
+    let verify = |key: &Path, extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "verify".as_ref(),
+            out.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        let o = pinhole(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+    let (code, text) = verify(&public, &["--export-checkpoint".as_ref(), kept.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("verdict:  verified"), "{text}");
+    assert!(
+        text.contains("never stopped"),
+        "the killed run is noted: {text}"
+    );
+    assert!(fs::read_to_string(&kept)
+        .unwrap()
+        .contains("\u{2014} pinhole.test/recorder "));
+    let rows = rows(&out);
+    for port in ["40098", "40099"] {
+        assert!(rows.iter().any(|r| r["dst_port"] == port), "{port}");
+    }
+
+    let other = tmp.path().join("other");
+    let made = pinhole([
+        "trail".as_ref(),
+        "keygen".as_ref(),
+        "--out".as_ref(),
+        other.as_os_str(),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let (code, text) = verify(&other.join("pinhole.pub"), &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not signed by the key"), "{text}");
+
+    let first = pinhole_recorder::layout::published_files(&out).unwrap()[0].clone();
+    fs::remove_file(&first).unwrap();
+    let (code, text) = verify(&public, &["--checkpoint".as_ref(), kept.as_os_str()]);
+    assert_eq!(code, Some(1), "{text}");
+    let rel = first.strip_prefix(&out).unwrap().display().to_string();
+    assert!(
+        text.contains(&format!("TAMPERED: removed: {rel}")),
+        "{text}"
+    );
+
+    let (code, text) = verify(&tmp.path().join("no-such.pub"), &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("pinhole: cannot verify:"), "{text}");
+}

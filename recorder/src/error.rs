@@ -21,6 +21,22 @@ pub enum SinkError {
 
     #[error("building a record batch: {0}")]
     Batch(#[from] arrow_schema::ArrowError),
+
+    #[error("{0}")]
+    Evidence(String),
+}
+
+impl From<crate::evidence::LogError> for SinkError {
+    fn from(e: crate::evidence::LogError) -> Self {
+        match e {
+            // Keeps a full disk recognisable.
+            crate::evidence::LogError::Io { path, source } => SinkError::Write {
+                path,
+                cause: source,
+            },
+            other => SinkError::Evidence(other.to_string()),
+        }
+    }
 }
 
 impl SinkError {

@@ -7,6 +7,8 @@ pub mod conform;
 pub mod dns;
 pub mod error;
 pub mod event;
+pub mod evidence;
+pub mod file_digest;
 mod frames;
 pub mod layout;
 mod parquet_file;

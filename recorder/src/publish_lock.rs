@@ -28,6 +28,14 @@ impl PublishLock {
         o.open(path).map(PublishLock)
     }
 
+    /// Opens an existing lock file read-only, for a reader that must see the dataset
+    /// between two publishes (`verify`): None where it is missing (a copied dataset).
+    pub fn open_to_read(out: &Path) -> Option<Self> {
+        File::open(out.join(PUBLISH_LOCK_FILE))
+            .ok()
+            .map(PublishLock)
+    }
+
     /// Waits for the lock. Every holder keeps it for a few file-system operations.
     pub fn hold(&self) -> io::Result<PublishGuard<'_>> {
         self.0.lock()?;

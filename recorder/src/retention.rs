@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use chrono::NaiveDate;
 
+use crate::evidence::{relative, Entry, EvidenceLog, SigningKey};
 use crate::layout::{published_files, sync_dir};
 use crate::publish_lock::PublishLock;
 
@@ -71,8 +72,15 @@ fn oldest_first(out: &Path) -> io::Result<Vec<Published>> {
     Ok(files)
 }
 
-/// Removes what `r` does not keep, as of `today`; returns what it removed.
-pub fn apply(out: &Path, r: &Retention, today: NaiveDate) -> io::Result<Vec<Removed>> {
+/// Removes what `r` does not keep, as of `today`; returns what it removed. Each removal
+/// is first an entry of the trail's evidence log (signed with `key`), so that an
+/// auditor can tell retention from deletion.
+pub fn apply(
+    out: &Path,
+    r: &Retention,
+    today: NaiveDate,
+    key: Option<&SigningKey>,
+) -> io::Result<Vec<Removed>> {
     if !r.bounds_anything() {
         return Ok(Vec::new());
     }
@@ -86,6 +94,7 @@ pub fn apply(out: &Path, r: &Retention, today: NaiveDate) -> io::Result<Vec<Remo
     // interleave, so a removed file cannot come back with the swapped-in directory.
     let lock = PublishLock::open(out)?;
     let _removing = lock.hold()?;
+    let mut evidence = EvidenceLog::open_existing(out, key.cloned()).map_err(io::Error::other)?;
     for f in candidates {
         let too_old = r
             .max_age_days
@@ -95,12 +104,6 @@ pub fn apply(out: &Path, r: &Retention, today: NaiveDate) -> io::Result<Vec<Remo
             // Oldest first: nothing after this one is older, and the total only shrinks.
             break;
         }
-        match fs::remove_file(&f.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        }
-        total -= f.bytes;
         let why = if too_old {
             format!(
                 "dated {}, over {} days old",
@@ -110,6 +113,20 @@ pub fn apply(out: &Path, r: &Retention, today: NaiveDate) -> io::Result<Vec<Remo
         } else {
             format!("the dataset was over {} bytes", r.max_bytes.unwrap_or(0))
         };
+        if let Some(log) = evidence.as_mut() {
+            let entry = Entry::Retired {
+                paths: vec![relative(out, &f.path)?],
+                reason: format!("retention: {why}"),
+                at: crate::evidence::now(),
+            };
+            log.append(entry).map_err(io::Error::other)?;
+        }
+        match fs::remove_file(&f.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        total -= f.bytes;
         removed.push(Removed {
             path: f.path.clone(),
             bytes: f.bytes,
@@ -160,7 +177,7 @@ mod tests {
             max_age_days: Some(10),
             max_bytes: None,
         };
-        let removed = apply(out, &r, day("2026-12-01")).unwrap();
+        let removed = apply(out, &r, day("2026-12-01"), None).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");
         assert_eq!(
             (removed[0].path.clone(), removed[1].path.clone()),
@@ -198,7 +215,7 @@ mod tests {
             max_age_days: None,
             max_bytes: Some(150),
         };
-        let removed = apply(out, &r, day("2026-12-01")).unwrap();
+        let removed = apply(out, &r, day("2026-12-01"), None).unwrap();
         assert_eq!(
             removed.iter().map(|r| &r.path).collect::<Vec<_>>(),
             [&a, &b]
@@ -208,9 +225,9 @@ mod tests {
             max_age_days: Some(0),
             max_bytes: Some(1),
         };
-        assert!(apply(out, &r, day("2026-12-01")).unwrap().is_empty());
+        assert!(apply(out, &r, day("2026-12-01"), None).unwrap().is_empty());
         assert!(c.exists(), "the newest file stays whatever the bound");
-        assert!(apply(out, &Retention::default(), day("2030-01-01"))
+        assert!(apply(out, &Retention::default(), day("2030-01-01"), None)
             .unwrap()
             .is_empty());
     }

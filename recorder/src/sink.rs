@@ -16,6 +16,7 @@ use parquet::file::metadata::KeyValue;
 use crate::batch::BatchBuilder;
 use crate::error::SinkError;
 use crate::event::Event;
+use crate::evidence::{relative, Entry, EvidenceLog, FileFacts, SigningKey};
 use crate::layout::{self, date_of};
 use crate::parquet_file::Codec;
 use crate::parquet_file::PendingParquet;
@@ -48,6 +49,9 @@ pub struct SinkConfig {
     /// How string and hash columns are compressed.
     pub compression: Codec,
     pub on_disk_full: DiskFullAction,
+    /// Signs a checkpoint of the evidence log after every change (none: the log is
+    /// kept, unsigned).
+    pub signing_key: Option<SigningKey>,
 }
 
 impl SinkConfig {
@@ -61,6 +65,7 @@ impl SinkConfig {
             rotate_bytes: 128 << 20,
             compression: Codec::Lz4,
             on_disk_full: DiskFullAction::Continue,
+            signing_key: None,
         }
     }
 }
@@ -114,6 +119,7 @@ pub struct Sink {
     seq: u64,
     stats: Arc<SinkStats>,
     publish_lock: PublishLock,
+    evidence: EvidenceLog,
     _lock: File,
 }
 
@@ -133,8 +139,18 @@ impl Sink {
         lock.try_lock()
             .map_err(|_| SinkError::Locked { path: out.clone() })?;
         let publish_lock = PublishLock::open(out).map_err(out_err)?;
+        if cfg.signing_key.is_none() && crate::evidence::is_signed(out) {
+            tracing::warn!(
+                "{}'s evidence log is signed but no signing key was given: what is added now is not signed, and `pinhole verify` will report it",
+                out.display()
+            );
+        }
+        let mut evidence = {
+            let _publishing = hold(&publish_lock, out)?;
+            EvidenceLog::open(out, cfg.signing_key.clone())?
+        };
 
-        let (report, full) = match recover(&cfg, &publish_lock) {
+        let (report, full) = match recover(&cfg, &publish_lock, &mut evidence) {
             Ok(r) => (r, None),
             // Staged data stays staged; it is published once space returns.
             Err(e) if e.is_disk_full() && cfg.on_disk_full == DiskFullAction::Continue => {
@@ -145,7 +161,7 @@ impl Sink {
             }
             Err(e) => return Err(e),
         };
-        let sink = Sink {
+        let mut sink = Sink {
             builder: BatchBuilder::new(&cfg.host),
             segment: None,
             open_date: None,
@@ -158,9 +174,11 @@ impl Sink {
             seq: 0,
             stats: Arc::new(SinkStats::default()),
             publish_lock,
+            evidence,
             _lock: lock,
             cfg,
         };
+        sink.mark_run(true)?;
         Ok((sink, report))
     }
 
@@ -270,7 +288,7 @@ impl Sink {
         let Some((since, lost_before)) = self.full_since else {
             return Ok(());
         };
-        let report = recover(&self.cfg, &self.publish_lock)?;
+        let report = recover(&self.cfg, &self.publish_lock, &mut self.evidence)?;
         self.full_since = None;
         for path in &report.files_published {
             self.note_published(path);
@@ -363,12 +381,17 @@ impl Sink {
             return Ok(());
         };
         let lost = self.lost_now() - self.lost_published;
-        let publishing = self.hold_publish_lock()?;
+        let out = &self.cfg.out_dir;
+        let publishing = hold(&self.publish_lock, out)?;
         let published = seg.parquet.publish(vec![
             KeyValue::new(meta::LOST_EVENTS.into(), lost.to_string()),
             KeyValue::new(meta::FIRST_TS.into(), rfc3339(seg.first_ts)),
             KeyValue::new(meta::LAST_TS.into(), rfc3339(seg.last_ts)),
         ]);
+        let logged = published
+            .as_ref()
+            .ok()
+            .map(|path| log_file(&mut self.evidence, out, path));
         drop(publishing);
         let path = match published {
             Ok(path) => path,
@@ -379,6 +402,12 @@ impl Sink {
             }
         };
         self.lost_published += lost;
+        if let Some(Err(e)) = logged {
+            // Published but not in the evidence log: the staging log stays, and the
+            // next start records the file (see `recover`).
+            self.note_published(&path);
+            return Err(e);
+        }
         seg.log.remove()?;
         self.note_published(&path);
         tracing::debug!(file = %path.display(), segment = %seg.name, date = %seg.date, "published");
@@ -388,6 +417,21 @@ impl Sink {
     /// The publish lock, for creating or publishing a file in a date partition.
     fn hold_publish_lock(&self) -> Result<PublishGuard<'_>, SinkError> {
         hold(&self.publish_lock, &self.cfg.out_dir)
+    }
+
+    /// A start or stop of this writer, in the evidence log.
+    fn mark_run(&mut self, start: bool) -> Result<(), SinkError> {
+        let (at, writer, pid) = (
+            crate::evidence::now(),
+            self.cfg.host.clone(),
+            std::process::id(),
+        );
+        let entry = match start {
+            true => Entry::Start { at, writer, pid },
+            false => Entry::Stop { at, writer, pid },
+        };
+        let _publishing = hold(&self.publish_lock, &self.cfg.out_dir)?;
+        Ok(self.evidence.append(entry)?)
     }
 
     fn note_published(&self, path: &std::path::Path) {
@@ -407,11 +451,16 @@ impl Sink {
             let published = self.guarded(|s| {
                 let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
                 let seg = s.new_segment(date_of(now), now)?;
-                let publishing = s.hold_publish_lock()?;
+                let out = &s.cfg.out_dir;
+                let publishing = hold(&s.publish_lock, out)?;
                 let published = seg.parquet.publish(vec![KeyValue::new(
                     meta::LOST_EVENTS.into(),
                     lost.to_string(),
                 )]);
+                let logged = published
+                    .as_ref()
+                    .ok()
+                    .map(|path| log_file(&mut s.evidence, out, path));
                 drop(publishing);
                 let path = match published {
                     Ok(p) => p,
@@ -420,6 +469,7 @@ impl Sink {
                         return Err(e);
                     }
                 };
+                logged.transpose()?;
                 seg.log.remove()?;
                 s.note_published(&path);
                 Ok(())
@@ -433,6 +483,7 @@ impl Sink {
                 "the disk is still full: staged events are published by the next `pinhole record` on this dataset; {uncounted} lost events could not be counted in it"
             );
         }
+        self.mark_run(false)?;
         Ok(self.stats)
     }
 }
@@ -457,7 +508,11 @@ fn widen(span: Option<(i64, i64)>, more: Option<(i64, i64)>) -> Option<(i64, i64
 /// Publishes staged segments left by an unclean stop (or given up on a full disk), and
 /// removes torn temporaries. Each log is streamed into its file a batch at a time, so
 /// memory stays bounded by the Parquet writer's row group, whatever was staged.
-fn recover(cfg: &SinkConfig, lock: &PublishLock) -> Result<RecoveryReport, SinkError> {
+fn recover(
+    cfg: &SinkConfig,
+    lock: &PublishLock,
+    evidence: &mut EvidenceLog,
+) -> Result<RecoveryReport, SinkError> {
     let out = &cfg.out_dir;
     remove_stale_temporaries(out)?;
     let mut report = RecoveryReport::default();
@@ -481,7 +536,15 @@ fn recover(cfg: &SinkConfig, lock: &PublishLock) -> Result<RecoveryReport, SinkE
         }
         let target = layout::published_path(out, date, &seg.name);
         if target.exists() {
-            // The crash came after the rename but before staging was cleaned up.
+            // The crash came after the rename but before staging was cleaned up, or
+            // before the file's evidence entry: that is written now.
+            let publishing = hold(lock, out)?;
+            if !evidence
+                .has_file(&relative(out, &target).map_err(|e| SinkError::write(&target, e))?)
+            {
+                log_file(evidence, out, &target)?;
+            }
+            drop(publishing);
             report.already_published += 1;
             seg.remove()?;
             continue;
@@ -515,7 +578,9 @@ fn recover(cfg: &SinkConfig, lock: &PublishLock) -> Result<RecoveryReport, SinkE
         }
         let path = {
             let _publishing = hold(lock, out)?;
-            file.publish(kv)?
+            let path = file.publish(kv)?;
+            log_file(evidence, out, &path)?;
+            path
         };
         report.events_recovered += rows;
         tracing::info!(file = %path.display(), events = rows, "recovered staged events");
@@ -523,6 +588,16 @@ fn recover(cfg: &SinkConfig, lock: &PublishLock) -> Result<RecoveryReport, SinkE
         seg.remove()?;
     }
     Ok(report)
+}
+
+/// Appends a published file's entry to the evidence log (publish lock held).
+fn log_file(
+    evidence: &mut EvidenceLog,
+    out: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<(), SinkError> {
+    let facts = FileFacts::of(out, path).map_err(|e| SinkError::write(path, e))?;
+    Ok(evidence.append(Entry::File(facts))?)
 }
 
 fn hold<'a>(lock: &'a PublishLock, out: &std::path::Path) -> Result<PublishGuard<'a>, SinkError> {

@@ -90,6 +90,7 @@ fn opts(before: &str) -> CompactOptions {
     CompactOptions {
         before: day(before),
         codec: Codec::Lz4,
+        signing_key: None,
     }
 }
 

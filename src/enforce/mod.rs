@@ -96,6 +96,10 @@ pub struct EnforceArgs {
     /// Do not sandbox the enforcer once it has started (for debugging).
     #[arg(long)]
     no_sandbox: bool,
+    /// Sign a checkpoint of the --out dataset's evidence log after every published file
+    /// with this private key (from `pinhole trail keygen`).
+    #[arg(long, value_name = "FILE", requires = "out")]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

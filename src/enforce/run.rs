@@ -184,6 +184,7 @@ pub fn run(args: EnforceArgs) -> Result<()> {
             let host = gethostname::gethostname().to_string_lossy().into_owned();
             let mut cfg = SinkConfig::new(out, host);
             cfg.flush_interval = args.flush_interval;
+            cfg.signing_key = crate::evidence_cli::signing_key(args.signing_key.as_deref())?;
             Some(Sink::open(cfg).context("opening the dataset")?.0)
         }
         None => None,

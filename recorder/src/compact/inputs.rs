@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sha2::{Digest, Sha256};
 
 use super::CompactError;
 use crate::readback::key_value_metadata;
@@ -55,7 +53,7 @@ impl Input {
                 .unwrap_or_else(|| name.split('-').next().unwrap_or_default().to_owned()),
         };
         Ok(Input {
-            sha256: sha256_of(path).map_err(io_err)?,
+            sha256: crate::file_digest::sha256_and_size(path).map_err(io_err)?.1,
             path: path.to_owned(),
             name,
             bytes,
@@ -93,12 +91,6 @@ fn first_host(
     };
     let text = text.as_string::<i32>();
     Ok((!text.is_empty() && text.is_valid(0)).then(|| text.value(0).to_owned()))
-}
-
-fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().into())
 }
 
 /// The day's files grouped by host, each group in name order (the order they were

@@ -16,7 +16,7 @@
 mod inputs;
 mod swap;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ use parquet::file::metadata::KeyValue;
 pub use inputs::Input;
 
 use crate::error::SinkError;
+use crate::evidence::{relative, Entry, EvidenceLog, FileFacts, SigningKey};
 use crate::layout::{self, create_dirs, partition_dir, sync_dir};
 use crate::parquet_file::{Codec, PendingParquet};
 use crate::publish_lock::PublishLock;
@@ -70,11 +71,13 @@ impl CompactError {
 }
 
 /// What to compact.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CompactOptions {
     /// Days strictly before this one.
     pub before: NaiveDate,
     pub codec: Codec,
+    /// Signs the evidence log's checkpoint after the entries each day's swap adds.
+    pub signing_key: Option<SigningKey>,
 }
 
 /// One merged file.
@@ -114,13 +117,30 @@ pub fn compact(out: &Path, opts: CompactOptions) -> Result<CompactReport, Compac
     work_lock
         .try_lock()
         .map_err(|_| CompactError::Busy { path: out.into() })?;
+    if opts.signing_key.is_none() && crate::evidence::is_signed(out) {
+        return Err(CompactError::Unsupported {
+            path: out.into(),
+            message: "its evidence log is signed: compacting needs the signing key (--signing-key), or the trail would no longer verify".into(),
+        });
+    }
     let publish = PublishLock::open(out).map_err(|e| CompactError::io(out, e))?;
     let mut report = CompactReport {
         leftovers_removed: remove_leftovers(out, &work, &publish)?,
         ..Default::default()
     };
+    let mut evidence = {
+        let _g = publish.hold().map_err(|e| CompactError::io(out, e))?;
+        EvidenceLog::open_existing(out, opts.signing_key.clone())
+            .map_err(|e| CompactError::io(out, io::Error::other(e)))?
+    };
     for date in days_before(out, opts.before)? {
-        compact_day(out, date, opts.codec, &publish, &mut report)?;
+        let day = Day {
+            date,
+            codec: opts.codec,
+            lock: &publish,
+            evidence: evidence.as_mut(),
+        };
+        compact_day(out, day, &mut report)?;
     }
     Ok(report)
 }
@@ -179,13 +199,21 @@ fn entries(dir: &Path) -> Result<Result<BTreeSet<String>, String>, CompactError>
     Ok(Ok(names))
 }
 
-fn compact_day(
-    out: &Path,
+/// One day to compact, and what its swap needs.
+struct Day<'a> {
     date: NaiveDate,
     codec: Codec,
-    lock: &PublishLock,
-    report: &mut CompactReport,
-) -> Result<(), CompactError> {
+    lock: &'a PublishLock,
+    evidence: Option<&'a mut EvidenceLog>,
+}
+
+fn compact_day(out: &Path, day: Day<'_>, report: &mut CompactReport) -> Result<(), CompactError> {
+    let Day {
+        date,
+        codec,
+        lock,
+        evidence,
+    } = day;
     let live = partition_dir(out, date);
     let names = match entries(&live)? {
         Ok(names) => names,
@@ -229,6 +257,11 @@ fn compact_day(
         report.skipped.push((date, why));
         return Ok(());
     }
+    if let Some(log) = evidence {
+        // Before the swap: a run cut short between the two is finished by the next
+        // run, whose entries say the same.
+        log_replacements(out, log, &live, &groups, &merged)?;
+    }
     sync_dir(&prepared).map_err(|e| CompactError::io(&prepared, e))?;
     swap::exchange(&live, &prepared)?;
     sync_dir(out).map_err(|e| CompactError::io(out, e))?;
@@ -238,6 +271,40 @@ fn compact_day(
         m.output = live.join(m.output.file_name().expect("a file name"));
     }
     report.merged.extend(merged);
+    Ok(())
+}
+
+/// Each merged file's entry, and one saying which files it replaces.
+fn log_replacements(
+    out: &Path,
+    log: &mut EvidenceLog,
+    live: &Path,
+    groups: &BTreeMap<String, Vec<Input>>,
+    merged: &[Merged],
+) -> Result<(), CompactError> {
+    let rel = |p: &Path| relative(out, p).map_err(|e| CompactError::io(p, e));
+    for (group, m) in groups.values().zip(merged) {
+        let at = live.join(m.output.file_name().expect("a file name"));
+        let by = rel(&at)?;
+        let facts = FileFacts::of_named(&m.output, by.clone())
+            .map_err(|e| CompactError::io(&m.output, e))?;
+        let paths = group
+            .iter()
+            .map(|i| rel(&i.path))
+            .collect::<Result<_, _>>()?;
+        let at_time = crate::evidence::now();
+        for entry in [
+            Entry::File(facts),
+            Entry::Replaced {
+                paths,
+                by,
+                at: at_time,
+            },
+        ] {
+            log.append(entry)
+                .map_err(|e| CompactError::io(out, io::Error::other(e)))?;
+        }
+    }
     Ok(())
 }
 
