@@ -10,7 +10,7 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,14 +22,16 @@ const METRICS: u16 = 39727;
 /// Every reload loads and attaches: the enforcer keeps all it was given.
 const ENFORCER_CAPS: u64 = DOCUMENTED_CAPS_MASK;
 
-fn policy(exe: &Path, allowed: u16) -> String {
-    format!(
-        "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"probe\"\n\
-         sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"one\"\n\
-         protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {allowed}\n",
-        sha256_of(exe),
-        exe.display()
-    )
+/// A copy of the probe, and two policies for it: the first allows P1, the second P2.
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("probe");
+    fs::copy(PROBE, &exe).unwrap();
+    let first = dir.path().join("first.toml");
+    fs::write(&first, one_port_policy(&exe, P1)).unwrap();
+    let second = dir.path().join("second.toml");
+    fs::write(&second, one_port_policy(&exe, P2)).unwrap();
+    (dir, exe, first, second)
 }
 
 fn tcp(port: u16) -> String {
@@ -52,13 +54,7 @@ fn watchdog_of(parent: u32) -> Option<u32> {
 fn an_enforcer_keeps_only_its_loading_capabilities_on_every_thread_and_still_reloads() {
     require_root();
     let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("probe");
-    fs::copy(PROBE, &exe).unwrap();
-    let first = dir.path().join("first.toml");
-    fs::write(&first, policy(&exe, P1)).unwrap();
-    let second = dir.path().join("second.toml");
-    fs::write(&second, policy(&exe, P2)).unwrap();
+    let (dir, exe, first, second) = setup();
     let trail = dir.path().join("trail");
     let cg = TestCgroup::new("pinhole-enforce-sandbox");
     let metrics = format!("127.0.0.1:{METRICS}");
@@ -156,13 +152,7 @@ fn an_enforcer_keeps_only_its_loading_capabilities_on_every_thread_and_still_rel
 fn a_persisted_enforcer_pins_reloads_and_is_stopped_from_inside_its_sandbox() {
     require_root();
     let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("probe");
-    fs::copy(PROBE, &exe).unwrap();
-    let first = dir.path().join("first.toml");
-    fs::write(&first, policy(&exe, P1)).unwrap();
-    let second = dir.path().join("second.toml");
-    fs::write(&second, policy(&exe, P2)).unwrap();
+    let (_dir, exe, first, second) = setup();
     let cg = TestCgroup::new("pinhole-enforce-sandbox-persist");
     let e = Enforcer::start(&first, &cg, &["--sandbox-strict", "--persist"]);
     let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
@@ -196,11 +186,7 @@ fn a_persisted_enforcer_pins_reloads_and_is_stopped_from_inside_its_sandbox() {
 fn no_sandbox_leaves_the_enforcer_as_it_started() {
     require_root();
     let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("probe");
-    fs::copy(PROBE, &exe).unwrap();
-    let first = dir.path().join("first.toml");
-    fs::write(&first, policy(&exe, P1)).unwrap();
+    let (_dir, _, first, _) = setup();
     let cg = TestCgroup::new("pinhole-enforce-no-sandbox");
     let e = Enforcer::start(&first, &cg, &["--no-sandbox"]);
     let ours = caps_of(std::process::id(), "CapEff")[0];

@@ -343,16 +343,6 @@ fn probe(exe: &std::path::Path, probes: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn enforce_policy(exe: &std::path::Path, port: u16) -> String {
-    format!(
-        "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"probe\"\n\
-         sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"one\"\n\
-         protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {port}\n",
-        sha256_of(exe),
-        exe.display()
-    )
-}
-
 /// The units under a real systemd (a guest booted with systemd as init, the package
 /// installed there): both start as notify services, run as the unit says (user,
 /// capabilities, namespaces), sandbox themselves; the recorder killed with SIGKILL is
@@ -432,7 +422,7 @@ fn the_units_run_under_systemd() {
     // A copy on a tmpfs the service sees (its /tmp is private; the checkout is on 9p).
     let exe = std::path::Path::new("/run/pinhole-probe");
     fs::copy(PROBE, exe).unwrap();
-    fs::write("/etc/pinhole/policy.toml", enforce_policy(exe, 39171)).unwrap();
+    fs::write("/etc/pinhole/policy.toml", one_port_policy(exe, 39171)).unwrap();
     let config = fs::read_to_string("/etc/pinhole/pinhole.toml").unwrap();
     let config = config.replace("mode = \"audit\"", "mode = \"enforce\"");
     fs::write("/etc/pinhole/pinhole.toml", config).unwrap();
@@ -442,7 +432,7 @@ fn the_units_run_under_systemd() {
     assert_confined_as_the_unit_says("pinhole-enforce", pid);
     let (allowed, other) = ("tcp:127.0.0.1:39171", "tcp:127.0.0.1:39172");
     assert_eq!(probe(exe, &[allowed, other]), ["ECONNREFUSED", "EPERM"]);
-    fs::write("/etc/pinhole/policy.toml", enforce_policy(exe, 39172)).unwrap();
+    fs::write("/etc/pinhole/policy.toml", one_port_policy(exe, 39172)).unwrap();
     systemctl(&["reload", "pinhole-enforce.service"]);
     let deadline = Instant::now() + Duration::from_secs(4) * slowdown();
     while probe(exe, &[other]) != ["ECONNREFUSED"] {

@@ -1,6 +1,8 @@
 //! Writing one Parquet file under a temporary name and publishing it atomically.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -9,6 +11,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
+use sha2::{Digest, Sha256};
 
 use crate::error::SinkError;
 use crate::layout::sync_dir;
@@ -90,9 +93,41 @@ fn properties(host: &str, codec: Codec) -> Result<WriterProperties, SinkError> {
     Ok(b.build())
 }
 
+/// The file under the writer, hashed as it is written: a published file's SHA-256
+/// (for the evidence log) costs no second read.
+struct Hashing {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// What a published file is, as its writer knows it.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub rows: u64,
+    /// Its key-value metadata (`pinhole.first_ts`, `pinhole.lost_events`...).
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// A Parquet file being written; readable only after `publish`.
 pub(crate) struct PendingParquet {
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<Hashing>,
     temp: PathBuf,
     target: PathBuf,
 }
@@ -110,6 +145,11 @@ impl PendingParquet {
         let file = crate::layout::file_options()
             .open(&temp)
             .map_err(|e| SinkError::write(&temp, e))?;
+        let file = Hashing {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         let writer = ArrowWriter::try_new(file, schema(), Some(properties(host, codec)?))
             .map_err(|e| SinkError::encode(&temp, e))?;
         Ok(PendingParquet {
@@ -132,13 +172,23 @@ impl PendingParquet {
 
     /// Footer, fsync, atomic rename, fsync of the directory: after this returns the
     /// file is complete under its final name, even across a power cut.
-    pub fn publish(mut self, extra: Vec<KeyValue>) -> Result<PathBuf, SinkError> {
+    pub fn publish(mut self, extra: Vec<KeyValue>) -> Result<Written, SinkError> {
         for kv in extra {
             self.writer.append_key_value_metadata(kv);
         }
-        self.writer
-            .close()
+        let meta = self
+            .writer
+            .finish()
             .map_err(|e| parquet_error(&self.temp, e))?;
+        let hashing = self.writer.inner();
+        let written = Written {
+            path: self.target.clone(),
+            bytes: hashing.bytes,
+            sha256: hashing.hasher.clone().finalize().into(),
+            rows: meta.file_metadata().num_rows().max(0) as u64,
+            metadata: crate::readback::key_value_metadata(meta.file_metadata()),
+        };
+        drop(self.writer);
         // fsync acts on the inode, so a fresh handle flushes what the writer wrote.
         File::open(&self.temp)
             .and_then(|f| f.sync_all())
@@ -147,7 +197,7 @@ impl PendingParquet {
         if let Some(dir) = self.target.parent() {
             sync_dir(dir).map_err(|e| SinkError::write(dir, e))?;
         }
-        Ok(self.target)
+        Ok(written)
     }
 }
 

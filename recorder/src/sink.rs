@@ -20,6 +20,7 @@ use crate::evidence::{relative, Entry, EvidenceLog, FileFacts, SigningKey};
 use crate::layout::{self, date_of};
 use crate::parquet_file::Codec;
 use crate::parquet_file::PendingParquet;
+use crate::parquet_file::Written;
 use crate::publish_lock::{PublishGuard, PublishLock};
 use crate::schema::meta;
 use crate::staging::{read_staged, StagedMeta, StagingLog};
@@ -391,10 +392,10 @@ impl Sink {
         let logged = published
             .as_ref()
             .ok()
-            .map(|path| log_file(&mut self.evidence, out, path));
+            .map(|written| log_written(&mut self.evidence, out, written));
         drop(publishing);
         let path = match published {
-            Ok(path) => path,
+            Ok(written) => written.path,
             Err(e) => {
                 // Every flushed row is in the log: recovery publishes it later.
                 self.lost_published += seg.log.abandon();
@@ -460,10 +461,10 @@ impl Sink {
                 let logged = published
                     .as_ref()
                     .ok()
-                    .map(|path| log_file(&mut s.evidence, out, path));
+                    .map(|written| log_written(&mut s.evidence, out, written));
                 drop(publishing);
                 let path = match published {
-                    Ok(p) => p,
+                    Ok(written) => written.path,
                     Err(e) => {
                         seg.log.abandon();
                         return Err(e);
@@ -578,9 +579,9 @@ fn recover(
         }
         let path = {
             let _publishing = hold(lock, out)?;
-            let path = file.publish(kv)?;
-            log_file(evidence, out, &path)?;
-            path
+            let written = file.publish(kv)?;
+            log_written(evidence, out, &written)?;
+            written.path
         };
         report.events_recovered += rows;
         tracing::info!(file = %path.display(), events = rows, "recovered staged events");
@@ -590,7 +591,20 @@ fn recover(
     Ok(report)
 }
 
-/// Appends a published file's entry to the evidence log (publish lock held).
+/// Appends the entry of a file just published, from what its writer knows of it
+/// (publish lock held).
+fn log_written(
+    evidence: &mut EvidenceLog,
+    out: &std::path::Path,
+    written: &Written,
+) -> Result<(), SinkError> {
+    let facts =
+        FileFacts::from_written(out, written).map_err(|e| SinkError::write(&written.path, e))?;
+    Ok(evidence.append(Entry::File(facts))?)
+}
+
+/// Appends a published file's entry to the evidence log, reading the file (publish
+/// lock held).
 fn log_file(
     evidence: &mut EvidenceLog,
     out: &std::path::Path,

@@ -82,6 +82,20 @@ fn an_honest_trail_verifies_and_every_file_and_run_is_an_entry() {
     assert_eq!(r.signed, r.entries);
     assert_eq!(r.files_intact, 5);
     assert!(r.notes.is_empty(), "{:?}", r.notes);
+    // What the writer entered as it wrote (hashed while writing) is what the files are,
+    // footer and all.
+    let log = fs::read_to_string(evidence::log_path(&out)).unwrap();
+    let mut files = 0;
+    for line in log.lines() {
+        if let evidence::Entry::File(facts) = evidence::Leaf::decode(line.as_bytes()).unwrap().entry
+        {
+            let read = evidence::FileFacts::of(&out, &out.join(&facts.path)).unwrap();
+            assert_eq!(facts, read);
+            assert!(facts.rows == 3 && facts.first_ts.is_some(), "{facts:?}");
+            files += 1;
+        }
+    }
+    assert_eq!(files, 5);
     let text = String::from_utf8(r.checkpoint.clone()).unwrap();
     assert!(text.starts_with("pinhole/"), "{text}");
     assert!(text.contains("\n\u{2014} pinhole.test/honest "), "{text}");
@@ -313,4 +327,23 @@ fn a_dataset_from_before_the_log_is_vouched_for_from_the_log_s_creation() {
     let r = verify(&out, &k);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.files_intact, 4);
+}
+
+#[test]
+fn a_file_that_is_not_parquet_is_entered_by_its_bytes_and_keeps_no_writer_out() {
+    let k = keys("pinhole.test/junk");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events");
+    let old = out.join("date=2020-01-01");
+    fs::create_dir_all(&old).unwrap();
+    fs::write(old.join("ancient.parquet"), b"not even parquet").unwrap();
+    session(&out, &k.signing, 1, 8000);
+    let r = verify(&out, &k);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.files_intact, 2);
+    fs::write(old.join("ancient.parquet"), b"not even parquet!").unwrap();
+    assert_found(
+        &verify(&out, &k),
+        "modified: date=2020-01-01/ancient.parquet",
+    );
 }

@@ -114,6 +114,18 @@ pub const DOCUMENTED_CAPS: &str =
 pub const DOCUMENTED_CAPS_MASK: u64 =
     (1 << 2) | (1 << 12) | (1 << 19) | (1 << 21) | (1 << 23) | (1 << 38) | (1 << 39);
 
+/// A policy in which `exe` (pinned by its hash and path) may connect over TCP to
+/// 127.0.0.1:`port` only; other binaries are allowed.
+pub fn one_port_policy(exe: &Path, port: u16) -> String {
+    format!(
+        "version = 1\n[defaults]\nunknown_binary = \"allow\"\n\n[[app]]\nname = \"probe\"\n\
+         sha256 = \"{}\"\npaths = [\"{}\"]\nmode = \"enforce\"\n\n[[app.allow]]\nid = \"one\"\n\
+         protocol = \"tcp\"\ndst = \"127.0.0.1\"\nports = {port}\n",
+        sha256_of(exe),
+        exe.display()
+    )
+}
+
 /// A field of /proc/PID/task/TID/status for each thread of `pid`.
 pub fn per_thread(pid: u32, field: &str) -> Vec<String> {
     let mut out = Vec::new();

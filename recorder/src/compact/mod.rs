@@ -421,7 +421,7 @@ fn merge(
         kv.push(KeyValue::new(meta::FIRST_TS.into(), rfc3339(first)));
         kv.push(KeyValue::new(meta::LAST_TS.into(), rfc3339(last)));
     }
-    let output = file.publish(kv)?;
+    let output = file.publish(kv)?.path;
     let bytes_after = fs::metadata(&output)
         .map_err(|e| CompactError::io(&output, e))?
         .len();

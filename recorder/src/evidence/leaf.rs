@@ -72,26 +72,61 @@ impl FileFacts {
         Self::of_named(file, relative(out, file)?)
     }
 
-    /// As `of`, for a file that will be published at `path` (compaction prepares its
-    /// files elsewhere and swaps them in).
-    pub fn of_named(file: &Path, path: String) -> io::Result<FileFacts> {
-        let (bytes, sha256) = crate::file_digest::sha256_and_size(file)?;
-        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(file)?)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let md = parquet::file::reader::FileReader::metadata(&reader).file_metadata();
-        let kv = crate::readback::key_value_metadata(md);
-        Ok(FileFacts {
+    /// From what the writer of a file just published knows of it (no second read).
+    pub(crate) fn from_written(
+        out: &Path,
+        w: &crate::parquet_file::Written,
+    ) -> io::Result<FileFacts> {
+        Ok(Self::from_parts(
+            relative(out, &w.path)?,
+            w.bytes,
+            w.sha256,
+            w.rows,
+            &w.metadata,
+        ))
+    }
+
+    fn from_parts(
+        path: String,
+        bytes: u64,
+        sha256: [u8; 32],
+        rows: u64,
+        kv: &std::collections::BTreeMap<String, String>,
+    ) -> FileFacts {
+        FileFacts {
             path,
             bytes,
             sha256: hex::encode(sha256),
-            rows: md.num_rows().max(0) as u64,
+            rows,
             first_ts: kv.get(meta::FIRST_TS).cloned(),
             last_ts: kv.get(meta::LAST_TS).cloned(),
             lost_events: kv
                 .get(meta::LOST_EVENTS)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-        })
+        }
+    }
+
+    /// As `of`, for a file that will be published at `path` (compaction prepares its
+    /// files elsewhere and swaps them in). A file whose footer cannot be read (not
+    /// pinhole's, or damaged) is entered by its bytes alone: what it holds is no reason
+    /// to keep it out of the log, nor a writer from starting.
+    pub fn of_named(file: &Path, path: String) -> io::Result<FileFacts> {
+        let (bytes, sha256) = crate::file_digest::sha256_and_size(file)?;
+        let footer = std::fs::File::open(file)
+            .ok()
+            .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok());
+        let (rows, kv) = match &footer {
+            Some(reader) => {
+                let md = parquet::file::reader::FileReader::metadata(reader).file_metadata();
+                (
+                    md.num_rows().max(0) as u64,
+                    crate::readback::key_value_metadata(md),
+                )
+            }
+            None => (0, Default::default()),
+        };
+        Ok(Self::from_parts(path, bytes, sha256, rows, &kv))
     }
 }
 
