@@ -176,12 +176,7 @@ fn reload_swaps_policies_without_an_allow_all_or_deny_all_window() {
         let _stop = StopOnDrop(&stop);
         for i in 0..6 {
             let p = if i % 2 == 0 { &policy_b } else { &policy_a };
-            let out = pinhole(["enforce".as_ref(), "reload".as_ref(), p.as_os_str()]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            reload_ok(p);
         }
         stop.store(true, std::sync::atomic::Ordering::Release);
         h.join().unwrap()
@@ -449,12 +444,7 @@ fn processes_running_before_the_start_or_a_reload_are_their_apps() {
 
     let e = Enforcer::start(&policy_a, &cg, &[]);
     assert_eq!(connect(P2), "EPERM", "an unknown binary under policy A");
-    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), policy_b.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reload_ok(&policy_b);
     assert_eq!(connect(P2), "ECONNREFUSED", "the app py after the reload");
     assert_eq!(connect(P1), "EPERM", "and only what py may do");
     let (st, log) = e.stop();

@@ -168,12 +168,7 @@ fn the_lsm_backend_reloads_without_a_window() {
         probe_in(&cg, &exe, &[&allowed, &other]),
         ["ECONNREFUSED", "EPERM"]
     );
-    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reload_ok(&second);
     assert_eq!(
         probe_in(&cg, &exe, &[&allowed, &other]),
         ["EPERM", "ECONNREFUSED"],

@@ -406,12 +406,7 @@ ports = 9
     fs::write(other.path().join("block.txt"), "0.0.0.0 late.example.com\n").unwrap();
     let second = other.path().join("policy.toml");
     fs::write(&second, &first).unwrap();
-    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reload_ok(&second);
     // No new answers for `blocked` and `fine`: the evidence from before the reload.
     let got = probe_in(
         cg,

@@ -88,12 +88,7 @@ fn an_enforcer_keeps_only_its_loading_capabilities_on_every_thread_and_still_rel
     let scraped = scrape(METRICS);
 
     // A reload loads and attaches a new generation from inside the sandbox.
-    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reload_ok(&second);
     assert_eq!(
         probe_in(&cg, &exe, &[&tcp(P1), &tcp(P2)]),
         ["EPERM", "ECONNREFUSED"]
@@ -155,12 +150,7 @@ fn a_persisted_enforcer_pins_reloads_and_is_stopped_from_inside_its_sandbox() {
     let (_dir, exe, first, second) = setup();
     let cg = TestCgroup::new("pinhole-enforce-sandbox-persist");
     let e = Enforcer::start(&first, &cg, &["--sandbox-strict", "--persist"]);
-    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), second.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reload_ok(&second);
     let (st, log) = e.stop();
     assert!(st.success(), "{log}");
     assert!(log.contains("sandbox in force"), "{log}");

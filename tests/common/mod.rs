@@ -114,6 +114,16 @@ pub const DOCUMENTED_CAPS: &str =
 pub const DOCUMENTED_CAPS_MASK: u64 =
     (1 << 2) | (1 << 12) | (1 << 19) | (1 << 21) | (1 << 23) | (1 << 38) | (1 << 39);
 
+/// `pinhole enforce reload POLICY`, which must succeed (its stderr shown if not).
+pub fn reload_ok(policy: &Path) {
+    let out = pinhole(["enforce".as_ref(), "reload".as_ref(), policy.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A policy in which `exe` (pinned by its hash and path) may connect over TCP to
 /// 127.0.0.1:`port` only; other binaries are allowed.
 pub fn one_port_policy(exe: &Path, port: u16) -> String {

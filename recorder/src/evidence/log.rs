@@ -253,11 +253,6 @@ impl EvidenceLog {
         self.files.contains(rel)
     }
 
-    /// Entries in the log.
-    pub fn entries(&self) -> u64 {
-        self.count
-    }
-
     /// Appends `entry` and, with a key, signs the new tree head. Call with the
     /// dataset's publish lock held.
     pub fn append(&mut self, entry: Entry) -> Result<(), LogError> {
