@@ -11,6 +11,7 @@ mod scan;
 mod small_set;
 pub mod summary;
 pub mod table;
+pub mod timeline;
 
 pub use dataset::{summarize, Filter, Progress, ScanOptions, ScanOutcome};
 pub use error::AnalyzeError;

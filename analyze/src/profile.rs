@@ -31,6 +31,10 @@ pub struct ProfileDoc {
     pub format: String,
     pub version: u32,
     pub dataset: DatasetInfo,
+    /// The period of every app's `activity`: `hour` when the events span less than two
+    /// days, else `day`.
+    #[serde(default)]
+    pub activity_period: String,
     /// Apps identified by the SHA-256 of their executable, busiest first.
     pub apps: Vec<AppProfile>,
     /// Events whose executable could not be hashed, grouped by `exe_status` and by what
@@ -84,6 +88,10 @@ pub struct AppProfile {
     pub destinations: Vec<Destination>,
     pub groups: Vec<AddressGroup>,
     pub learning: Learning,
+    /// Events per period (`activity_period`), and how many of them an enforcer denied
+    /// or would have denied; periods without events are left out.
+    #[serde(default)]
+    pub activity: Vec<crate::timeline::PeriodActivity>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -288,7 +296,7 @@ pub fn learning(app: &AppSummary, end_ns: i64) -> Learning {
     }
 }
 
-fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
+fn profile(key: &AppKey, app: &AppSummary, end_ns: i64, period_hours: i64) -> AppProfile {
     let (id, sha256, status) = match key {
         AppKey::Hash(h) => (
             format!("sha256:{}", hex::encode(h)),
@@ -335,6 +343,7 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
         destinations,
         groups: groups(app),
         learning: learning(app, end_ns),
+        activity: crate::timeline::by_period(&app.activity, period_hours),
     }
 }
 
@@ -342,9 +351,10 @@ fn profile(key: &AppKey, app: &AppSummary, end_ns: i64) -> AppProfile {
 /// later `--until` would count time nobody recorded as quiet.
 pub fn build_profiles(summary: &Summary, dataset: DatasetInfo) -> ProfileDoc {
     let end = summary.last_ns.unwrap_or_default();
+    let period = crate::timeline::period_hours(summary.first_ns.unwrap_or_default(), end);
     let (mut apps, mut unresolved) = (Vec::new(), Vec::new());
     for (k, a) in &summary.apps {
-        let p = profile(k, a, end);
+        let p = profile(k, a, end, period);
         match k {
             AppKey::Hash(_) => apps.push(p),
             AppKey::Unresolved { .. } => unresolved.push(p),
@@ -368,6 +378,7 @@ pub fn build_profiles(summary: &Summary, dataset: DatasetInfo) -> ProfileDoc {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         dataset,
+        activity_period: if period == 1 { "hour" } else { "day" }.into(),
         apps,
         unresolved,
     }

@@ -15,6 +15,7 @@ use rustc_hash::FxHashMap;
 
 use crate::small_set::SmallSet;
 use crate::summary::{AppKey, AppSummary, DestKey, DestSummary, Summary};
+use crate::timeline::HourRun;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
@@ -91,6 +92,7 @@ struct LocalAppAcc {
     users: Vec<u32>,
     pids: Vec<u32>,
     without_destination: u64,
+    activity: HourRun,
 }
 
 /// Remembers the last value pushed so runs of equal values cost one comparison; a
@@ -227,6 +229,15 @@ impl FileScan {
                 )
             })
             .collect();
+        // What an enforcer decided, whatever learning makes of it: 1 denied, 2 would-deny.
+        let decided: Vec<u8> = verdict_names
+            .iter()
+            .map(|&id| match self.strings[id as usize].as_str() {
+                "denied" => 1,
+                "would-deny" => 2,
+                _ => 0,
+            })
+            .collect();
         let verdict_keys = batch
             .column_by_name("verdict")
             .map(|c| c.as_dictionary::<Int32Type>().keys().clone());
@@ -303,6 +314,14 @@ impl FileScan {
             push_new(&mut acc.comms, comm_id);
             push_new(&mut acc.users, u);
             push_new(&mut acc.pids, pid.value(i));
+            let counts = acc.activity.event(t.div_euclid(HOUR_NS));
+            if let (Some(k), Some(_)) = (&verdict_keys, verdict[i]) {
+                match decided[k.value(i) as usize] {
+                    1 => counts.denied += 1,
+                    2 => counts.would_deny += 1,
+                    _ => {}
+                }
+            }
             if hook[i].is_some() && !to_destination[hook_keys.value(i) as usize] {
                 acc.without_destination += 1;
                 continue;
@@ -397,6 +416,7 @@ impl FileScan {
                 .for_each(|&c| push_new(&mut mine.comms, tr(c)));
             acc.users.iter().for_each(|&u| push_new(&mut mine.users, u));
             acc.pids.iter().for_each(|&p| push_new(&mut mine.pids, p));
+            mine.activity.absorb(&acc.activity);
         }
         for ((app, proto, addr, port), r) in o.refused {
             let key = (apps[app as usize], tr(proto), tr(addr), port);
@@ -451,6 +471,7 @@ impl FileScan {
                 unreadable: 0,
                 without_destination: acc.without_destination,
                 refused: Default::default(),
+                activity: acc.activity.folded(),
             };
             out.apps.entry(key).or_default().merge(app);
         }

@@ -75,6 +75,8 @@ pub struct AppSummary {
     /// Connects an enforcer denied (or would have, in audit mode), by destination:
     /// never learnt from (would-deny ones only with `Filter::learn_would_deny`).
     pub refused: BTreeMap<DestKey, Refused>,
+    /// Events, denials and would-denies per hour since the epoch (UTC).
+    pub activity: BTreeMap<i64, crate::timeline::Counts>,
 }
 
 /// Decisions of an enforcer against one destination that teach nothing.
@@ -101,6 +103,7 @@ impl AppSummary {
             mine.denied += r.denied;
             mine.would_deny += r.would_deny;
         }
+        crate::timeline::merge(&mut self.activity, o.activity);
         self.paths.extend(o.paths);
         self.comms.extend(o.comms);
         self.users.extend(o.users);

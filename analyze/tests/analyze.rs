@@ -372,6 +372,34 @@ fn an_empty_dataset_is_an_error() {
     assert!(err.to_string().contains(&dir.path().display().to_string()));
 }
 
+/// Rows of one of `tests/py`'s queries run by DuckDB on `dataset`.
+fn duckdb_rows(dataset: &Path, query: &str) -> Vec<serde_json::Value> {
+    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/run_sql.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(dataset)
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{python} with duckdb (setup.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn app_column(k: &AppKey) -> String {
+    match k {
+        AppKey::Hash(h) => hex::encode_upper(h),
+        AppKey::Unresolved { status, exe } => format!("unresolved:{status}:{exe}"),
+    }
+}
+
 #[test]
 fn agrees_with_duckdb_running_the_documented_sql() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,30 +413,12 @@ fn agrees_with_duckdb_running_the_documented_sql() {
         ..Default::default()
     };
     generate(&cfg, dir.path()).unwrap();
-    let python = std::env::var("PINHOLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/run_sql.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{python} with duckdb (setup.sh installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let duck = duckdb_rows(dir.path(), "duckdb_profile.sql");
 
     let s = summarize(dir.path(), &opts(2), &()).unwrap().summary;
     let mut ours = Vec::new();
     for (k, a) in &s.apps {
-        let app = match k {
-            AppKey::Hash(h) => hex::encode_upper(h),
-            AppKey::Unresolved { status, exe } => format!("unresolved:{status}:{exe}"),
-        };
+        let app = app_column(k);
         for (d, v) in &a.dests {
             ours.push(serde_json::json!([
                 app,
@@ -444,5 +454,60 @@ fn agrees_with_duckdb_running_the_documented_sql() {
     );
     for (o, d) in ours.iter().zip(&duck) {
         assert_eq!(o, d);
+    }
+}
+
+#[test]
+fn activity_per_hour_agrees_with_duckdb_and_adds_up_to_each_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        events: 20_000,
+        apps: 20,
+        destinations: 400,
+        days: 3,
+        refused: 0.1,
+        files: Some(7),
+        ..Default::default()
+    };
+    generate(&cfg, dir.path()).unwrap();
+    let duck = duckdb_rows(dir.path(), "duckdb_activity.sql");
+    let s = summarize(dir.path(), &opts(2), &()).unwrap().summary;
+    let mut ours = Vec::new();
+    for (k, a) in &s.apps {
+        for (hour, c) in &a.activity {
+            ours.push(serde_json::json!([
+                app_column(k),
+                hour,
+                c.events,
+                c.denied,
+                c.would_deny
+            ]));
+        }
+        // Every event is in one hour; refusals are among them.
+        assert_eq!(a.activity.values().map(|c| c.events).sum::<u64>(), a.events);
+    }
+    assert_eq!(ours, duck);
+    let refused: u64 = s
+        .apps
+        .values()
+        .flat_map(|a| a.activity.values())
+        .map(|c| c.denied + c.would_deny)
+        .sum();
+    assert!(
+        refused > 1000,
+        "the synthetic refusals are counted: {refused}"
+    );
+
+    // The profile folds hours into days for data spanning two days or more.
+    let doc = build_profiles(&s, info());
+    assert_eq!(doc.activity_period, "day");
+    for app in &doc.apps {
+        assert!(app.activity.iter().all(|p| p.start.ends_with("T00:00:00Z")));
+        assert_eq!(
+            app.activity.iter().map(|p| p.events).sum::<u64>(),
+            app.events
+        );
+        let denied: u64 = app.refused.iter().map(|r| r.denied).sum();
+        assert_eq!(app.activity.iter().map(|p| p.denied).sum::<u64>(), denied);
     }
 }

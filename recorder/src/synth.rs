@@ -48,6 +48,9 @@ pub struct SynthConfig {
     /// preceded by a `dns_answer` row for it (at most one per app, name and TTL of 300 s)
     /// and carries the name in `dst_name`. 0: a dataset without names.
     pub names: f64,
+    /// The share of connects and sends an enforcer refused: half `denied`, half
+    /// `would-deny` (chosen by event index, so other datasets stay as they were).
+    pub refused: f64,
 }
 
 impl Default for SynthConfig {
@@ -67,6 +70,7 @@ impl Default for SynthConfig {
             flush_every: None,
             leave_staged: false,
             names: 0.0,
+            refused: 0.0,
         }
     }
 }
@@ -259,7 +263,15 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
                     report.events += 1;
                 }
             }
-            append(&mut sink, ts, app, pid, dest, name)?;
+            let pick = report.events.wrapping_mul(2_654_435_761) % 1000;
+            let verdict = match pick {
+                p if (p as f64) >= cfg.refused * 1000.0 => Verdict::Observed,
+                p if p % 2 == 0 => Verdict::Denied,
+                _ => Verdict::WouldDeny,
+            };
+            let mut event = row(ts, app, pid, dest, name, None);
+            event.verdict = verdict;
+            sink.append(&event)?;
             report.events += 1;
             if rotate_every.is_some_and(|n| report.events % n == 0) {
                 sink.rotate()?;

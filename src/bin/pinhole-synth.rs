@@ -46,6 +46,9 @@ struct Args {
     /// trail before their connects, and `dst_name` on the connects.
     #[arg(long, default_value_t = 0.0)]
     names: f64,
+    /// The share (0 to 1) of connects an enforcer refused (half denied, half would-deny).
+    #[arg(long, default_value_t = 0.0)]
+    refused: f64,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         flush_every: a.flush_every,
         leave_staged: a.leave_staged,
         names: a.names.clamp(0.0, 1.0),
+        refused: a.refused.clamp(0.0, 1.0),
         ..SynthConfig::default()
     };
     match generate(&cfg, &a.out) {

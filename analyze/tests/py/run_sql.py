@@ -1,11 +1,13 @@
-"""Runs duckdb_profile.sql on a dataset with 2 threads and prints rows as JSON lines."""
+"""Runs a query file (default duckdb_profile.sql) on a dataset with 2 threads and prints
+rows as JSON lines: run_sql.py DATASET [QUERY.sql]."""
 import json
 import pathlib
 import sys
 
 import duckdb
 
-sql = (pathlib.Path(__file__).parent / "duckdb_profile.sql").read_text().replace("${DATASET}", sys.argv[1])
+query = sys.argv[2] if len(sys.argv) > 2 else "duckdb_profile.sql"
+sql = (pathlib.Path(__file__).parent / query).read_text().replace("${DATASET}", sys.argv[1])
 con = duckdb.connect()
 con.execute("SET threads = 2")
 con.execute("SET enable_progress_bar = false")
