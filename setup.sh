@@ -16,6 +16,9 @@ TEST_PKGS=(bpftool iproute2 python3 python3-venv util-linux curl strace openjdk-
 # The guest part (tests/vm): QEMU boots Debian's stock kernel (BPF LSM enabled), whose
 # .deb tests/vm/run downloads and unpacks under target/vm, never installing it here.
 VM_PKGS=(qemu-system-x86 busybox-static cpio)
+# The report test renders `pinhole report` in headless Chromium (installed while the
+# suite builds).
+BROWSER_PKGS=(chromium)
 
 install_packages() {
   local missing=()
@@ -53,6 +56,9 @@ case "$cmd" in
     install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
     install_packages "${VM_PKGS[@]}" || echo "setup.sh: could not install ${VM_PKGS[*]}; the guest tests will say why they are skipped" >&2
     require_cargo
+    mkdir -p target
+    install_packages "${BROWSER_PKGS[@]}" >target/browser-install.log 2>&1 &
+    browser_pid=$!
     # cargo-deb builds the package that the packaging test installs (and purges). Built
     # in the background while the venv and promtool download; waited for before the tests.
     cargo_deb_pid=
@@ -86,6 +92,8 @@ case "$cmd" in
     if [ -n "$cargo_deb_pid" ]; then
       wait "$cargo_deb_pid" || die "could not install cargo-deb from crates.io"
     fi
+    wait "$browser_pid" || die "could not install ${BROWSER_PKGS[*]}: $(tail -3 target/browser-install.log)"
+
     before=$(bpftool prog list | grep -cE 'name (record_|enforce_)' || true)
     cargo test --workspace --locked "$@"
     # The kernel frees a program an RCU grace period after its last reference goes.

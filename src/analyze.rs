@@ -1,12 +1,12 @@
 //! `pinhole analyze`: per-application profiles from a recorded dataset.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use pinhole_analyze::profile::{rfc3339, DatasetInfo};
+use pinhole_analyze::profile::{rfc3339, DatasetInfo, ProfileDoc};
 use pinhole_analyze::{
     build_profiles, summarize, table, AnalyzeError, Filter, Progress, ScanOptions,
 };
@@ -73,7 +73,21 @@ impl Progress for Bar {
     }
 }
 
-pub fn run(args: AnalyzeArgs) -> Result<()> {
+/// Profiles of a dataset as `analyze` builds them, and the files skipped (`skip_bad`).
+pub struct Loaded {
+    pub doc: ProfileDoc,
+    pub skipped: Vec<(PathBuf, AnalyzeError)>,
+}
+
+/// Scans `dataset` (a progress bar on a terminal) and builds its profiles.
+pub fn load_profiles(
+    dataset: &Path,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    filter: Filter,
+    skip_bad: bool,
+    threads: Option<usize>,
+) -> Result<Loaded> {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
     } else {
@@ -83,40 +97,50 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} files, {msg} rows, {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let filter = Filter {
-        since_ns: args.since.and_then(|t| t.timestamp_nanos_opt()),
-        until_ns: args.until.and_then(|t| t.timestamp_nanos_opt()),
-        learn_would_deny: args.learn_would_deny,
-        learn_denied: false,
-    };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let opts = ScanOptions {
         filter,
-        skip_bad: args.skip_bad,
+        skip_bad,
         threads,
     };
-    let outcome = summarize(&args.dataset, &opts, &Bar(bar.clone()));
+    let outcome = summarize(dataset, &opts, &Bar(bar.clone()));
     bar.finish_and_clear();
     let outcome = outcome?;
     let s = &outcome.summary;
     let doc = build_profiles(
         s,
         DatasetInfo {
-            path: args.dataset.display().to_string(),
+            path: dataset.display().to_string(),
             files: outcome.files,
             events: s.events,
             first_seen: rfc3339(s.first_ns.unwrap_or_default()),
             last_seen: rfc3339(s.last_ns.unwrap_or_default()),
-            since: args
-                .since
-                .map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
-            until: args
-                .until
-                .map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
+            since: since.map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
+            until: until.map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
         },
     );
+    Ok(Loaded {
+        doc,
+        skipped: outcome.skipped,
+    })
+}
+
+pub fn run(args: AnalyzeArgs) -> Result<()> {
+    let filter = Filter {
+        since_ns: args.since.and_then(|t| t.timestamp_nanos_opt()),
+        until_ns: args.until.and_then(|t| t.timestamp_nanos_opt()),
+        learn_would_deny: args.learn_would_deny,
+        learn_denied: false,
+    };
+    let Loaded { doc, skipped } = load_profiles(
+        &args.dataset,
+        args.since,
+        args.until,
+        filter,
+        args.skip_bad,
+        args.threads,
+    )?;
 
     let text = match (&args.app, args.format) {
         (Some(q), format) => {
@@ -160,14 +184,18 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             }
         }
     }
-    if !outcome.skipped.is_empty() {
-        eprintln!(
-            "pinhole: skipped {} unreadable file(s):",
-            outcome.skipped.len()
-        );
-        for (path, e) in &outcome.skipped {
-            eprintln!("  {}: {e}", path.display());
-        }
-    }
+    print_skipped(&skipped);
     Ok(())
+}
+
+/// Lists the files `--skip-bad` passed over, on standard error.
+pub fn print_skipped(skipped: &[(PathBuf, AnalyzeError)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    eprintln!("pinhole: skipped {} unreadable file(s):", skipped.len());
+    for (path, e) in skipped {
+        let what = format!("{}: {e}", path.display());
+        eprintln!("  {}", pinhole_recorder::printable::printable(&what));
+    }
 }

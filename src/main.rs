@@ -21,6 +21,7 @@ mod privileges;
 mod record;
 mod record_persist;
 mod record_retention;
+mod report;
 mod ring_fill;
 mod sandbox;
 mod service;
@@ -79,6 +80,9 @@ enum Command {
     /// Check a dataset against its signed evidence log with the public key alone:
     /// exit 0 verified, 1 tampered (each finding named), 2 cannot verify.
     Verify(evidence_cli::VerifyArgs),
+    /// Write one self-contained HTML report on a dataset: activity, learning, denials
+    /// and destinations as charts, the trail's verification, a policy's replay.
+    Report(report::ReportArgs),
     /// Work with per-binary allow policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -141,6 +145,7 @@ fn quiet_on_closed_pipe(command: &Command) {
         | Command::Compact(_)
         | Command::Trail(_)
         | Command::Verify(_)
+        | Command::Report(_)
         | Command::Hash { .. }
         | Command::Config(_)
         | Command::Docs(_) => false,
@@ -184,6 +189,10 @@ fn main() -> ExitCode {
         Command::Compact(args) => compact::run(args),
         Command::Trail(cmd) => evidence_cli::run(cmd),
         Command::Verify(args) => return evidence_cli::verify(&args),
+        Command::Report(args) => match report::run(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Hash { files } => identity::print_hashes(&files),
         Command::Config(cmd) => config::run(cmd, Cli::command()),
         Command::Docs(args) => docs::run(args, Cli::command()),

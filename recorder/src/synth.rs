@@ -51,6 +51,8 @@ pub struct SynthConfig {
     /// The share of connects and sends an enforcer refused: half `denied`, half
     /// `would-deny` (chosen by event index, so other datasets stay as they were).
     pub refused: f64,
+    /// Sign the trail's checkpoints with this key, as `record --signing-key` does.
+    pub signing_key: Option<crate::evidence::SigningKey>,
 }
 
 impl Default for SynthConfig {
@@ -71,6 +73,7 @@ impl Default for SynthConfig {
             leave_staged: false,
             names: 0.0,
             refused: 0.0,
+            signing_key: None,
         }
     }
 }
@@ -205,6 +208,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthReport, SinkError>
     let mut apps = apps(&mut rng, cfg.apps.max(1), pool.len());
     let app_zipf = Zipf::new(apps.len() as f64, cfg.skew).expect("apps is not empty");
     let mut sink_cfg = SinkConfig::new(out, cfg.host.clone());
+    sink_cfg.signing_key = cfg.signing_key.clone();
     sink_cfg.rotate_bytes = if cfg.leave_staged { u64::MAX } else { 64 << 20 };
     if cfg.leave_staged {
         sink_cfg.rotate_interval = std::time::Duration::MAX;

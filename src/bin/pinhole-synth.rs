@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pinhole_recorder::evidence::SigningKey;
 use pinhole_recorder::synth::{generate, SynthConfig};
 
 /// Writes a realistic synthetic pinhole dataset.
@@ -49,10 +50,20 @@ struct Args {
     /// The share (0 to 1) of connects an enforcer refused (half denied, half would-deny).
     #[arg(long, default_value_t = 0.0)]
     refused: f64,
+    /// Sign the trail's checkpoints with this private key (from `pinhole trail keygen`).
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
+    let signing_key = match a.signing_key.as_deref().map(SigningKey::load).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("pinhole-synth: --signing-key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = SynthConfig {
         events: a.events,
         apps: a.apps,
@@ -67,6 +78,7 @@ fn main() -> ExitCode {
         leave_staged: a.leave_staged,
         names: a.names.clamp(0.0, 1.0),
         refused: a.refused.clamp(0.0, 1.0),
+        signing_key,
         ..SynthConfig::default()
     };
     match generate(&cfg, &a.out) {
