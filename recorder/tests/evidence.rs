@@ -347,3 +347,42 @@ fn a_file_that_is_not_parquet_is_entered_by_its_bytes_and_keeps_no_writer_out() 
         "modified: date=2020-01-01/ancient.parquet",
     );
 }
+
+#[test]
+fn a_trail_verified_while_its_writer_publishes_shows_no_false_finding() {
+    let k = keys("pinhole.test/live");
+    let (_d, out) = trail(&k.signing);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (out, key, stop) = (out.clone(), k.signing.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut cfg = SinkConfig::new(&out, "alpha");
+            cfg.signing_key = Some(key);
+            let (mut sink, _) = Sink::open(cfg).unwrap();
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ts = T0 + 5_000_000_000_000 + n * 1_000_000_000;
+                sink.append(&example_event(ts, 9000)).unwrap();
+                sink.rotate().unwrap();
+                n += 1;
+            }
+            sink.close().unwrap();
+            n
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut verified = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let r = verify(&out, &k);
+        assert!(r.findings.is_empty(), "verify {verified}: {:?}", r.findings);
+        verified += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = writer.join().unwrap();
+    assert!(
+        published > 20 && verified > 5,
+        "{published} files, {verified} runs"
+    );
+    let r = verify(&out, &k);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}

@@ -56,10 +56,54 @@ pub enum CannotVerify {
 
 const MAX_NAMED: usize = 20;
 
+/// Verifications of a trail whose writer keeps changing it before one is consistent.
+const ATTEMPTS: usize = 5;
+
 /// Verifies the trail in `out` with `key`; `kept` is a checkpoint kept elsewhere,
-/// against which a truncated or rewritten history shows.
+/// against which a truncated or rewritten history shows. A running writer may publish,
+/// retire or replace files while they are checked (each change is an entry, made under
+/// the publish lock): findings made while the log grew are checked again.
 pub fn verify(out: &Path, key: &VerifyingKey, kept: Option<&[u8]>) -> Result<Report, CannotVerify> {
+    let mut attempt = 1;
+    loop {
+        let mut r = verify_once(out, key, kept)?;
+        if !r.tampered() || entries_now(out) == Some(r.entries) {
+            return Ok(r);
+        }
+        if attempt == ATTEMPTS {
+            r.notes.push(format!(
+                "the log kept growing while its files were checked ({ATTEMPTS} times): a finding may be a change made meanwhile; verify again"
+            ));
+            return Ok(r);
+        }
+        attempt += 1;
+    }
+}
+
+/// The log's entries now, read between two changes of a running writer.
+fn entries_now(out: &Path) -> Option<u64> {
+    let lock = PublishLock::open_to_read(out);
+    let _guard = lock.as_ref().and_then(|l| l.hold().ok());
+    log::read_log(out)
+        .ok()
+        .flatten()
+        .map(|read| read.lines.len() as u64)
+}
+
+fn verify_once(
+    out: &Path,
+    key: &VerifyingKey,
+    kept: Option<&[u8]>,
+) -> Result<Report, CannotVerify> {
     let io = |path: PathBuf| move |source: std::io::Error| CannotVerify::Io { path, source };
+    // Listed before the log is read: a file a running writer published is in the log
+    // by the time the log is read (the rename and its entry are made under the lock).
+    let present = match crate::layout::published_files(out) {
+        Ok(files) => files,
+        // No dataset: said below as no log.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(out.to_owned())(e)),
+    };
     // The log and its checkpoint as they are between two publishes of a running writer.
     let lock = PublishLock::open_to_read(out);
     let guard = lock.as_ref().and_then(|l| l.hold().ok());
@@ -143,7 +187,7 @@ pub fn verify(out: &Path, key: &VerifyingKey, kept: Option<&[u8]>) -> Result<Rep
             &mut r.findings,
         );
     }
-    check_files(out, &leaves, &mut r)?;
+    check_files(out, &present, &leaves, &mut r);
     note_runs(&leaves, &mut r.notes);
     Ok(r)
 }
@@ -216,7 +260,7 @@ fn decode(lines: &[Vec<u8>], findings: &mut Vec<String>) -> Vec<Leaf> {
 
 /// Each file the log vouches for against the dataset, and each file of the dataset
 /// against the log.
-fn check_files(out: &Path, leaves: &[Leaf], r: &mut Report) -> Result<(), CannotVerify> {
+fn check_files(out: &Path, present: &[PathBuf], leaves: &[Leaf], r: &mut Report) {
     let mut expected: BTreeMap<String, (u64, &FileFacts)> = BTreeMap::new();
     // Retired or replaced, with the facts they had and the entry that let them go.
     let mut gone: BTreeMap<String, (u64, &FileFacts)> = BTreeMap::new();
@@ -237,10 +281,6 @@ fn check_files(out: &Path, leaves: &[Leaf], r: &mut Report) -> Result<(), Cannot
         }
     }
     r.files_retired = gone.len();
-    let present = crate::layout::published_files(out).map_err(|source| CannotVerify::Io {
-        path: out.to_owned(),
-        source,
-    })?;
     let mut named = 0;
     let mut name = |r: &mut Report, finding: String| {
         named += 1;
@@ -249,13 +289,21 @@ fn check_files(out: &Path, leaves: &[Leaf], r: &mut Report) -> Result<(), Cannot
         }
     };
     let mut seen = BTreeSet::new();
-    for file in &present {
+    // Files published after the listing: checked where the log says they are.
+    let later = expected
+        .keys()
+        .map(|rel| out.join(rel))
+        .filter(|f| !present.contains(f) && f.exists());
+    let files: Vec<PathBuf> = present.iter().cloned().chain(later).collect();
+    for file in &files {
         let Ok(rel) = relative(out, file) else {
             continue;
         };
         seen.insert(rel.clone());
         let Some((seq, facts)) = expected.get(&rel) else {
             match gone.get(&rel) {
+                // Retired or replaced after the listing, as the log says.
+                Some(_) if !file.exists() => {}
                 // Entries come before removals: a removal cut short leaves the file.
                 Some((seq, facts)) if intact(file, facts) => r.notes.push(format!(
                     "{rel} was retired or replaced (entry {seq}) and is still there: its removal was interrupted"
@@ -278,6 +326,10 @@ fn check_files(out: &Path, leaves: &[Leaf], r: &mut Report) -> Result<(), Cannot
                     facts.sha256
                 ),
             ),
+            // Gone since the listing: judged below with the files not found.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                seen.remove(&rel);
+            }
             Err(e) => name(r, format!("unreadable: {rel} ({e})")),
         }
     }
@@ -297,7 +349,6 @@ fn check_files(out: &Path, leaves: &[Leaf], r: &mut Report) -> Result<(), Cannot
             named - MAX_NAMED
         ));
     }
-    Ok(())
 }
 
 fn intact(file: &Path, facts: &FileFacts) -> bool {
