@@ -63,7 +63,7 @@ impl SinkError {
     }
 }
 
-fn is_disk_full(e: &io::Error) -> bool {
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded

@@ -231,7 +231,7 @@ pub fn figures(doc: &ProfileDoc) -> Figures {
 
 /// Each charted app's distinct destinations so far, at the start of each period of its
 /// learning curve (an hour or a day, as `analyze` judged it), drawn on to when the app
-/// was last seen so that a flat tail shows.
+/// was last seen so that a flat tail shows; named with the app's verdict.
 pub fn learning_curves(doc: &ProfileDoc) -> Vec<(String, Vec<(i64, f64)>)> {
     doc.apps
         .iter()
@@ -251,7 +251,7 @@ pub fn learning_curves(doc: &ProfileDoc) -> Vec<(String, Vec<(i64, f64)>)> {
             if points.last().is_some_and(|p| p.0 < last) {
                 points.push((last, total as f64));
             }
-            (app_name(a), points)
+            (format!("{}: {}", app_name(a), a.learning.verdict), points)
         })
         .collect()
 }

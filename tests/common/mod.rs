@@ -230,12 +230,79 @@ pub struct Recording {
     /// Lines printed before the recorder reported it was attached.
     startup_log: Vec<String>,
     programs_before: BTreeSet<String>,
+    /// The public key of the trail this recording signs, checked at a clean stop.
+    signed_by: Option<PathBuf>,
+}
+
+/// The suite's trail key pair, made once per test binary: every recording `start`
+/// makes signs its trail with it, and `stop` verifies the trail (an honest trail must
+/// verify, whatever the test did to the recorder).
+fn suite_keys() -> &'static (PathBuf, PathBuf) {
+    static KEYS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let keygen = |dir: &Path| {
+            let pair = (dir.join("pinhole.key"), dir.join("pinhole.pub"));
+            let made = pair.1.exists()
+                || pinhole([
+                    "trail".as_ref(),
+                    "keygen".as_ref(),
+                    "--out".as_ref(),
+                    dir.as_os_str(),
+                ])
+                .status
+                .success();
+            made.then_some(pair)
+        };
+        // Under target/ (kept between runs, removed with it); a guest sees that read-only,
+        // so it makes its own pair in its /tmp when the host has made none.
+        keygen(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("suite-keys")).unwrap_or_else(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("pinhole-suite-keys")
+                .tempdir()
+                .unwrap()
+                .keep();
+            keygen(&dir).expect("pinhole trail keygen")
+        })
+    })
+}
+
+/// Runs `pinhole verify` on `out` with `public` and panics unless it says verified.
+pub fn assert_trail_verifies(out: &Path, public: &Path) {
+    let v = pinhole([
+        "verify".as_ref(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        public.as_os_str(),
+    ]);
+    assert!(
+        v.status.success(),
+        "the honest trail {} does not verify:\n{}{}",
+        out.display(),
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
 
 impl Recording {
-    /// Starts recording into `out` and returns once the programs are attached.
+    /// Starts recording into `out`, its trail signed with the suite's key (unless the
+    /// test gives its own), and returns once the programs are attached.
     pub fn start(out: &Path, extra: &[&str]) -> Recording {
-        Self::start_via(Command::new(PINHOLE), out, extra)
+        if extra.contains(&"--signing-key") {
+            return Self::start_via(Command::new(PINHOLE), out, extra);
+        }
+        let (private, public) = suite_keys();
+        let mut args = extra.to_vec();
+        args.extend(["--signing-key", private.to_str().unwrap()]);
+        let mut r = Self::start_via(Command::new(PINHOLE), out, &args);
+        r.signed_by = Some(public.clone());
+        r
+    }
+
+    /// Leaves the trail unchecked at the stop: for tests that damage the dataset on
+    /// purpose.
+    pub fn unverified(mut self) -> Recording {
+        self.signed_by = None;
+        self
     }
 
     /// As `start`, under a descriptor limit (soft and hard) of `nofile`.
@@ -266,6 +333,7 @@ impl Recording {
             stderr,
             startup_log: seen,
             programs_before,
+            signed_by: None,
         }
     }
 
@@ -273,7 +341,8 @@ impl Recording {
         self.child.id()
     }
 
-    /// SIGINT, wait, and check that it left no program loaded.
+    /// SIGINT, wait, and check that it left no program loaded and, when it signed its
+    /// trail with the suite's key, that the trail verifies.
     pub fn stop(self) -> (ExitStatus, String) {
         self.stop_with(libc::SIGINT)
     }
@@ -281,7 +350,11 @@ impl Recording {
     /// As `stop`, with another signal.
     pub fn stop_with(self, sig: i32) -> (ExitStatus, String) {
         let before = self.programs_before.clone();
+        let (out, signed_by) = (self.out.clone(), self.signed_by.clone());
         let (status, log) = self.stop_leaving_programs(sig);
+        if let Some(public) = signed_by {
+            assert_trail_verifies(&out, &public);
+        }
         let left: Vec<_> = loaded_programs("record_")
             .difference(&before)
             .cloned()
@@ -606,12 +679,29 @@ pub struct Enforcer {
     child: Option<Child>,
     stderr: mpsc::Receiver<String>,
     log: Vec<String>,
+    /// The trail (`--out`) it signs with the suite's key, and the public key: checked
+    /// at a clean stop.
+    signed: Option<(PathBuf, PathBuf)>,
 }
 
 impl Enforcer {
-    /// Starts enforcing `policy` in `cgroup` and returns once it reports enforcing.
+    /// Starts enforcing `policy` in `cgroup` and returns once it reports enforcing; a
+    /// trail it writes (`--out`) is signed with the suite's key unless the test gives
+    /// its own.
     pub fn start(policy: &Path, cgroup: &TestCgroup, extra: &[&str]) -> Enforcer {
-        Self::start_via(Command::new(PINHOLE), policy, cgroup, extra)
+        let out = extra
+            .iter()
+            .position(|a| *a == "--out")
+            .and_then(|i| extra.get(i + 1));
+        let Some(out) = out.filter(|_| !extra.contains(&"--signing-key")) else {
+            return Self::start_via(Command::new(PINHOLE), policy, cgroup, extra);
+        };
+        let (private, public) = suite_keys();
+        let mut args = extra.to_vec();
+        args.extend(["--signing-key", private.to_str().unwrap()]);
+        let mut e = Self::start_via(Command::new(PINHOLE), policy, cgroup, &args);
+        e.signed = Some((PathBuf::from(out), public.clone()));
+        e
     }
 
     /// As `start`, through `setpriv` as `user` and `group` holding only `caps`
@@ -643,6 +733,7 @@ impl Enforcer {
             child: Some(child),
             stderr,
             log,
+            signed: None,
         }
     }
 
@@ -650,13 +741,17 @@ impl Enforcer {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// SIGINT, wait; returns the exit status and the whole log.
+    /// SIGINT, wait; returns the exit status and the whole log. A trail it signed with
+    /// the suite's key must verify.
     pub fn stop(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
         // SAFETY: plain signal to our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let status = child.wait().expect("wait for pinhole enforce");
         self.log.extend(self.stderr.iter());
+        if let Some((out, public)) = &self.signed {
+            assert_trail_verifies(out, public);
+        }
         (status, self.log.join("\n"))
     }
 

@@ -278,10 +278,15 @@ impl EvidenceLog {
         };
         let mut line = leaf.encode();
         line.push(b'\n');
-        self.file
+        if let Err(e) = self
+            .file
             .write_all(&line)
             .and_then(|_| self.file.sync_data())
-            .map_err(io_err(&path))?;
+        {
+            // Part of a line (a full disk) would read as a torn line to every writer.
+            let _ = self.file.set_len(self.whole_bytes);
+            return Err(io_err(&path)(e));
+        }
         line.pop();
         self.note(&leaf);
         self.tree.push(self.count, &line);
@@ -318,6 +323,20 @@ impl EvidenceLog {
             .and_then(|mut f| f.write_all(&note).and_then(|_| f.sync_data()))
             .and_then(|_| fs::rename(&tmp, &path))
             .and_then(|_| layout::sync_dir(&self.out.join(EVIDENCE_DIR)));
-        written.map_err(io_err(&path))
+        match written {
+            // A full disk must not stop recording: the entries are in the log, the
+            // previous checkpoint stays, and the next change signs them all (until
+            // then `verify` reports them unsigned).
+            Err(e) if crate::error::is_disk_full(&e) => {
+                let _ = fs::remove_file(&tmp);
+                tracing::warn!(
+                    checkpoint = %path.display(),
+                    "disk full: the evidence log's {} entries are signed at the next change",
+                    self.count
+                );
+                Ok(())
+            }
+            other => other.map_err(io_err(&path)),
+        }
     }
 }
