@@ -120,15 +120,25 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
 }
 
 fn check(args: &VerifyArgs) -> Result<evidence::Report> {
-    let key = VerifyingKey::load(&args.key)?;
-    let kept = match &args.checkpoint {
+    check_trail(&args.dataset, &args.key, args.checkpoint.as_deref())
+}
+
+/// Verifies the trail in `dataset` with the public key in `key`, against a checkpoint
+/// kept elsewhere when given (`verify`, and the report's verification).
+pub fn check_trail(
+    dataset: &std::path::Path,
+    key: &std::path::Path,
+    checkpoint: Option<&std::path::Path>,
+) -> Result<evidence::Report> {
+    let key = VerifyingKey::load(key)?;
+    let kept = match checkpoint {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
     };
-    if !args.dataset.is_dir() {
-        anyhow::bail!("{} is not a directory", args.dataset.display());
+    if !dataset.is_dir() {
+        anyhow::bail!("{} is not a directory", dataset.display());
     }
-    Ok(evidence::verify(&args.dataset, &key, kept.as_deref())?)
+    Ok(evidence::verify(dataset, &key, kept.as_deref())?)
 }
 
 fn json(r: &evidence::Report) -> serde_json::Value {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use pinhole_analyze::Filter;
 use pinhole_policygen::replay::{replay, ReplayReport};
 use pinhole_policygen::Policy;
-use pinhole_recorder::evidence::{self, VerifyingKey};
+use pinhole_recorder::evidence;
 
 /// The trail's state as `pinhole verify` would report it.
 pub enum Trail {
@@ -40,15 +40,7 @@ pub fn trail(dataset: &Path, key: Option<&Path>, checkpoint: Option<&Path>) -> T
         };
         return Trail::NotChecked(why.into());
     };
-    let check = || -> Result<evidence::Report> {
-        let key = VerifyingKey::load(key)?;
-        let kept = match checkpoint {
-            Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
-            None => None,
-        };
-        Ok(evidence::verify(dataset, &key, kept.as_deref())?)
-    };
-    match check() {
+    match crate::evidence_cli::check_trail(dataset, key, checkpoint) {
         Ok(r) if r.tampered() => Trail::Tampered(r),
         Ok(r) => Trail::Verified(r),
         Err(e) => Trail::CannotVerify(format!("{e:#}")),
