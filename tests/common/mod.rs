@@ -298,13 +298,6 @@ impl Recording {
         r
     }
 
-    /// Leaves the trail unchecked at the stop: for tests that damage the dataset on
-    /// purpose.
-    pub fn unverified(mut self) -> Recording {
-        self.signed_by = None;
-        self
-    }
-
     /// As `start`, under a descriptor limit (soft and hard) of `nofile`.
     pub fn start_with_nofile(nofile: u32, out: &Path, extra: &[&str]) -> Recording {
         let mut cmd = Command::new("prlimit");
