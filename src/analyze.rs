@@ -82,8 +82,6 @@ pub struct Loaded {
 /// Scans `dataset` (a progress bar on a terminal) and builds its profiles.
 pub fn load_profiles(
     dataset: &Path,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
     filter: Filter,
     skip_bad: bool,
     threads: Option<usize>,
@@ -116,8 +114,8 @@ pub fn load_profiles(
             events: s.events,
             first_seen: rfc3339(s.first_ns.unwrap_or_default()),
             last_seen: rfc3339(s.last_ns.unwrap_or_default()),
-            since: since.map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
-            until: until.map(|t| rfc3339(t.timestamp_nanos_opt().unwrap_or_default())),
+            since: opts.filter.since_ns.map(rfc3339),
+            until: opts.filter.until_ns.map(rfc3339),
         },
     );
     Ok(Loaded {
@@ -133,14 +131,8 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         learn_would_deny: args.learn_would_deny,
         learn_denied: false,
     };
-    let Loaded { doc, skipped } = load_profiles(
-        &args.dataset,
-        args.since,
-        args.until,
-        filter,
-        args.skip_bad,
-        args.threads,
-    )?;
+    let Loaded { doc, skipped } =
+        load_profiles(&args.dataset, filter, args.skip_bad, args.threads)?;
 
     let text = match (&args.app, args.format) {
         (Some(q), format) => {

@@ -32,10 +32,7 @@ impl HourRun {
     /// Counts one event of `hour`; the returned entry takes its verdict.
     pub fn event(&mut self, hour: i64) -> &mut Counts {
         if self.0.last().is_none_or(|(h, _)| *h != hour) {
-            if self.0.len() == self.0.capacity() && self.0.len() >= 64 {
-                self.fold_in_place();
-            }
-            self.0.push((hour, Counts::default()));
+            self.push(hour, Counts::default());
         }
         let last = &mut self.0.last_mut().expect("just pushed").1;
         last.events += 1;
@@ -46,14 +43,18 @@ impl HourRun {
         for &(h, c) in &o.0 {
             match self.0.last_mut() {
                 Some((last, mine)) if *last == h => mine.add(c),
-                _ => {
-                    if self.0.len() == self.0.capacity() && self.0.len() >= 64 {
-                        self.fold_in_place();
-                    }
-                    self.0.push((h, c));
-                }
+                _ => self.push(h, c),
             }
         }
+    }
+
+    /// Appends an entry, folding first when the vector would grow: it stays within
+    /// twice the distinct hours however the rows alternate.
+    fn push(&mut self, hour: i64, c: Counts) {
+        if self.0.len() == self.0.capacity() && self.0.len() >= 64 {
+            self.fold_in_place();
+        }
+        self.0.push((hour, c));
     }
 
     fn fold_in_place(&mut self) {

@@ -38,14 +38,8 @@ pub struct ReportArgs {
 /// Writes the report; exits 3 (the report written) when the trail is tampered, as
 /// `policy replay` exits 3 when its check fails: an error is 1.
 pub fn run(args: ReportArgs) -> Result<std::process::ExitCode> {
-    let loaded = crate::analyze::load_profiles(
-        &args.dataset,
-        None,
-        None,
-        Filter::default(),
-        args.skip_bad,
-        None,
-    )?;
+    let loaded =
+        crate::analyze::load_profiles(&args.dataset, Filter::default(), args.skip_bad, None)?;
     let trail = facts::trail(
         &args.dataset,
         args.key.as_deref(),
