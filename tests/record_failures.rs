@@ -236,6 +236,42 @@ fn a_full_disk_with_on_disk_full_stop_stops_recording_and_keeps_what_was_publish
 /// refused to start until space was freed. By default it goes on, counts what it cannot
 /// write as lost, and resumes by itself when space returns; nothing published or staged
 /// is lost.
+/// Regression: on a full disk, an entry appended stayed unsigned (a new checkpoint
+/// needed a free block) and one that needed a new block of the log was not appended
+/// (a file published then was in no entry): a recorder stopping on the full disk had
+/// no later change to sign or enter them, and its honest trail failed `verify`.
+#[test]
+fn a_full_disk_leaves_no_appended_evidence_entry_unsigned() {
+    use pinhole_recorder::evidence::{now, Entry, EvidenceLog, SigningKey};
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mnt, _unmount) = small_tmpfs(tmp.path(), "1m");
+    let out = mnt.join("events");
+    let (private, public) = suite_keys();
+    let key = || Some(SigningKey::load(private).unwrap());
+    let entry = |n: u32| Entry::Start {
+        at: now(),
+        writer: "test".into(),
+        pid: n,
+    };
+    let mut log = EvidenceLog::open(&out, key()).unwrap();
+    log.append(entry(0)).unwrap();
+    // Fill the file system to its last block.
+    let mut ballast = fs::File::create(mnt.join("ballast")).unwrap();
+    let chunk = vec![1u8; 4096];
+    while std::io::Write::write_all(&mut ballast, &chunk).is_ok() {}
+    drop(ballast);
+    // Entries go on being appended (more than a block's worth), each signed at once.
+    for n in 1..=100 {
+        log.append(entry(n))
+            .unwrap_or_else(|e| panic!("append {n} on a full disk: {e}"));
+    }
+    drop(log);
+    assert_trail_verifies(&out, public);
+    // And a writer opening the trail on the full disk finds nothing to sign.
+    EvidenceLog::open(&out, key()).unwrap();
+}
+
 #[test]
 fn a_full_disk_is_counted_as_lost_and_recording_resumes_when_space_returns() {
     require_root();

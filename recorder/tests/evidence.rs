@@ -3,6 +3,7 @@
 //! or replaced file, reordered history, a truncated tail (against a checkpoint kept
 //! elsewhere), a checkpoint signed by another key.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -385,4 +386,36 @@ fn a_trail_verified_while_its_writer_publishes_shows_no_false_finding() {
     );
     let r = verify(&out, &k);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
+
+/// A checkpoint is replaced by exchanging it with a spare written in place, so that
+/// signing needs no free block once a trail exists (a full disk cannot leave entries
+/// unsigned): two files, whose inodes trade places at every append.
+#[test]
+fn checkpoints_alternate_between_two_files_and_the_live_one_is_the_newest() {
+    use std::os::unix::fs::MetadataExt;
+    let k = keys("alternate");
+    let (_dir, out) = trail(&k.signing);
+    let live = evidence::checkpoint_path(&out);
+    let spare = live.with_extension("tmp");
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    let mut log = evidence::EvidenceLog::open(&out, Some(k.signing.clone())).unwrap();
+    let inodes = BTreeSet::from([ino(&live), ino(&spare)]);
+    for pid in 0..4 {
+        let before = (ino(&live), fs::read(&live).unwrap());
+        log.append(evidence::Entry::Start {
+            at: evidence::now(),
+            writer: "test".into(),
+            pid,
+        })
+        .unwrap();
+        assert_eq!(
+            ino(&spare),
+            before.0,
+            "the spare is the checkpoint replaced"
+        );
+        assert_eq!(fs::read(&spare).unwrap(), before.1);
+        assert_eq!(BTreeSet::from([ino(&live), ino(&spare)]), inodes);
+        assert!(!verify(&out, &k).tampered());
+    }
 }

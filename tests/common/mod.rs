@@ -237,7 +237,7 @@ pub struct Recording {
 /// The suite's trail key pair, made once per test binary: every recording `start`
 /// makes signs its trail with it, and `stop` verifies the trail (an honest trail must
 /// verify, whatever the test did to the recorder).
-fn suite_keys() -> &'static (PathBuf, PathBuf) {
+pub fn suite_keys() -> &'static (PathBuf, PathBuf) {
     static KEYS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
         let keygen = |dir: &Path| {

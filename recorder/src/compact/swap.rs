@@ -2,14 +2,11 @@
 //! `date=` directory with the prepared one, so every reader, pinhole's or another
 //! engine's, sees the day either as it was or as compacted, never both.
 
-use std::ffi::CString;
 use std::fs;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::CompactError;
-use crate::layout::{create_dirs, sync_dir};
+use crate::layout::{self, create_dirs, sync_dir};
 
 /// A file a writer is still writing (`.<name>.parquet.tmp`): it follows the live
 /// directory, for the writer publishes it there by name.
@@ -19,32 +16,14 @@ pub fn is_in_progress(name: &str) -> bool {
 
 /// Atomically exchanges two directories of one file system.
 pub fn exchange(a: &Path, b: &Path) -> Result<(), CompactError> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| CompactError::io(p, io::ErrorKind::InvalidInput.into()))
-    };
-    let (ca, cb) = (c(a)?, c(b)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EINVAL) {
-        return Err(CompactError::Unsupported {
+    match layout::exchange(a, b) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(CompactError::Unsupported {
             path: a.to_owned(),
             message: "this file system cannot exchange two directories atomically (renameat2 RENAME_EXCHANGE)".into(),
-        });
+        }),
+        Err(e) => Err(CompactError::io(a, e)),
     }
-    Err(CompactError::io(a, e))
 }
 
 /// Moves files still being written from `from` (a directory no longer live) into

@@ -20,6 +20,8 @@ use crate::layout;
 pub const EVIDENCE_DIR: &str = ".evidence";
 const LOG_FILE: &str = "log";
 const CHECKPOINT_FILE: &str = "checkpoint";
+/// Space kept allocated past the log's end: a few hundred entries.
+const LOG_RESERVE: libc::off_t = 64 << 10;
 
 /// Why the log cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +181,7 @@ impl EvidenceLog {
         if log.count == 0 {
             log.create()?;
         }
+        log.reserve();
         if log.signer.is_some() && log.signed_size()? != Some(log.count) {
             log.sign()?;
         }
@@ -292,7 +295,31 @@ impl EvidenceLog {
         self.tree.push(self.count, &line);
         self.count += 1;
         self.whole_bytes += line.len() as u64 + 1;
+        self.reserve();
         Ok(())
+    }
+
+    /// Keeps `LOG_RESERVE` bytes allocated past the log's end, so that entries go on
+    /// being appended (and a file published as the disk fills is in the log at once,
+    /// not at the next start) on a full disk. Best effort: a file system without
+    /// `fallocate`, or one already full, appends as space allows.
+    fn reserve(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a descriptor this log owns.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                self.whole_bytes as libc::off_t,
+                LOG_RESERVE,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(
+                "evidence log space not reserved: {}",
+                io::Error::last_os_error()
+            );
+        }
     }
 
     /// The size the current checkpoint signs, if there is one.
@@ -317,18 +344,12 @@ impl EvidenceLog {
         let checkpoint = Checkpoint::new(&origin(&self.trail), self.count, root, "")
             .expect("a checkpoint of a non-empty origin is well formed");
         let note = signer.sign(&checkpoint.to_bytes());
-        let tmp = path.with_extension("tmp");
-        let written = layout::file_options()
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&note).and_then(|_| f.sync_data()))
-            .and_then(|_| fs::rename(&tmp, &path))
-            .and_then(|_| layout::sync_dir(&self.out.join(EVIDENCE_DIR)));
-        match written {
-            // A full disk must not stop recording: the entries are in the log, the
-            // previous checkpoint stays, and the next change signs them all (until
-            // then `verify` reports them unsigned).
+        match write_checkpoint(&self.out, &note) {
+            // Only a trail's first checkpoints need free space (see write_checkpoint);
+            // should the disk be full then, recording goes on: the entries are in the
+            // log, and the next change signs them all (until then `verify` reports
+            // them unsigned).
             Err(e) if crate::error::is_disk_full(&e) => {
-                let _ = fs::remove_file(&tmp);
                 tracing::warn!(
                     checkpoint = %path.display(),
                     "disk full: the evidence log's {} entries are signed at the next change",
@@ -339,4 +360,39 @@ impl EvidenceLog {
             other => other.map_err(io_err(&path)),
         }
     }
+}
+
+/// Replaces `out`'s checkpoint with `note` without needing free space: the spare
+/// (`checkpoint.tmp`, holding the checkpoint before last) is overwritten in place,
+/// made durable and exchanged with the live one in one step, so a crash leaves either
+/// checkpoint whole and a full disk cannot leave the log's last entries unsigned (a
+/// recorder that stops on a full disk has no next change to sign them). A new trail
+/// has no spare: its first checkpoint is renamed into place and copied as the spare.
+fn write_checkpoint(out: &Path, note: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let path = checkpoint_path(out);
+    let spare = path.with_extension("tmp");
+    let write_spare = || {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(layout::FILE_MODE)
+            .open(&spare)?;
+        // Writing before truncating keeps the file's block: a note is far under one.
+        f.write_all_at(note, 0)?;
+        f.set_len(note.len() as u64)?;
+        f.sync_data()
+    };
+    write_spare()?;
+    match layout::exchange(&spare, &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EINVAL) => {
+            fs::rename(&spare, &path)?;
+            if let Err(e) = write_spare() {
+                tracing::debug!(spare = %spare.display(), "no spare checkpoint yet: {e}");
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    layout::sync_dir(&out.join(EVIDENCE_DIR))
 }
