@@ -16,12 +16,12 @@
 
 static __always_inline struct cgroup *current_dfl_cgroup(void)
 {
-	return BPF_CORE_READ(bpf_get_current_task_btf(), cgroups, dfl_cgrp);
+	return bpf_get_current_task_btf()->cgroups->dfl_cgrp;
 }
 
 static __always_inline __u64 cgroup_id_of(struct cgroup *cg)
 {
-	return cg ? BPF_CORE_READ(cg, kn, id) : 0;
+	return cg ? cg->kn->id : 0;
 }
 
 /* As bpf_get_current_cgroup_id: the id of the task's cgroup in the v2 hierarchy. */
@@ -37,12 +37,17 @@ static __always_inline __u64 current_ancestor_cgroup_id(__u32 level)
 	struct cgroup *ancestor = NULL;
 	__u64 id = 0;
 
-	if (!cg || level > PINHOLE_MAX_CGROUP_LEVEL || (int)level > BPF_CORE_READ(cg, level))
+	if (!cg || level > PINHOLE_MAX_CGROUP_LEVEL || (int)level > cg->level)
 		return 0;
+	/* The commonest case (a task in the scope's cgroup itself) needs no read call. */
+	if ((int)level == cg->level)
+		return cgroup_id_of(cg);
 	/* Linux 6.2 keeps the ancestors themselves; before, their ids. */
 	if (bpf_core_field_exists(cg->ancestors)) {
+		/* A variable index into a BTF pointer's array needs a read call, and what it
+		 * reads is a plain value, not a pointer the verifier lets us follow. */
 		bpf_core_read(&ancestor, sizeof(ancestor), &cg->ancestors[level]);
-		return cgroup_id_of(ancestor);
+		return ancestor ? BPF_CORE_READ(ancestor, kn, id) : 0;
 	}
 	bpf_core_read(&id, sizeof(id), &((struct cgroup___v61 *)cg)->ancestor_ids[level]);
 	return id;

@@ -41,13 +41,17 @@ static __always_inline void remember_dns_asker(struct bpf_sock_addr *ctx, const 
 /* Copies a reply from port 53 to an asking socket into the ring. Never drops it. */
 static __always_inline int capture_dns_reply(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = dns_reply_socket(skb);
+	struct bpf_sock *sk;
 	struct connect_event *asker;
 	struct dns_event *e;
 	struct dns_payload d;
 	__u64 copy;
 
-	/* Every packet passes here: sockets that never asked leave first. */
+	/* Every packet passes here: what is no reply, or reaches a socket that never
+	 * asked, leaves first. */
+	if (surely_not_dns_reply(skb))
+		return 1;
+	sk = dns_reply_socket(skb);
 	if (!sk)
 		return 1;
 	asker = bpf_sk_storage_get(&dns_askers, sk, 0, 0);

@@ -26,6 +26,40 @@ struct dns_payload {
 	__u8 protocol; /* IPPROTO_UDP or IPPROTO_TCP */
 };
 
+/*
+ * Whether a packet surely does not come from port 53, judged from the bytes in place
+ * (no helper call: every packet of every socket passes the ingress programs, and all
+ * but the replies leave here). 0 when unsure (headers not in the linear part): the
+ * full check (dns_reply_payload) decides. Agrees with it: an IPv6 packet whose next
+ * header is not TCP or UDP is not walked there either.
+ */
+static __always_inline int surely_not_dns_reply(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u8 *ip = data;
+	__u16 *sport;
+	__u32 off;
+	__u8 proto;
+
+	if (data + IPV6_HDR_LEN > end)
+		return 0;
+	if ((ip[0] >> 4) == 4) {
+		proto = ip[9];
+		off = (ip[0] & 0x0f) * 4;
+	} else if ((ip[0] >> 4) == 6) {
+		proto = ip[6];
+		off = IPV6_HDR_LEN;
+	} else {
+		return 1;
+	}
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+		return 1;
+	sport = data + off;
+	if ((void *)(sport + 1) > end)
+		return 0;
+	return *sport != bpf_htons(DNS_PORT);
+}
+
 /* The full socket a packet arrives at, if any. */
 static __always_inline struct bpf_sock *dns_reply_socket(struct __sk_buff *skb)
 {

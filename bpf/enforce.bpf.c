@@ -125,10 +125,13 @@ struct pending {
 
 /*
  * Counts the decision and sends it on when user space wants it; returns the hook
- * result. `owner`: the process a kernel worker's MPTCP subflow is decided for.
+ * result. `sock_ctx`: the hook's context, whose socket cookie the record names (NULL
+ * where the hook has no cookie helper); asked only for a record sent, for a socket's
+ * first cookie costs an atomic. `owner`: the process a kernel worker's MPTCP subflow
+ * is decided for.
  */
-static __always_inline int conclude(const struct pending *p, const struct decision *d, __u64 cookie,
-				    const struct mptcp_owner *owner)
+static __always_inline int conclude(const struct pending *p, const struct decision *d,
+				    void *sock_ctx, const struct mptcp_owner *owner)
 {
 	count(d);
 	/* A worker has no executable to hash; its owner's connect reported the owner's. */
@@ -142,7 +145,7 @@ static __always_inline int conclude(const struct pending *p, const struct decisi
 		} else {
 			__builtin_memset(e, 0, sizeof(*e));
 			e->boot_ns = bpf_ktime_get_boot_ns();
-			e->sock_cookie = cookie;
+			e->sock_cookie = sock_ctx ? bpf_get_socket_cookie(sock_ctx) : 0;
 			read_current_task(e);
 			if (owner)
 				attribute_to_owner(e, owner);
@@ -195,7 +198,7 @@ static __always_inline int decided_for(struct bpf_sock_addr *ctx, __u8 hook, __u
 }
 
 /* Decides a connect or send (`addr` in `family`) for its process or subflow owner. */
-static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *addr, __u64 cookie,
+static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *addr, void *sock_ctx,
 				       __u8 subflow, const struct mptcp_owner *owner)
 {
 	struct decision d = {};
@@ -205,7 +208,7 @@ static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *ad
 		p->hook = PINHOLE_HOOK_MPTCP_SUBFLOW;
 		if (!owner) {
 			d.verdict = force_audit ? PINHOLE_VERDICT_WOULD_DENY : PINHOLE_VERDICT_DENIED;
-			return conclude(p, &d, cookie, NULL);
+			return conclude(p, &d, sock_ctx, NULL);
 		}
 		p->exe = owner->who.exe;
 		who.uid_gid = (__u64)owner->who.gid << 32 | owner->who.uid;
@@ -213,7 +216,7 @@ static __always_inline int enforce_dst(struct pending *p, __u8 family, __u32 *ad
 		who.owner_cgroup = owner->who.cgroup_id;
 	}
 	decide_connect(&p->exe, &who, p->dst.protocol, family, addr, p->dst.port, &d);
-	return conclude(p, &d, cookie, owner);
+	return conclude(p, &d, sock_ctx, owner);
 }
 
 static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
@@ -227,8 +230,7 @@ static __always_inline int enforce4(struct bpf_sock_addr *ctx, __u8 hook)
 	start_pending(&p, hook);
 	read_dst4(ctx, &p.dst);
 	remember_name_asker(ctx->sk, p.dst.port, &p.exe);
-	return enforce_dst(&p, PINHOLE_FAMILY_V4, p.dst.addr, bpf_get_socket_cookie(ctx), subflow,
-			   owner);
+	return enforce_dst(&p, PINHOLE_FAMILY_V4, p.dst.addr, ctx, subflow, owner);
 }
 
 static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
@@ -250,7 +252,7 @@ static __always_inline int enforce6(struct bpf_sock_addr *ctx, __u8 hook)
 	} else {
 		__builtin_memcpy(addr, p.dst.addr, sizeof(addr));
 	}
-	return enforce_dst(&p, family, addr, bpf_get_socket_cookie(ctx), subflow, owner);
+	return enforce_dst(&p, family, addr, ctx, subflow, owner);
 }
 
 SEC("cgroup/connect4")
@@ -296,7 +298,7 @@ int enforce_sock_create(struct bpf_sock *sk)
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
 	p.dst.protocol = sk->protocol;
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, 0, NULL);
+	return conclude(&p, &d, NULL, NULL);
 }
 
 #define SOL_IP_LEVEL 0
@@ -389,7 +391,7 @@ int enforce_setsockopt(struct bpf_sockopt *ctx)
 	p.dst.ip_version = sk->family == 10 /* AF_INET6 */ ? 6 : 4;
 	p.dst.protocol = sk->protocol;
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, 0, NULL); /* no socket cookie helper for sockopt programs */
+	return conclude(&p, &d, NULL, NULL); /* no socket cookie helper for sockopt programs */
 }
 
 /* A new executable may be a known app's bytes under a new inode: user space hashes it. */
@@ -491,7 +493,7 @@ int enforce_egress(struct __sk_buff *skb)
 		bpf_skb_load_bytes(skb, 24, p.dst.addr, 16);
 	}
 	decide_beyond_rules(&p.exe, &d);
-	return conclude(&p, &d, bpf_get_socket_cookie(skb), NULL);
+	return conclude(&p, &d, skb, NULL);
 }
 
 /* DNS replies to sockets that asked, read before the application can read them. */

@@ -123,7 +123,7 @@ static __always_inline int lsm_decide_dst(struct socket *sock, const void *addre
 	} else {
 		addr[0] = dst.addr[0];
 	}
-	return lsm_result(enforce_dst(&p, family, addr, bpf_get_socket_cookie(sk), 0, NULL));
+	return lsm_result(enforce_dst(&p, family, addr, sk, 0, NULL));
 }
 
 SEC("lsm/socket_connect")
@@ -185,7 +185,7 @@ int BPF_PROG(enforce_lsm_create, int family, int type, int protocol, int kern, i
 	/* A packet socket's protocol is an ethertype, not an IP protocol: not recorded. */
 	p.dst.protocol = hook == PINHOLE_HOOK_SOCK_CREATE ? protocol : 0;
 	decide_beyond_rules(&p.exe, &d);
-	return lsm_result(conclude(&p, &d, 0, NULL));
+	return lsm_result(conclude(&p, &d, NULL, NULL));
 }
 
 /* An MPTCP socket is its creator's: a worker's later subflows are decided as theirs. */

@@ -29,6 +29,8 @@ const volatile __u32 dns_grace = 300;
 /* The lengths of the policy's deny prefixes, as a bit set (bit n: length n). */
 const volatile __u8 prefix_len_bits[PINHOLE_NAME_BYTES / 8] = {};
 const volatile __u8 has_prefixes = 0;
+/* Whether any app has deny entries of its own (name_rules with protocol 0). */
+const volatile __u8 has_app_name_denies = 0;
 
 /* ---- Shared by every generation ---- */
 
@@ -274,10 +276,12 @@ __noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
 		if (j >= m->count)
 			break;
 		k.pattern = m->patterns[j];
-		k.protocol = 0;
-		v = bpf_map_lookup_elem(&name_rules, &k);
-		if (v && v->deny && !out->deny)
-			out->deny = v->deny;
+		if (has_app_name_denies) {
+			k.protocol = 0;
+			v = bpf_map_lookup_elem(&name_rules, &k);
+			if (v && v->deny && !out->deny)
+				out->deny = v->deny;
+		}
 		k.protocol = protocol;
 		v = bpf_map_lookup_elem(&name_rules, &k);
 		if (!v)

@@ -163,7 +163,7 @@ static long address_step(__u64 n, void *ctx)
 /* Learns from a DNS reply arriving at an asking socket. Never drops the packet. */
 static __always_inline int learn_from_reply(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = dns_reply_socket(skb);
+	struct bpf_sock *sk;
 	struct identity_key who = {};
 	struct evidence_add a = {};
 	struct exe_identity *asker;
@@ -173,7 +173,11 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	__u32 app_id;
 	__u8 unknown = 0;
 
-	/* Every packet passes here: sockets that never asked leave first. */
+	/* Every packet passes here: what is no reply, or reaches a socket that never
+	 * asked, leaves first. */
+	if (surely_not_dns_reply(skb))
+		return 1;
+	sk = dns_reply_socket(skb);
 	if (!sk)
 		return 1;
 	asker = bpf_sk_storage_get(&name_askers, sk, 0, 0);

@@ -78,9 +78,9 @@ static __always_inline __u32 current_tgid(void)
 /* uid and gid (the credentials' real ids) packed as bpf_get_current_uid_gid packs them. */
 static __always_inline __u64 current_uid_gid(void)
 {
-	const struct cred *cred = BPF_CORE_READ(bpf_get_current_task_btf(), cred);
+	const struct cred *cred = bpf_get_current_task_btf()->cred;
 
-	return (__u64)BPF_CORE_READ(cred, gid.val) << 32 | BPF_CORE_READ(cred, uid.val);
+	return (__u64)cred->gid.val << 32 | cred->uid.val;
 }
 
 static __always_inline void read_current_comm(char *comm, __u32 size)

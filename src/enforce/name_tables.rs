@@ -52,6 +52,8 @@ pub fn configure(open: &mut OpenEnforceSkel<'_>, c: &Compiled) -> Result<()> {
     ro.names_scope = scope_code(names.scope);
     ro.dns_min_ttl = names.lifetime.min_ttl;
     ro.dns_grace = names.lifetime.grace;
+    // Most policies deny no name for one app alone: their connects skip that lookup.
+    ro.has_app_name_denies = names.rules.iter().any(|(k, _)| k.protocol == 0).into();
     for &len in &names.prefix_lens {
         ro.prefix_len_bits[len / 8] |= 1 << (len % 8);
         ro.has_prefixes = 1;
