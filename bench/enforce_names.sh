@@ -8,11 +8,20 @@
 # the kernel: replies received per second by a socket that asked, without pinhole and
 # under the enforcer (its ingress program parses every reply and stores the evidence).
 # The enforcer is attached to a cgroup this script creates (never the root).
-# Usage: bench/enforce_names.sh [pairs] [seconds per run]
+# With "listen" the load generator accepts on the port itself, so each connect completes
+# a TCP handshake (closed port: the cheapest connect there is, the worst case for a
+# ratio; listening: a connect that reaches a server).
+# Usage: bench/enforce_names.sh [pairs] [seconds per run] [closed|listen]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${1:-15}
 SECS=${2:-1}
+TARGET=${3:-closed}
+case $TARGET in
+  closed) LISTEN=() ;;
+  listen) LISTEN=(--listen) ;;
+  *) echo "usage: $0 [pairs] [seconds per run] [closed|listen]" >&2; exit 2 ;;
+esac
 cargo build --release --locked --bins >&2
 PH=$PWD/target/release/pinhole
 . bench/paired_enforcer.sh
@@ -81,9 +90,10 @@ printf 'version = 1\n[defaults]\nunknown_binary = "allow"\n[[app]]\nname = "load
 
 load() { # $1 = cgroup
   sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$1" taskset -c 1 "$LG" --port 9 \
-    --duration "${SECS}s" --resolve "bench.example.test@$SERVER"
+    --duration "${SECS}s" --resolve "bench.example.test@$SERVER" "${LISTEN[@]}"
 }
 
+echo "Connects to a $TARGET port (see the header):"
 echo "| policy | no BPF (connects/s, median) | enforcer (connects/s, median) | ratio: median (min-max of $PAIRS pairs) | allowed by name |"
 echo "|---|---|---|---|---|"
 for cfg in n10 n10000 addr; do
