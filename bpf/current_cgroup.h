@@ -44,8 +44,8 @@ static __always_inline __u64 current_ancestor_cgroup_id(__u32 level)
 		return cgroup_id_of(cg);
 	/* Linux 6.2 keeps the ancestors themselves; before, their ids. */
 	if (bpf_core_field_exists(cg->ancestors)) {
-		/* A variable index into a BTF pointer's array needs a read call, and what it
-		 * reads is a plain value, not a pointer the verifier lets us follow. */
+		/* At an index known only at run time: read by a read call, whose result is a
+		 * plain value the verifier does not let us follow as a pointer. */
 		bpf_core_read(&ancestor, sizeof(ancestor), &cg->ancestors[level]);
 		return ancestor ? BPF_CORE_READ(ancestor, kn, id) : 0;
 	}
