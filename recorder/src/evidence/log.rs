@@ -368,6 +368,8 @@ impl EvidenceLog {
 /// checkpoint whole and a full disk cannot leave the log's last entries unsigned (a
 /// recorder that stops on a full disk has no next change to sign them). A new trail
 /// has no spare: its first checkpoint is renamed into place and copied as the spare.
+/// A file system that cannot exchange (EINVAL: 9p, NFS) takes that path every time,
+/// so there a checkpoint still needs a free block.
 fn write_checkpoint(out: &Path, note: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let path = checkpoint_path(out);
