@@ -4,7 +4,8 @@
 # `pinhole enforce` allowing it by a name rule (the load generator first asks a DNS
 # server on loopback for the name, so its own answer vouches for 127.0.0.1), with 10 and
 # 10,000 names in the policy, and with one address rule and no names at all, for
-# comparison. Tightly alternated pairs, as bench/enforce.sh. Then the DNS reply cost in
+# comparison. Tightly alternated pairs, as bench/enforce.sh, then (closed port) the same
+# loads at once on one shared core, the steadier measure. Then the DNS reply cost in
 # the kernel: replies received per second by a socket that asked, without pinhole and
 # under the enforcer (its ingress program parses every reply and stores the evidence).
 # The enforcer is attached to a cgroup this script creates (never the root).
@@ -93,6 +94,30 @@ load() { # $1 = cgroup
     --duration "${SECS}s" --resolve "bench.example.test@$SERVER" "${LISTEN[@]}"
 }
 
+# Both loads at once on core 1, one in each cgroup: the scheduler gives each half the
+# core, so the ratio of their rates is the ratio of their CPU cost per connect, and what
+# else the machine does at that moment slows both alike (alternated pairs run a second
+# apart, and a noisy neighbour in one of them moves that pair's ratio). Not with
+# "listen": the two loads would listen on one port.
+shared_core() { # $1 = label; appends a row to $WORK/shared.md
+  [ "$TARGET" = closed ] || return 0
+  : > "$WORK/shared"
+  for _ in $(seq 1 "$PAIRS"); do
+    load "$BASE" > "$WORK/b.json" & local b=$!
+    load "$CG" > "$WORK/c.json" & local c=$!
+    wait "$b" "$c"
+    echo "$(rate < "$WORK/b.json") $(rate < "$WORK/c.json")" >> "$WORK/shared"
+  done
+  local ratios
+  ratios=$(awk '{printf "%.4f\n", $2 / $1}' "$WORK/shared")
+  printf "| %s | %.0f | %.0f | %.3f (%.3f-%.3f) |\n" "$1" \
+    "$(cut -d' ' -f1 "$WORK/shared" | median)" "$(cut -d' ' -f2 "$WORK/shared" | median)" \
+    "$(echo "$ratios" | median)" "$(echo "$ratios" | sort -g | head -1)" "$(echo "$ratios" | sort -g | tail -1)" \
+    >> "$WORK/shared.md"
+}
+: > "$WORK/shared.md"
+shared_core "no enforcer in either (the method's own bias)"
+
 echo "Connects to a $TARGET port (see the header):"
 echo "| policy | no BPF (connects/s, median) | enforcer (connects/s, median) | ratio: median (min-max of $PAIRS pairs) | allowed by name |"
 echo "|---|---|---|---|---|"
@@ -103,16 +128,25 @@ for cfg in n10 n10000 addr; do
     base=$(load "$BASE"); with=$(load "$CG")
     echo "$(echo "$base" | rate) $(echo "$with" | rate)" >> "$WORK/pairs"
   done
+  label=$(case $cfg in n10) echo "10 names";; n10000) echo "10,000 names";; addr) echo "1 address rule, no names";; esac)
+  shared_core "$label"
   "$PH" enforce status --format json > "$WORK/status.json"
   stop_enforcer
   allowed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["apps"][1]["allowed"])' "$WORK/status.json")
   b=$(cut -d' ' -f1 "$WORK/pairs" | median); w=$(cut -d' ' -f2 "$WORK/pairs" | median)
   ratios=$(awk '{printf "%.4f\n", $2 / $1}' "$WORK/pairs")
-  label=$(case $cfg in n10) echo "10 names";; n10000) echo "10,000 names";; addr) echo "1 address rule, no names";; esac)
   printf "| %s | %.0f | %.0f | %.3f (%.3f-%.3f) | %s |\n" "$label" "$b" "$w" \
     "$(echo "$ratios" | median)" "$(echo "$ratios" | sort -g | head -1)" "$(echo "$ratios" | sort -g | tail -1)" \
     "$([ "$cfg" = addr ] && echo "no ($allowed allowed by address)" || echo "$allowed connects")"
 done
+
+if [ "$TARGET" = closed ]; then
+  echo
+  echo "The same loads at once on one core ($PAIRS rounds of ${SECS}s; each load gets half the core):"
+  echo "| policy | no BPF (connects/s, median) | enforcer (connects/s, median) | ratio: median (min-max of $PAIRS rounds) |"
+  echo "|---|---|---|---|"
+  cat "$WORK/shared.md"
+fi
 
 echo
 echo "DNS reply cost in the kernel (replies/s to a socket that asked, ${SECS}s floods x 3):"

@@ -64,6 +64,17 @@ struct {
 	__type(value, __u64);
 } name_stats SEC(".maps");
 
+/*
+ * Bumped after every change to the evidence (name_learn.h), so a verdict cached below
+ * is used only while the evidence it was worked out from is unchanged.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} name_epoch SEC(".maps");
+
 /* ---- This generation's policy ---- */
 
 struct {
@@ -94,6 +105,44 @@ struct {
 	__type(key, __u32);
 	__type(value, struct name_match);
 } name_matches SEC(".maps");
+
+/*
+ * What the names decided for (app, address, protocol, port): a connect's evidence
+ * lookup, the names' matches and rules cost three hash lookups and a precise clock read;
+ * a repeated connect then costs one lookup and a coarse clock read. An entry stands
+ * while the evidence epoch is the one it was worked out under, until the first
+ * vouching name expires, and at most VERDICT_CACHE_NS (the coarse clock stops in a
+ * suspend: a second after a resume bounds how long an expired answer still counts).
+ * Only where no name rule is scoped (names_verdicts_cached): a scope depends on the
+ * caller. Sized to the evidence (set by user space; 1 without names).
+ */
+struct name_verdict_key {
+	__u32 app_id;
+	__u8 family;
+	__u8 protocol;
+	__u16 port;
+	__u8 addr[16];
+};
+
+struct name_verdict {
+	__u64 epoch;
+	__u64 until_coarse_ns;
+	__u32 deny;
+	__u32 rule;
+	__u32 name_id;
+	__u32 _pad;
+};
+
+#define VERDICT_CACHE_NS NS_PER_SEC
+
+const volatile __u8 name_verdicts_cached = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct name_verdict_key);
+	__type(value, struct name_verdict);
+} name_verdicts SEC(".maps");
 
 /* Working buffers for matching a name (process context; replies use dns_parse's). */
 struct name_scratch {
@@ -295,15 +344,47 @@ __noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
 	return 0;
 }
 
-/* Judges every name of an evidence entry that still counts. */
+/* Judges every name of an evidence entry that still counts; lowers *soonest to the
+ * first expiry among them. */
 static __always_inline void judge_entry(const struct evidence_value *v, __u64 now, __u32 app_id,
-					__u8 protocol, __u16 port, struct names_verdict *out)
+					__u8 protocol, __u16 port, struct names_verdict *out,
+					__u64 *soonest)
 {
 	if (!v)
 		return;
 	for (int i = 0; i < PINHOLE_EVIDENCE_SLOTS; i++)
-		if (v->slots[i].name_id && v->slots[i].until_ns > now)
+		if (v->slots[i].name_id && v->slots[i].until_ns > now) {
 			judge_name(app_id, v->slots[i].name_id, protocol, port, out);
+			if (v->slots[i].until_ns < *soonest)
+				*soonest = v->slots[i].until_ns;
+		}
+}
+
+/*
+ * The names vouching for addr to the receiver `k` names (and in host scope to the
+ * host's resolvers), judged for `app_id`, protocol and port. Returns how long (ns)
+ * this stays the answer if the evidence does not change: until the first vouching
+ * name expires.
+ */
+static __always_inline __u64 judge_evidence(struct evidence_key *k, __u8 host_scope, __u32 app_id,
+					    __u8 protocol, __u16 port, struct names_verdict *out)
+{
+	struct evidence_value *own, *host = NULL;
+	__u64 now, soonest = ~0ULL;
+
+	own = bpf_map_lookup_elem(&name_evidence, k);
+	if (host_scope) {
+		k->kind = PINHOLE_RECEIVER_HOST;
+		k->who = 0;
+		k->dev = 0;
+		host = bpf_map_lookup_elem(&name_evidence, k);
+	}
+	if (!own && !host)
+		return ~0ULL;
+	now = bpf_ktime_get_boot_ns();
+	judge_entry(own, now, app_id, protocol, port, out, &soonest);
+	judge_entry(host, now, app_id, protocol, port, out, &soonest);
+	return soonest - now;
 }
 
 /*
@@ -316,23 +397,41 @@ static __always_inline void decide_by_names(const struct exe_identity *id, __u32
 {
 	struct evidence_key k = { .family = family };
 	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
-	struct evidence_value *own, *host = NULL;
-	__u64 now;
+	struct name_verdict_key vk = {
+		.app_id = app_id, .family = family, .protocol = protocol, .port = port
+	};
+	struct name_verdict fresh = {}, *cached;
+	__u64 *epoch = NULL, life;
+	__u32 zero = 0;
 
+	if (a && name_verdicts_cached) {
+		__builtin_memcpy(vk.addr, addr, 16);
+		epoch = bpf_map_lookup_elem(&name_epoch, &zero);
+		cached = bpf_map_lookup_elem(&name_verdicts, &vk);
+		if (epoch && cached && cached->epoch == *epoch &&
+		    bpf_ktime_get_coarse_ns() < cached->until_coarse_ns) {
+			out->deny = cached->deny;
+			out->rule = cached->rule;
+			out->name_id = cached->name_id;
+			return;
+		}
+		/* Read with a full barrier before the evidence: what is cached under this
+		 * epoch is never older than it. */
+		if (epoch)
+			fresh.epoch = __sync_fetch_and_add(epoch, 0);
+	}
 	__builtin_memcpy(k.addr, addr, 16);
 	receiver_of(id, a, &k);
-	own = bpf_map_lookup_elem(&name_evidence, &k);
-	if ((a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST) {
-		k.kind = PINHOLE_RECEIVER_HOST;
-		k.who = 0;
-		k.dev = 0;
-		host = bpf_map_lookup_elem(&name_evidence, &k);
-	}
-	if (!own && !host)
+	life = judge_evidence(&k, (a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST, app_id,
+			      protocol, port, out);
+	if (!epoch)
 		return;
-	now = bpf_ktime_get_boot_ns();
-	judge_entry(own, now, app_id, protocol, port, out);
-	judge_entry(host, now, app_id, protocol, port, out);
+	fresh.until_coarse_ns = bpf_ktime_get_coarse_ns() +
+				(life < VERDICT_CACHE_NS ? life : VERDICT_CACHE_NS);
+	fresh.deny = out->deny;
+	fresh.rule = out->rule;
+	fresh.name_id = out->name_id;
+	bpf_map_update_elem(&name_verdicts, &vk, &fresh, BPF_ANY);
 }
 
 #endif /* PINHOLE_NAME_DECIDE_H */

@@ -170,7 +170,9 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	struct dns_payload d;
 	struct dns_parse *p;
 	__u64 life;
-	__u32 app_id;
+	__u32 app_id, zero = 0;
+	__u64 *epoch;
+	volatile __u64 published __attribute__((unused));
 	__u8 unknown = 0;
 
 	/* Every packet passes here: what is no reply, or reaches a socket that never
@@ -206,6 +208,15 @@ static __always_inline int learn_from_reply(struct __sk_buff *skb)
 	life = p->ttl > dns_min_ttl ? p->ttl : dns_min_ttl;
 	a.until = a.now + (life + dns_grace) * NS_PER_SEC;
 	bpf_loop(PINHOLE_DNS_MAX_ADDRS, address_step, &a, 0);
+	/*
+	 * After the evidence changed: verdicts cached before are worked out again. The
+	 * fetching add is ordered after the evidence's stores on every architecture (a
+	 * plain one is not on arm64); the volatile use keeps the compiler from dropping
+	 * the fetch.
+	 */
+	epoch = bpf_map_lookup_elem(&name_epoch, &zero);
+	if (epoch)
+		published = __sync_fetch_and_add(epoch, 1);
 	if (p->skipped)
 		count_name_stat(PINHOLE_NAMES_SKIPPED_ANSWERS);
 	return 1;

@@ -130,6 +130,80 @@ ports = 9
     );
 }
 
+/// The kernel remembers a name verdict per (app, address, protocol, port) until the
+/// evidence changes: an answer naming a denied name for an address the app was just
+/// allowed to reach, by the cached verdict, refuses the very next connect there.
+#[test]
+fn a_remembered_verdict_gives_way_to_the_next_answer() {
+    require_root();
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    const ROUNDS: u8 = 20;
+    let addrs = || {
+        Answer::Rounds(
+            (1..=ROUNDS)
+                .map(|i| vec![Ipv4Addr::new(127, 1, 11, i)])
+                .collect(),
+        )
+    };
+    // Both names answer the same address in each round.
+    let _server = DnsServer::start(
+        SERVER.parse().unwrap(),
+        vec![
+            ("shop.example.com", addrs()),
+            ("social.example.com", addrs()),
+        ],
+        600,
+    );
+    let app = settled_copy(Path::new(PROBE), tmp.path(), "browser");
+    let rules = r#"
+[[app.allow]]
+id = "example"
+protocol = "tcp"
+host = "*.example.com"
+ports = 9
+
+[[app.deny]]
+id = "no-social"
+host = "social.example.com"
+"#;
+    let out = tmp.path().join("trail");
+    let text = policy(&app.sha256, &app.path, rules);
+    let e = Enforced::start(
+        tmp.path(),
+        &text,
+        "pinhole-names-cache",
+        &["--out", out.to_str().unwrap()],
+    );
+    let shop = format!("dns:shop.example.com@{SERVER}");
+    let social = format!("dns:social.example.com@{SERVER}");
+    let mut args = Vec::new();
+    for i in 1..=ROUNDS {
+        let tcp = format!("tcp:127.1.11.{i}:9");
+        args.extend([shop.clone(), tcp.clone(), tcp.clone(), social.clone(), tcp]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let got = probe_in(&e.cg, &app.path, &args);
+    for (round, r) in got.chunks(5).enumerate() {
+        assert_eq!(
+            (r[1].as_str(), r[2].as_str(), r[4].as_str()),
+            ("ECONNREFUSED", "ECONNREFUSED", "EPERM"),
+            "round {round}: allowed by shop.example.com twice, then denied by social.example.com"
+        );
+    }
+    e.finish();
+    let rows = rows(&out);
+    let denied = rows_of(&rows, &app.path)
+        .into_iter()
+        .filter(|r| r["verdict"] == "denied" && r["rule_id"] == "no-social")
+        .count();
+    assert_eq!(
+        denied,
+        usize::from(ROUNDS),
+        "each denial in the trail, by the deny entry"
+    );
+}
+
 /// A reply without its id (the test server puts the query's in front): one question
 /// for `qname` (wire format), then `answers` (records, already encoded).
 fn reply(qname: &[u8], answers: &[Vec<u8>]) -> Vec<u8> {

@@ -61,6 +61,24 @@ pub struct NameTables {
     pub lifetime: Lifetime,
 }
 
+impl crate::compile::Compiled {
+    /// Whether what the names decide for a connect depends only on its app, address,
+    /// protocol and port and on the DNS evidence, so a kernel may remember it until the
+    /// evidence changes: no name rule's ports lead to a scoped rule (a scope asks who
+    /// calls, and when). True without names.
+    pub fn name_verdicts_unscoped(&self) -> bool {
+        let Some(names) = &self.names else {
+            return true;
+        };
+        names.rules.iter().all(|(_, v)| {
+            let start = v.start as usize;
+            self.spans
+                .get(start..start + v.count as usize)
+                .is_some_and(|spans| spans.iter().all(|s| s.chain == 0))
+        })
+    }
+}
+
 /// Where the rule numbers and port spans of the whole policy are gathered.
 pub(crate) struct Numbering<'a> {
     /// Global rule number n is `rules[n - 1]`: (app index or GLOBAL, id).
@@ -282,6 +300,46 @@ ports = 443
         assert!(reversed.contains(&"moc.elpmaxe.ipa"));
         assert!(reversed.contains(&"moc.elpmaxe"));
         assert_eq!(names.rules.len(), 3);
+    }
+
+    #[test]
+    fn name_verdicts_are_unscoped_until_a_name_rule_has_a_scope() {
+        let text = |scope: &str| {
+            format!(
+                r#"version = 1
+[[app]]
+name = "a"
+sha256 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+[[app.allow]]
+id = "net"
+protocol = "tcp"
+dst = "10.0.0.0/8"
+ports = 22
+uids = [0]
+[[app.allow]]
+id = "api"
+protocol = "tcp"
+host = "api.example.com"
+ports = 443
+{scope}
+[[app.deny]]
+host = "ads.example.com"
+"#
+            )
+        };
+        // A scoped address rule and a deny entry leave name verdicts to the evidence.
+        assert!(compile(&policy(&text(""))).name_verdicts_unscoped());
+        for scope in [
+            "uids = [1000]",
+            "gids = [100]",
+            "cgroup = \"/web\"",
+            "expires = \"2099-01-01T00:00:00Z\"",
+        ] {
+            assert!(
+                !compile(&policy(&text(scope))).name_verdicts_unscoped(),
+                "{scope}"
+            );
+        }
     }
 
     #[test]

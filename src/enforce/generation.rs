@@ -50,6 +50,8 @@ pub struct Shared {
     pub name_id_next: MapHandle,
     pub name_askers: MapHandle,
     pub name_stats: MapHandle,
+    /// Bumped at every change of the evidence: what cached verdicts are checked against.
+    pub name_epoch: MapHandle,
     /// LSM backend: the generation whose programs decide (bpf/enforce_lsm.h).
     pub active_generation: MapHandle,
 }
@@ -144,7 +146,7 @@ pub fn load(
     ] {
         prog.set_autoload(!lsm);
     }
-    name_tables::configure(&mut open, &compiled)?;
+    name_tables::configure(&mut open, &compiled, opts.name_capacity)?;
     rule_scopes::check(&compiled)?;
     let (chains, scopes) = rule_scopes::sizes(&compiled);
     open.maps.rule_chains.set_max_entries(chains)?;
@@ -169,6 +171,7 @@ pub fn load(
             m.name_id_next.reuse_fd(s.name_id_next.as_fd())?;
             m.name_askers.reuse_fd(s.name_askers.as_fd())?;
             m.name_stats.reuse_fd(s.name_stats.as_fd())?;
+            m.name_epoch.reuse_fd(s.name_epoch.as_fd())?;
             m.active_generation.reuse_fd(s.active_generation.as_fd())?;
         }
         None => {
@@ -219,6 +222,7 @@ impl Generation {
             name_id_next: map_handle(&m.name_id_next)?,
             name_askers: map_handle(&m.name_askers)?,
             name_stats: map_handle(&m.name_stats)?,
+            name_epoch: map_handle(&m.name_epoch)?,
             active_generation: map_handle(&m.active_generation)?,
         })
     }

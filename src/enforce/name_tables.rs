@@ -38,11 +38,14 @@ pub fn sha_tag(sha256: &[u8; 32]) -> u64 {
     u64::from_le_bytes(sha256[..8].try_into().expect("8 bytes"))
 }
 
-/// Sets what the programs read before load and sizes the name tables.
-pub fn configure(open: &mut OpenEnforceSkel<'_>, c: &Compiled) -> Result<()> {
+/// Sets what the programs read before load and sizes the name tables; the kernel's
+/// memory of name verdicts gets `capacity` entries where it is used.
+pub fn configure(open: &mut OpenEnforceSkel<'_>, c: &Compiled, capacity: u32) -> Result<()> {
     let Some(names) = &c.names else {
+        open.maps.name_verdicts.set_max_entries(1)?;
         return Ok(());
     };
+    let cached = c.name_verdicts_unscoped();
     let ro = open
         .maps
         .rodata_data
@@ -54,6 +57,7 @@ pub fn configure(open: &mut OpenEnforceSkel<'_>, c: &Compiled) -> Result<()> {
     ro.dns_grace = names.lifetime.grace;
     // Most policies deny no name for one app alone: their connects skip that lookup.
     ro.has_app_name_denies = names.rules.iter().any(|(k, _)| k.protocol == 0).into();
+    ro.name_verdicts_cached = cached.into();
     for &len in &names.prefix_lens {
         ro.prefix_len_bits[len / 8] |= 1 << (len % 8);
         ro.has_prefixes = 1;
@@ -65,6 +69,8 @@ pub fn configure(open: &mut OpenEnforceSkel<'_>, c: &Compiled) -> Result<()> {
     m.name_prefixes
         .set_max_entries(size(names.prefixes.len()))?;
     m.name_rules.set_max_entries(size(names.rules.len()))?;
+    m.name_verdicts
+        .set_max_entries(if cached { capacity } else { 1 })?;
     Ok(())
 }
 

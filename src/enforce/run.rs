@@ -586,29 +586,35 @@ fn pinned_shared() -> Result<Shared> {
         name_id_next: open("name_id_next")?,
         name_askers: open("name_askers")?,
         name_stats: open("name_stats")?,
-        active_generation: match state::pin_dir().join("active_generation").exists() {
-            true => open("active_generation")?,
-            false => new_active_generation()?,
-        },
+        name_epoch: open_or_new_array("name_epoch", 8)?,
+        active_generation: open_or_new_array("active_generation", 4)?,
     })
 }
 
-/// A persisted enforcer of an older pinhole pinned no active-generation map (only the
-/// LSM backend's programs read it, and it had none): the takeover gets a fresh one.
-fn new_active_generation() -> Result<MapHandle> {
+/// A persisted enforcer of an older pinhole pinned neither the active-generation map
+/// (only the LSM backend's programs read it, and it had none) nor the evidence epoch
+/// (it cached no verdicts): the takeover gets a fresh one-entry array.
+fn open_or_new_array(name: &str, value_size: u32) -> Result<MapHandle> {
+    let p = state::pin_dir().join(name);
+    if p.exists() {
+        return MapHandle::from_pinned_path(&p)
+            .with_context(|| format!("opening pinned map {}", p.display()));
+    }
     let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
         ..Default::default()
     };
+    // The kernel keeps 15 bytes of a map's name.
+    let short = &name[..name.len().min(15)];
     MapHandle::create(
         libbpf_rs::MapType::Array,
-        Some("active_generati"),
+        Some(short),
         4,
-        4,
+        value_size,
         1,
         &opts,
     )
-    .context("creating the active-generation map for a persisted enforcer")
+    .with_context(|| format!("creating the {name} map for a persisted enforcer"))
 }
 
 /// Pins the shared maps (once) and this generation's counters (replacing the last).
@@ -625,6 +631,7 @@ fn pin_maps(gen: &Generation, shared: &Shared) -> Result<()> {
         ("name_id_next", &shared.name_id_next),
         ("name_askers", &shared.name_askers),
         ("name_stats", &shared.name_stats),
+        ("name_epoch", &shared.name_epoch),
         ("active_generation", &shared.active_generation),
     ] {
         let p = dir.join(name);
