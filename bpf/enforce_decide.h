@@ -120,9 +120,11 @@ static __always_inline int id_listed(const __u32 *ids, __u8 n, __u32 id)
 
 /*
  * Whether rule `rule`'s scope holds for the subject now (an unscoped rule: always).
- * Global functions here and below: verified once, apart from the caller's search.
+ * Inlined in walk_chain: each global function adds a frame to the deepest call chain
+ * (connect hook, judge_name, rule_in_spans, walk_chain), whose combined stack 6.1's
+ * verifier bounds to 512 bytes.
  */
-__noinline int scope_holds(__u32 rule, __u64 uid_gid, __u64 owner_cgroup)
+static __always_inline int scope_holds(__u32 rule, __u64 uid_gid, __u64 owner_cgroup)
 {
 	struct rule_scope *s = bpf_map_lookup_elem(&rule_scopes, &rule);
 
@@ -143,7 +145,10 @@ __noinline int scope_holds(__u32 rule, __u64 uid_gid, __u64 owner_cgroup)
 	return current_ancestor_cgroup_id(s->cgroup_level) == s->cgroup_id;
 }
 
-/* The first rule of chain `chain` (see port_span) whose scope holds, 0 if none. */
+/*
+ * The first rule of chain `chain` (see port_span) whose scope holds, 0 if none.
+ * Global functions here and below: verified once, apart from the caller's search.
+ */
 __noinline __u32 walk_chain(__u32 chain, __u64 uid_gid, __u64 owner_cgroup)
 {
 	for (__u32 i = 0; i < PINHOLE_MAX_CHAIN; i++) {
@@ -270,9 +275,9 @@ static __always_inline void decide_connect(const struct exe_identity *id, const 
 	d->name_id = 0;
 	if (names_enabled)
 		decide_by_names(id, d->app_id, protocol, family, addr, port, &n);
-	if (n.deny) {
+	if (n.v.deny) {
 		/* A deny entry wins over every allow (matcher item 8). */
-		d->rule = n.deny;
+		d->rule = n.v.deny;
 		if (d->app_id)
 			d->verdict = no_rule_verdict(d->app_id);
 		else
@@ -280,10 +285,10 @@ static __always_inline void decide_connect(const struct exe_identity *id, const 
 									      PINHOLE_VERDICT_DENIED;
 	} else if (!d->app_id) {
 		d->verdict = unknown_verdict();
-	} else if (protocol && n.rule) {
+	} else if (protocol && n.v.rule) {
 		d->verdict = PINHOLE_VERDICT_ALLOWED;
-		d->rule = n.rule;
-		d->name_id = n.name_id;
+		d->rule = n.v.rule;
+		d->name_id = n.v.name_id;
 	} else if (protocol && (d->rule = find_rule(d->app_id, protocol, family, addr, port, who))) {
 		d->verdict = PINHOLE_VERDICT_ALLOWED;
 	} else {

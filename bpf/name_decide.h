@@ -117,25 +117,36 @@ struct {
  * caller. Sized to the evidence (set by user space; 1 without names).
  */
 struct name_verdict_key {
+	struct evidence_key receiver; /* the app's own evidence key for the address */
 	__u32 app_id;
-	__u8 family;
-	__u8 protocol;
 	__u16 port;
-	__u8 addr[16];
+	__u8 protocol;
+	__u8 _pad;
 };
 
 struct name_verdict {
-	__u64 epoch;
-	__u64 until_coarse_ns;
-	__u32 deny;
-	__u32 rule;
-	__u32 name_id;
+	__u32 deny; /* the deny entry's rule number: refused whatever allows it */
+	__u32 rule; /* the best name rule allowing it */
+	__u32 name_id; /* the name behind `rule` */
 	__u32 _pad;
+	__u64 epoch; /* cached: the evidence epoch it was worked out under */
+	__u64 until_clock_ns; /* cached: valid until then (verdict_clock) */
 };
 
 #define VERDICT_CACHE_NS NS_PER_SEC
 
 const volatile __u8 name_verdicts_cached = 0;
+/*
+ * LSM programs may not call the coarse clock (Linux 6.1 refuses it to tracing
+ * programs): with the LSM backend every program of the generation times the cache by
+ * the boot clock, so that one map is read by one clock.
+ */
+const volatile __u8 verdicts_boot_clock = 0;
+
+static __always_inline __u64 verdict_clock(void)
+{
+	return verdicts_boot_clock ? bpf_ktime_get_boot_ns() : bpf_ktime_get_coarse_ns();
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -286,12 +297,11 @@ static __noinline struct name_match *match_name(__u32 id)
 	return bpf_map_lookup_elem(&name_matches, &id);
 }
 
-/* What the names vouching for a connect decide. */
+/* What the names vouching for a connect decide (`v`), and for whom. The verdict is
+ * cached as it is: no copy of it on the connect hooks' stack, which 6.1's verifier
+ * bounds with the global functions' frames to 512 bytes. */
 struct names_verdict {
-	__u32 deny; /* the deny entry's rule number: refused whatever allows it */
-	__u32 rule; /* the best name rule allowing it */
-	__u32 name_id; /* the name behind `rule` */
-	__u32 _pad;
+	struct name_verdict v;
 	__u64 uid_gid; /* in: the subject (struct subject), for scoped rules */
 	__u64 owner_cgroup;
 };
@@ -317,8 +327,8 @@ __noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
 		m = match_name(id);
 	if (!m)
 		return 0;
-	if (m->global_deny && !out->deny)
-		out->deny = m->global_deny;
+	if (m->global_deny && !out->v.deny)
+		out->v.deny = m->global_deny;
 	if (!app_id)
 		return 0;
 	for (int j = 0; j < PINHOLE_NAME_PATTERNS; j++) {
@@ -328,17 +338,17 @@ __noinline int judge_name(__u32 app_id, __u32 id, __u32 protocol, __u32 port,
 		if (has_app_name_denies) {
 			k.protocol = 0;
 			v = bpf_map_lookup_elem(&name_rules, &k);
-			if (v && v->deny && !out->deny)
-				out->deny = v->deny;
+			if (v && v->deny && !out->v.deny)
+				out->v.deny = v->deny;
 		}
 		k.protocol = protocol;
 		v = bpf_map_lookup_elem(&name_rules, &k);
 		if (!v)
 			continue;
 		rule = rule_in_spans(v->start, v->count, port, out->uid_gid, out->owner_cgroup);
-		if (rule && (!out->rule || rule < out->rule)) {
-			out->rule = rule;
-			out->name_id = id;
+		if (rule && (!out->v.rule || rule < out->v.rule)) {
+			out->v.rule = rule;
+			out->v.name_id = id;
 		}
 	}
 	return 0;
@@ -395,43 +405,38 @@ static __always_inline void decide_by_names(const struct exe_identity *id, __u32
 					    __u8 protocol, __u8 family, const __u32 addr[4],
 					    __u16 port, struct names_verdict *out)
 {
-	struct evidence_key k = { .family = family };
 	struct app_info *a = app_id ? bpf_map_lookup_elem(&apps, &app_id) : NULL;
 	struct name_verdict_key vk = {
-		.app_id = app_id, .family = family, .protocol = protocol, .port = port
+		.receiver = { .family = family }, .app_id = app_id, .port = port, .protocol = protocol
 	};
-	struct name_verdict fresh = {}, *cached;
+	struct name_verdict *cached;
 	__u64 *epoch = NULL, life;
 	__u32 zero = 0;
 
+	__builtin_memcpy(vk.receiver.addr, addr, 16);
+	receiver_of(id, a, &vk.receiver);
 	if (a && name_verdicts_cached) {
-		__builtin_memcpy(vk.addr, addr, 16);
 		epoch = bpf_map_lookup_elem(&name_epoch, &zero);
 		cached = bpf_map_lookup_elem(&name_verdicts, &vk);
 		if (epoch && cached && cached->epoch == *epoch &&
-		    bpf_ktime_get_coarse_ns() < cached->until_coarse_ns) {
-			out->deny = cached->deny;
-			out->rule = cached->rule;
-			out->name_id = cached->name_id;
+		    verdict_clock() < cached->until_clock_ns) {
+			out->v = *cached;
 			return;
 		}
 		/* Read with a full barrier before the evidence: what is cached under this
 		 * epoch is never older than it. */
 		if (epoch)
-			fresh.epoch = __sync_fetch_and_add(epoch, 0);
+			out->v.epoch = __sync_fetch_and_add(epoch, 0);
 	}
-	__builtin_memcpy(k.addr, addr, 16);
-	receiver_of(id, a, &k);
-	life = judge_evidence(&k, (a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST, app_id,
-			      protocol, port, out);
+	life = judge_evidence(&vk.receiver, (a ? a->dns_scope : names_scope) == PINHOLE_SCOPE_HOST,
+			      app_id, protocol, port, out);
 	if (!epoch)
 		return;
-	fresh.until_coarse_ns = bpf_ktime_get_coarse_ns() +
-				(life < VERDICT_CACHE_NS ? life : VERDICT_CACHE_NS);
-	fresh.deny = out->deny;
-	fresh.rule = out->rule;
-	fresh.name_id = out->name_id;
-	bpf_map_update_elem(&name_verdicts, &vk, &fresh, BPF_ANY);
+	out->v.until_clock_ns = verdict_clock() +
+				 (life < VERDICT_CACHE_NS ? life : VERDICT_CACHE_NS);
+	/* The host's key may have been looked up in it: the app's again. */
+	receiver_of(id, a, &vk.receiver);
+	bpf_map_update_elem(&name_verdicts, &vk, &out->v, BPF_ANY);
 }
 
 #endif /* PINHOLE_NAME_DECIDE_H */

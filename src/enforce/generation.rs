@@ -117,6 +117,7 @@ pub fn load(
         .context("the enforcer object has no read-only data section")?;
     ro.generation = number;
     ro.lsm_backend = u8::from(opts.backend == Backend::Lsm);
+    ro.verdicts_boot_clock = ro.lsm_backend;
     ro.force_audit = u8::from(opts.force_audit);
     ro.send_allowed = u8::from(opts.send_allowed);
     if let Some((id, level)) = opts.scope {
