@@ -109,10 +109,10 @@ struct {
 /*
  * What the names decided for (app, address, protocol, port): a connect's evidence
  * lookup, the names' matches and rules cost three hash lookups and a precise clock read;
- * a repeated connect then costs one lookup and a coarse clock read. An entry stands
- * while the evidence epoch is the one it was worked out under, until the first
- * vouching name expires, and at most VERDICT_CACHE_NS (the coarse clock stops in a
- * suspend: a second after a resume bounds how long an expired answer still counts).
+ * a repeated connect then costs one lookup and a coarse clock read (verdict_clock). An
+ * entry stands while the evidence epoch is the one it was worked out under, until the
+ * first vouching name expires, and at most VERDICT_CACHE_NS (the coarse clock stops in
+ * a suspend: a second after a resume bounds how long an expired answer still counts).
  * Only where no name rule is scoped (names_verdicts_cached): a scope depends on the
  * caller. Sized to the evidence (set by user space; 1 without names).
  */
